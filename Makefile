@@ -1,0 +1,48 @@
+# The open body-worn camera. `make run` and `make test` are all a newcomer needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEVICE ?= .demo/unit
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint fmt bench soak clean
+
+help: ## Show the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-7s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Python 3.11 or newer is needed (set PYTHON=python3.11)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@touch $(STAMP)
+
+run: $(STAMP) ## Run the recorder on the simulated unit (provisions a demo unit on first run)
+	$(BIN)/python -m firmware.demo --device $(DEVICE)
+
+test: $(STAMP) lint ## Static checks, then the whole test suite
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff, ruff format --check, mypy --strict, import-linter
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: $(STAMP) ## Format the code
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP) ## Run the benchmarks; writes .bench/results.json
+	$(BIN)/python -m bench
+
+soak: $(STAMP) ## Long fault-injection run (SOAK_TRIALS=200 by default)
+	SOAK_TRIALS=$${SOAK_TRIALS:-200} $(BIN)/python -m pytest -m soak -p no:cacheprovider tests/integration
+
+clean: ## Remove the virtualenv, caches and demo unit
+	rm -rf $(VENV) .bench .demo .pytest_cache .mypy_cache .ruff_cache build *.egg-info

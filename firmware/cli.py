@@ -1,0 +1,77 @@
+"""The ``bwc`` console script: parses arguments and maps the project's errors to exit codes.
+
+Command modules are imported lazily so that ``bwc run`` does not pay for what it does not use.
+Exit codes (CONTRACT §2): 0 success; 1 the work failed or integrity broken; 2 usage/config error,
+one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from hal.errors import BwcError, IntegrityError, RefusedError, UsageError
+
+# Command name -> module under firmware.commands. Each module owns its own sub-parser.
+COMMANDS: dict[str, str] = {
+    "keys": "keys",
+    "provision": "provision",
+    "sim": "sim",
+    "run": "run",
+    "verify": "verify",
+    "export": "export",
+    "fw": "fw",
+    "offload": "offload",
+}
+
+log = logging.getLogger(__name__)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bwc", description="The open body-worn camera.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"firmware.commands.{module_name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+    except UsageError as exc:
+        print(f"bwc {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except IntegrityError as exc:
+        print(f"bwc {args.command}: integrity failure: {exc}", file=sys.stderr)
+        return 1
+    except RefusedError as exc:
+        print(f"bwc {args.command}: refused: {exc}", file=sys.stderr)
+        return 1
+    except BwcError as exc:
+        print(f"bwc {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
