@@ -1,0 +1,81 @@
+"""Where everything lives on a unit's storage. One place names every path.
+
+The simulated unit is a directory standing for the SD card; its layout mirrors the real
+partition plan (see docs/unit-layout.md):
+
+    DEVICE/boot/            the FAT boot partition: autoboot.txt, tryboot flag (boot control)
+    DEVICE/slots/A, B/      the two root-filesystem slots, each holding one installed firmware
+    DEVICE/identity/        device-key.pem (0600), device-pub.pem, agency/*.pem, release-pub.pem
+    DEVICE/config/          profile.toml, unit.json (device id, officer id)
+    DEVICE/evidence/        the append-only signed chain (recorder.evidence)
+    DEVICE/update/          update state: security_version floor, try-boot attempts, logs
+    DEVICE/run/             volatile state of the running boot (lock, status, pid)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class UnitLayout:
+    root: Path
+
+    @property
+    def boot(self) -> Path:
+        return self.root / "boot"
+
+    @property
+    def slots(self) -> Path:
+        return self.root / "slots"
+
+    def slot(self, name: str) -> Path:
+        return self.slots / name
+
+    @property
+    def identity(self) -> Path:
+        return self.root / "identity"
+
+    @property
+    def device_key(self) -> Path:
+        return self.identity / "device-key.pem"
+
+    @property
+    def device_pub(self) -> Path:
+        return self.identity / "device-pub.pem"
+
+    @property
+    def agency_dir(self) -> Path:
+        return self.identity / "agency"
+
+    @property
+    def release_pub(self) -> Path:
+        return self.identity / "release-pub.pem"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def profile(self) -> Path:
+        return self.config / "profile.toml"
+
+    @property
+    def unit_json(self) -> Path:
+        return self.config / "unit.json"
+
+    @property
+    def evidence(self) -> Path:
+        return self.root / "evidence"
+
+    @property
+    def update(self) -> Path:
+        return self.root / "update"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    def is_provisioned(self) -> bool:
+        return self.unit_json.is_file() and self.device_key.is_file()
