@@ -116,7 +116,7 @@ class Indicator(Protocol):
 
 @runtime_checkable
 class Gnss(Protocol):
-    """A GNSS receiver. ``poll`` never blocks; it returns the fixes completed since the last call."""
+    """A GNSS receiver. ``poll`` never blocks: it returns the fixes completed since last call."""
 
     def poll(self) -> list[GnssFix]: ...
 

@@ -189,8 +189,6 @@ def _build_section(name: str, cls: type[_S], table: Any) -> _S:
     return cls(**values)
 
 
-
-
 def _section_classes() -> dict[str, type[Any]]:
     hints = {
         "unit": UnitConfig,
@@ -241,7 +239,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     section, dot, leaf = key.partition(".")
     if not sep or not dot or not section or not leaf:
-        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. recorder.pre_event_s=30")
+        raise ConfigError(
+            f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. recorder.pre_event_s=30"
+        )
     classes = _section_classes()
     if section not in classes:
         raise ConfigError(f"--set {key}: unknown config section [{section}]")
@@ -257,13 +257,13 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        raise ConfigError(
-            f"--set {key}={raw}: value must be {_describe(fields[leaf])}"
-        ) from None
+        raise ConfigError(f"--set {key}={raw}: value must be {_describe(fields[leaf])}") from None
     return key, value
 
 
-def load_profile_text(text: str, source: str, overrides: Mapping[str, Any] | None = None) -> Profile:
+def load_profile_text(
+    text: str, source: str, overrides: Mapping[str, Any] | None = None
+) -> Profile:
     """Parse TOML ``text`` (read by the caller from ``source``) into a ``Profile``."""
     try:
         tables = tomllib.loads(text)
