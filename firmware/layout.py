@@ -77,5 +77,33 @@ class UnitLayout:
     def run(self) -> Path:
         return self.root / "run"
 
+    # Boot control and firmware update state (firmware.boot_control, firmware.update_state).
+
+    @property
+    def autoboot_txt(self) -> Path:
+        return self.boot / "autoboot.txt"
+
+    @property
+    def tryboot_flag(self) -> Path:
+        return self.boot / "tryboot"
+
+    @property
+    def slot_state_json(self) -> Path:
+        return self.boot / "slot-state.json"
+
+    @property
+    def update_state_json(self) -> Path:
+        return self.update / "state.json"
+
+    @property
+    def boot_json(self) -> Path:
+        """What the running (or last) boot chose: slot, try-boot, attempts. Volatile."""
+        return self.run / "boot.json"
+
+    @property
+    def battery_json(self) -> Path:
+        """The simulated battery's current level, written by the running unit."""
+        return self.run / "battery.json"
+
     def is_provisioned(self) -> bool:
         return self.unit_json.is_file() and self.device_key.is_file()
