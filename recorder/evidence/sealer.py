@@ -1,0 +1,530 @@
+"""The sealer: encrypts, signs, chains and durably writes units and events into the evidence store.
+
+It implements ``recorder.sealing.EvidenceSink``. On open it finds the chain head and discovers the
+leftovers of an unclean previous boot (moving them into ``orphans/``, never deleting anything).
+It must not read the wall clock (times are passed in), log keys or plaintext, or delete evidence.
+
+Threading: ``event`` and ``seal_unit`` may be called from different threads; one lock serialises
+appends, so sequence numbers and ``prev`` hashes are assigned in write order.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from hal.errors import IntegrityError, StorageFullError, UsageError
+from hal.protocols import DeviceKey
+from hal.software_key import fingerprint_raw
+from recorder.evidence.format import (
+    AAD_NAME,
+    CIPHER,
+    CONTENT_KEY_LEN,
+    DEVICE_PUB_NAME,
+    FORMAT,
+    NONCE_LEN,
+    ORPHANS_DIR,
+    TMP_PREFIX,
+    ZERO_HASH,
+    canonical_json,
+    entry_name,
+    hpke_info,
+    parse_entry_name,
+    unit_aad,
+)
+from recorder.evidence.keys import AgencyPublicKey
+from recorder.sealing import JsonValue, UnitMeta
+
+log = logging.getLogger(__name__)
+
+RandomSource = Callable[[int], bytes]
+"""Returns n random bytes. ``os.urandom`` on a unit; a seeded source for golden vectors only."""
+
+_BLOCK = 4096  # Filesystem allocation unit assumed when counting real-disk usage.
+
+
+def new_boot_id(rng: RandomSource = os.urandom) -> str:
+    """A fresh random 128-bit boot id (hex), one per boot."""
+    return rng(16).hex()
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What an unclean previous boot left behind. The caller turns it into signed events.
+
+    ``orphans`` are paths relative to the store (``orphans/<boot>-<name>``) of files moved aside.
+    """
+
+    previous_boot: str | None
+    last_seq: int | None
+    clean_shutdown: bool
+    open_recording: str | None
+    orphans: tuple[str, ...]
+    open_recording_units: int = 0
+    open_recording_segments: int = 0
+    last_frame: int | None = None
+    end_pts_us: int | None = None
+    lost_note: str = ""
+
+    def event_fields(self) -> dict[str, JsonValue]:
+        """Fields of the ``power_loss_discovered`` event."""
+        return {
+            "previous_boot": self.previous_boot,
+            "last_seq": self.last_seq,
+            "open_recording": self.open_recording,
+            "orphans": list(self.orphans),
+            "lost_note": self.lost_note,
+        }
+
+    def stop_fields(self) -> dict[str, JsonValue] | None:
+        """Fields of the ``record_stop`` (trigger ``power_loss_recovery``) for an open recording."""
+        if self.open_recording is None:
+            return None
+        return {
+            "recording": self.open_recording,
+            "trigger": "power_loss_recovery",
+            "segments": self.open_recording_segments,
+            "units": self.open_recording_units,
+            "last_frame": self.last_frame,
+            "end_pts_us": self.end_pts_us,
+        }
+
+
+@dataclass
+class _Head:
+    seq: int = -1
+    hash: str = ZERO_HASH
+    manifest: dict[str, Any] | None = None
+    key: str | None = None
+
+
+@dataclass
+class _OpenScan:
+    recording: str | None = None
+    units: int = 0
+    segments: int = 0
+    last_frame: int | None = None
+    end_pts_us: int | None = None
+    unit_counts: dict[str, list[int]] = field(default_factory=dict)
+
+
+class Sealer:
+    """Appends to one store. Build with ``Sealer.open``; every append is durable when it returns."""
+
+    def __init__(
+        self,
+        *,
+        store: Path,
+        key: DeviceKey,
+        recipients: Sequence[AgencyPublicKey],
+        device_id: str,
+        boot_id: str,
+        utc_source: Callable[[], str] | str,
+        reserve_bytes: int,
+        capacity_bytes: int | None,
+        rng: RandomSource,
+        head: _Head,
+        used_bytes: int,
+        recovery: RecoveryReport | None,
+    ) -> None:
+        self._store = store
+        self._key = key
+        self._recipients = tuple(recipients)
+        self._device_id = device_id
+        self._boot_id = boot_id
+        self._utc_source = utc_source
+        self._reserve_bytes = reserve_bytes
+        self._capacity_bytes = capacity_bytes
+        self._rng = rng
+        self._head = head
+        self._used_bytes = used_bytes
+        self._fingerprint = fingerprint_raw(key.public_key_raw())
+        self._lock = threading.Lock()
+        self.recovery = recovery
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(  # noqa: PLR0917 - positional order is the published API
+        cls,
+        store: Path,
+        key: DeviceKey,
+        recipients: Sequence[AgencyPublicKey],
+        device_id: str,
+        boot_id: str,
+        utc_source: Callable[[], str] | str,
+        reserve_bytes: int = 0,
+        capacity_bytes: int | None = None,
+        *,
+        rng: RandomSource = os.urandom,
+        device_pub_pem: bytes | None = None,
+    ) -> Sealer:
+        """Open (creating if needed) the store, find the head and move an unclean boot's leftovers.
+
+        ``device_pub_pem`` is written as ``device-pub.pem`` if that file is missing (the verifier
+        never trusts it by itself). Raises ``IntegrityError`` if the head was sealed by another key.
+        """
+        if not recipients:
+            raise UsageError("the sealer needs at least one agency recipient key")
+        if reserve_bytes < 0 or (capacity_bytes is not None and capacity_bytes <= 0):
+            raise UsageError("reserve_bytes must be >= 0 and capacity_bytes > 0")
+        try:
+            store.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{store}: cannot create the evidence store: {exc.strerror}") from exc
+        names = sorted(p.name for p in store.iterdir() if p.is_file())
+        head = _find_head(store, names)
+        fp = fingerprint_raw(key.public_key_raw())
+        if head.key is not None and head.key != fp:
+            raise IntegrityError(
+                f"the chain head was sealed by key {head.key[:16]}…, not this unit's key "
+                f"{fp[:16]}…; refusing to extend another device's chain",
+                path=str(store / entry_name(head.seq, "json")),
+            )
+        orphans = _move_orphans(store, names, head.seq, boot_id)
+        recovery = _discover(store, head, orphans)
+        if recovery is not None:
+            log.warning(
+                "unclean end of boot %s discovered (open recording %s, %d orphan files)",
+                recovery.previous_boot,
+                recovery.open_recording,
+                len(recovery.orphans),
+            )
+        pub_path = store / DEVICE_PUB_NAME
+        if device_pub_pem is not None and not pub_path.exists():
+            _write_durable(store, DEVICE_PUB_NAME, device_pub_pem)
+            _fsync_dir(store)
+        used = _usage(store, exact=capacity_bytes is not None)
+        return cls(
+            store=store,
+            key=key,
+            recipients=recipients,
+            device_id=device_id,
+            boot_id=boot_id,
+            utc_source=utc_source,
+            reserve_bytes=reserve_bytes,
+            capacity_bytes=capacity_bytes,
+            rng=rng,
+            head=head,
+            used_bytes=used,
+            recovery=recovery,
+        )
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def store(self) -> Path:
+        return self._store
+
+    @property
+    def head_seq(self) -> int:
+        """Sequence number of the last committed entry; -1 for an empty store."""
+        return self._head.seq
+
+    @property
+    def head_hash(self) -> str:
+        """Hex SHA-256 of the last committed manifest file; 64 zeros for an empty store."""
+        return self._head.hash
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def boot_id(self) -> str:
+        return self._boot_id
+
+    def free_bytes(self) -> int:
+        """Bytes that units can still use before the reserve is reached (never negative)."""
+        return max(0, self._raw_free() - self._reserve_bytes)
+
+    def _raw_free(self) -> int:
+        if self._capacity_bytes is not None:
+            return self._capacity_bytes - self._used_bytes
+        return shutil.disk_usage(self._store).free
+
+    def _cost(self, *sizes: int) -> int:
+        if self._capacity_bytes is not None:
+            return sum(sizes)
+        return sum(-(-s // _BLOCK) * _BLOCK for s in sizes)
+
+    # ------------------------------------------------------------------ appending
+
+    def event(
+        self,
+        kind: str,
+        fields: Mapping[str, JsonValue],
+        *,
+        mono_us: int,
+        utc_us: int,
+        reserve_ok: bool = False,
+    ) -> int:
+        """Seal one event; returns its sequence number. ``reserve_ok`` lets it use the reserve."""
+        if not kind:
+            raise UsageError("an event needs a kind")
+        with self._lock:
+            seq = self._head.seq + 1
+            manifest = self._common(seq, "event", mono_us, utc_us)
+            manifest["kind"] = kind
+            manifest["fields"] = dict(fields)
+            data = canonical_json(manifest)
+            sig = self._key.sign(data)
+            self._check_space(self._cost(len(data), len(sig)), reserve_ok=reserve_ok)
+            self._commit(seq, data, sig, None)
+            return seq
+
+    def seal_unit(self, payload: bytes, meta: UnitMeta, *, mono_us: int, utc_us: int) -> int:
+        """Encrypt, sign and durably store one unit; returns its sequence number."""
+        with self._lock:
+            seq = self._head.seq + 1
+            manifest = self._common(seq, "unit", mono_us, utc_us)
+            aad = unit_aad(
+                device=self._device_id,
+                key=self._fingerprint,
+                seq=seq,
+                recording=meta.recording_id,
+                segment=meta.segment,
+                unit=meta.unit,
+            )
+            content_key = self._rng(CONTENT_KEY_LEN)
+            nonce = self._rng(NONCE_LEN)
+            ciphertext = AESGCM(content_key).encrypt(nonce, payload, aad)
+            info = hpke_info(aad)
+            recipients = [
+                {
+                    "fingerprint": r.fingerprint,
+                    "suite": r.suite,
+                    "enc_and_ct": base64.b64encode(r.wrap(content_key, info)).decode("ascii"),
+                }
+                for r in self._recipients
+            ]
+            del content_key
+            manifest.update(
+                {
+                    "recording": meta.recording_id,
+                    "segment": meta.segment,
+                    "unit": meta.unit,
+                    "first_frame": meta.first_frame,
+                    "frame_count": meta.frame_count,
+                    "start_pts_us": meta.start_pts_us,
+                    "end_pts_us": meta.end_pts_us,
+                    "start_utc_us": meta.start_utc_us,
+                    "start_utc_source": meta.utc_source,
+                    "final": meta.final,
+                    "pre_event": meta.pre_event,
+                    "audio": meta.audio,
+                    "gnss": dict(meta.gnss) if meta.gnss is not None else None,
+                    "extra": dict(meta.extra),
+                    "payload": {
+                        "file": entry_name(seq, "bin"),
+                        "size": len(ciphertext),
+                        "sha256": hashlib.sha256(ciphertext).hexdigest(),
+                        "cipher": CIPHER,
+                        "nonce": nonce.hex(),
+                        "aad": AAD_NAME,
+                    },
+                    "recipients": recipients,
+                }
+            )
+            data = canonical_json(manifest)
+            sig = self._key.sign(data)
+            self._check_space(self._cost(len(ciphertext), len(data), len(sig)), reserve_ok=False)
+            self._commit(seq, data, sig, ciphertext)
+            return seq
+
+    def _common(self, seq: int, kind: str, mono_us: int, utc_us: int) -> dict[str, Any]:
+        source = self._utc_source() if callable(self._utc_source) else self._utc_source
+        return {
+            "format": FORMAT,
+            "seq": seq,
+            "prev": self._head.hash,
+            "type": kind,
+            "device": self._device_id,
+            "key": self._fingerprint,
+            "boot": self._boot_id,
+            "mono_us": int(mono_us),
+            "utc_us": int(utc_us),
+            "utc_source": str(source),
+        }
+
+    def _check_space(self, needed: int, *, reserve_ok: bool) -> None:
+        available = self._raw_free() if reserve_ok else self.free_bytes()
+        if needed > available:
+            raise StorageFullError(
+                errno.ENOSPC,
+                f"evidence store full: need {needed} bytes, {available} available"
+                + ("" if reserve_ok else f" above the {self._reserve_bytes}-byte reserve"),
+            )
+
+    def _commit(self, seq: int, manifest: bytes, sig: bytes, ciphertext: bytes | None) -> None:
+        # Order matters: payload and signature are durable under their final names before the
+        # manifest's rename, which is the commit point. A cut before it leaves orphans only.
+        try:
+            if ciphertext is not None:
+                _write_durable(self._store, entry_name(seq, "bin"), ciphertext)
+            _write_durable(self._store, entry_name(seq, "sig"), sig)
+            _fsync_dir(self._store)
+            _write_durable(self._store, entry_name(seq, "json"), manifest)
+            _fsync_dir(self._store)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise StorageFullError(errno.ENOSPC, "evidence store full (disk)") from exc
+            raise
+        self._used_bytes += len(manifest) + len(sig) + (len(ciphertext) if ciphertext else 0)
+        self._head = _Head(seq, hashlib.sha256(manifest).hexdigest(), None, self._fingerprint)
+
+
+# ---------------------------------------------------------------------- file helpers
+
+
+def _write_durable(directory: Path, name: str, data: bytes) -> None:
+    tmp = directory / f"{TMP_PREFIX}{name}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, directory / name)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _usage(store: Path, *, exact: bool) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(store):
+        for f in files:
+            size = os.path.getsize(os.path.join(dirpath, f))
+            total += size if exact else -(-size // _BLOCK) * _BLOCK
+    return total
+
+
+def _load_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _find_head(store: Path, names: Sequence[str]) -> _Head:
+    seqs = [p[0] for p in map(parse_entry_name, names) if p is not None and p[1] == "json"]
+    if not seqs:
+        return _Head()
+    seq = max(seqs)
+    path = store / entry_name(seq, "json")
+    data = path.read_bytes()
+    manifest = _load_manifest(path)
+    key = manifest.get("key") if manifest is not None else None
+    return _Head(
+        seq, hashlib.sha256(data).hexdigest(), manifest, key if isinstance(key, str) else None
+    )
+
+
+def _move_orphans(store: Path, names: Sequence[str], head_seq: int, boot_id: str) -> list[str]:
+    """Move temp files and payloads/signatures without a committed manifest into ``orphans/``."""
+    leftovers = []
+    for name in names:
+        parsed = parse_entry_name(name)
+        if name.startswith(TMP_PREFIX) or (
+            parsed is not None and parsed[1] != "json" and parsed[0] > head_seq
+        ):
+            leftovers.append(name)
+    if not leftovers:
+        return []
+    orphan_dir = store / ORPHANS_DIR
+    orphan_dir.mkdir(exist_ok=True)
+    moved = []
+    for name in leftovers:
+        target = f"{boot_id}-{name}"
+        os.rename(store / name, orphan_dir / target)
+        moved.append(f"{ORPHANS_DIR}/{target}")
+    _fsync_dir(orphan_dir)
+    _fsync_dir(store)
+    return moved
+
+
+def _discover(store: Path, head: _Head, orphans: list[str]) -> RecoveryReport | None:
+    m = head.manifest
+    if head.seq < 0:
+        if not orphans:
+            return None
+        return RecoveryReport(None, None, False, None, tuple(orphans), lost_note=_note(None))
+    clean = m is not None and m.get("type") == "event" and m.get("kind") == "shutdown"
+    if clean and not orphans:
+        return None
+    previous_boot = m.get("boot") if m is not None else None
+    scan = _scan_open_recording(store, head.seq, previous_boot) if not clean else _OpenScan()
+    return RecoveryReport(
+        previous_boot=previous_boot if isinstance(previous_boot, str) else None,
+        last_seq=head.seq,
+        clean_shutdown=clean,
+        open_recording=scan.recording,
+        orphans=tuple(orphans),
+        open_recording_units=scan.units,
+        open_recording_segments=scan.segments,
+        last_frame=scan.last_frame,
+        end_pts_us=scan.end_pts_us,
+        lost_note=_note(head.seq) if not clean else "clean shutdown; leftovers moved aside",
+    )
+
+
+def _note(last_seq: int | None) -> str:
+    return (
+        f"power lost after entry {last_seq}; anything not sealed by then (at most the unit "
+        "being written and the pre-event buffer in RAM) was lost"
+    )
+
+
+def _scan_open_recording(store: Path, head_seq: int, boot: object) -> _OpenScan:
+    """Walk back through the previous boot's entries to the nearest record_start/record_stop.
+
+    Bounded by the length of the last recording, so boot time does not grow with the store.
+    """
+    scan = _OpenScan()
+    last_unit: dict[str, tuple[int, int]] = {}
+    for seq in range(head_seq, -1, -1):
+        m = _load_manifest(store / entry_name(seq, "json"))
+        if m is None or m.get("boot") != boot:
+            break
+        if m.get("type") == "unit":
+            rec = str(m.get("recording"))
+            counts = scan.unit_counts.setdefault(rec, [0, 0])
+            counts[0] += 1
+            counts[1] = max(counts[1], int(m.get("segment", 0)) + 1)
+            if rec not in last_unit:
+                last_unit[rec] = (
+                    int(m.get("first_frame", 0)) + int(m.get("frame_count", 0)) - 1,
+                    int(m.get("end_pts_us", 0)),
+                )
+        elif m.get("type") == "event" and m.get("kind") in ("record_start", "record_stop"):
+            fields = m.get("fields")
+            rec = str(fields.get("recording")) if isinstance(fields, dict) else ""
+            if m.get("kind") == "record_start":
+                scan.recording = rec
+                scan.units, scan.segments = scan.unit_counts.get(rec, [0, 0])
+                if rec in last_unit:
+                    scan.last_frame, scan.end_pts_us = last_unit[rec]
+            break
+    return scan
