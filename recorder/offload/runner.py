@@ -1,0 +1,403 @@
+"""One offload round: send every unconfirmed file of an evidence store to a target, record the
+receipts as signed events, then free the space of confirmed payloads.
+
+Invariants, in the order the round keeps them:
+1. A file counts as offloaded only after ``target.confirm`` accepted its receipt.
+2. Confirmed files are named in a signed ``offload_receipt`` event before anything is freed.
+3. An ``offload_freed`` event naming the payloads is durable before the first unlink, so a power
+   cut in between leaves a payload that the chain already explains as offloaded.
+4. Only ``.bin`` payloads are freed, and only when their whole entry (payload, signature,
+   manifest) is confirmed at this target; manifests and signatures stay, so the chain still
+   verifies on the unit.
+State is rebuilt from the chain on every round (receipts are events), and files the target
+already holds with the same bytes are confirmed without being sent again, so a round can stop
+at any point (undock, link loss, power cut) and the next one resumes.
+This module must not delete anything but confirmed ``.bin`` payloads, and it never reads the
+environment: the target, sink and clock are handed in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from hal.errors import IntegrityError
+from hal.protocols import Clock
+from recorder.evidence.format import ORPHANS_DIR, TMP_PREFIX, parse_entry_name
+from recorder.offload.plan import (
+    FREED_KIND,
+    RECEIPT_KIND,
+    ChainState,
+    Confirmed,
+    Entry,
+    PlannedFile,
+    build_plan,
+    freeable_payloads,
+    parse_entry,
+)
+from recorder.offload.targets import (
+    CHUNK_BYTES,
+    OffloadInterrupted,
+    OffloadTarget,
+    Receipt,
+    hash_file,
+)
+from recorder.sealing import JsonValue
+
+log = logging.getLogger(__name__)
+
+US_PER_DAY = 86_400 * 1_000_000
+RECEIPT_BATCH_FILES = 200
+"""Most files named by one ``offload_receipt`` event (keeps each manifest well under 100 kB)."""
+
+
+class ReceiptSink(Protocol):
+    """The part of the unit's evidence sink the offload writes through (``Sealer`` fits)."""
+
+    def event(
+        self,
+        kind: str,
+        fields: Mapping[str, JsonValue],
+        *,
+        mono_us: int,
+        utc_us: int,
+        reserve_ok: bool = False,
+    ) -> int: ...
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long the target must keep what it receives; recordings with a marker keep longer."""
+
+    retention_days: int = 1095
+    marked_retention_days: int = 3650
+
+
+@dataclass
+class OffloadResult:
+    target: str
+    uploaded_files: int = 0
+    uploaded_bytes: int = 0
+    found_files: int = 0  # already at the target with the same bytes (an earlier, cut round)
+    confirmed_before: int = 0  # named by receipts in the chain before this round
+    receipt_events: int = 0
+    freed_files: list[str] = field(default_factory=list)
+    freed_bytes: int = 0
+    pending_files: int = 0  # left for a later round
+    stopped: str = ""  # "" when the round ran to its end, else why it stopped early
+
+    @property
+    def complete(self) -> bool:
+        return not self.stopped and self.pending_files == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "uploaded_files": self.uploaded_files,
+            "uploaded_bytes": self.uploaded_bytes,
+            "found_files": self.found_files,
+            "confirmed_before": self.confirmed_before,
+            "receipt_events": self.receipt_events,
+            "freed_files": len(self.freed_files),
+            "freed_bytes": self.freed_bytes,
+            "pending_files": self.pending_files,
+            "complete": self.complete,
+            "stopped": self.stopped,
+        }
+
+
+@dataclass
+class StoreScan:
+    """The committed entries of a store and its files outside the chain, as found on disk."""
+
+    entries: list[Entry]
+    extra_files: list[str]
+    present_payloads: set[str]
+
+
+def scan_store(store_dir: Path) -> StoreScan:
+    """Committed entries (a manifest exists) in chain order; temp files are never offloaded.
+
+    A payload or signature without its manifest is an entry still being written (or a leftover
+    the sealer moves to ``orphans/`` at next boot): it is not part of the chain yet.
+    """
+    entries: list[Entry] = []
+    extra: list[str] = []
+    payloads: set[str] = set()
+    for item in sorted(os.scandir(store_dir), key=lambda e: e.name):
+        if not item.is_file() or item.name.startswith(TMP_PREFIX):
+            continue
+        parsed = parse_entry_name(item.name)
+        if parsed is None:
+            extra.append(item.name)
+            continue
+        seq, ext = parsed
+        if ext == "bin":
+            payloads.add(item.name)
+        elif ext == "json":
+            try:
+                manifest = json.loads(Path(item.path).read_bytes())
+            except (OSError, ValueError):
+                manifest = {}  # still sent as-is: the verifier, not the offload, judges it
+            entries.append(parse_entry(seq, manifest if isinstance(manifest, dict) else {}))
+    orphans = store_dir / ORPHANS_DIR
+    if orphans.is_dir():
+        extra += sorted(
+            f"{ORPHANS_DIR}/{e.name}"
+            for e in os.scandir(orphans)
+            if e.is_file() and not e.name.startswith(TMP_PREFIX)
+        )
+    # The device key first: a target copy is checkable as soon as its first entry lands.
+    extra.sort(key=lambda n: (n != "device-pub.pem", n))
+    committed = {e.manifest for e in entries}
+    payloads = {p for p in payloads if f"{p[:-4]}.json" in committed}
+    return StoreScan(entries, extra, payloads)
+
+
+class _UndockAwareReader:
+    """A file stream that stops the transfer as soon as ``should_continue`` turns false."""
+
+    def __init__(self, stream: BinaryIO, should_continue: Callable[[], bool]) -> None:
+        self._stream = stream
+        self._should_continue = should_continue
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._should_continue():
+            raise OffloadInterrupted("the unit left the dock during a transfer")
+        return self._stream.read(CHUNK_BYTES if n is None or n < 0 else min(n, CHUNK_BYTES))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+
+class _Round:
+    """The mutable state of one round; ``offload`` drives it."""
+
+    def __init__(
+        self,
+        store_dir: Path,
+        target: OffloadTarget,
+        sink: ReceiptSink,
+        clock: Clock,
+        *,
+        should_continue: Callable[[], bool],
+        retention: Retention,
+    ) -> None:
+        self.store_dir = store_dir
+        self.target = target
+        self.sink = sink
+        self.clock = clock
+        self.should_continue = should_continue
+        self.retention = retention
+        self.scan = scan_store(store_dir)
+        self.state = ChainState.from_entries(self.scan.entries)
+        self.confirmed = self.state.confirmed_at(target.url)
+        self.result = OffloadResult(target=target.url, confirmed_before=len(self.confirmed))
+        self.batch: list[Receipt] = []
+        self.seqs_written: list[int] = []
+
+    # ------------------------------------------------------------------ one file
+
+    def retain_until_us(self, marked: bool) -> int:
+        days = self.retention.marked_retention_days if marked else self.retention.retention_days
+        return self.clock.utc_us() + days * US_PER_DAY
+
+    def send(self, item: PlannedFile, present: Mapping[str, int]) -> Receipt:
+        """Send (or find) one file and confirm it; raises if the target does not hold it."""
+        path = self.store_dir / item.name
+        size, sha, md5 = hash_file(path)
+        until = self.retain_until_us(item.marked)
+        receipt = None
+        if present.get(item.name) == size:
+            receipt = self.target.existing(item.name, size, sha, md5, until)
+            if receipt is not None:
+                self.result.found_files += 1
+        if receipt is None:
+            with path.open("rb") as f:
+                body = _UndockAwareReader(f, self.should_continue)
+                receipt = self.target.put(
+                    item.name, body, size, sha, md5_b64=md5, retain_until_utc_us=until
+                )
+            self.result.uploaded_files += 1
+            self.result.uploaded_bytes += size
+        if (receipt.name, receipt.size, receipt.sha256, receipt.md5_b64) != (
+            item.name,
+            size,
+            sha,
+            md5,
+        ):
+            raise IntegrityError(
+                "the target's receipt does not describe the file sent", path=str(path)
+            )
+        self.target.confirm(receipt)
+        return receipt
+
+    # ------------------------------------------------------------------ receipts and freeing
+
+    def flush(self) -> None:
+        """Receipt event for the confirmed batch, then free the payloads that became freeable."""
+        if self.batch:
+            files: list[JsonValue] = []
+            for r in self.batch:
+                detail = r.to_json()
+                for k in ("target", "name", "size", "sha256"):
+                    detail.pop(k, None)
+                files.append(
+                    {"file": r.name, "sha256": r.sha256, "size": r.size, "receipt": detail}
+                )
+            self.seqs_written.append(
+                self.sink.event(
+                    RECEIPT_KIND,
+                    {"target": self.target.url, "files": files},
+                    mono_us=self.clock.monotonic_us(),
+                    utc_us=self.clock.utc_us(),
+                    reserve_ok=True,
+                )
+            )
+            self.result.receipt_events += 1
+            for r in self.batch:
+                self.confirmed[r.name] = Confirmed(r.sha256, r.size)
+            self.batch = []
+        self.free()
+
+    def free(self) -> None:
+        # Payloads already named by an offload_freed event but still present (a cut between the
+        # event and the unlink) need no second event: the chain already explains them.
+        present = self.scan.present_payloads
+        leftover = sorted(p for p in present if p in self.state.freed)
+        fresh = [
+            p
+            for p in freeable_payloads(self.scan.entries, self.confirmed, present)
+            if p not in self.state.freed
+        ]
+        if fresh:
+            self.seqs_written.append(
+                self.sink.event(
+                    FREED_KIND,
+                    {"target": self.target.url, "files": list(fresh)},
+                    mono_us=self.clock.monotonic_us(),
+                    utc_us=self.clock.utc_us(),
+                    reserve_ok=True,
+                )
+            )
+            self.state.freed.update(fresh)
+        for name in [*leftover, *fresh]:
+            path = self.store_dir / name
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                size = 0
+            present.discard(name)
+            self.result.freed_files.append(name)
+            self.result.freed_bytes += size
+        if leftover or fresh:
+            fd = os.open(self.store_dir, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    # ------------------------------------------------------------------ the round
+
+    def run(self) -> OffloadResult:
+        plan = build_plan(
+            self.scan.entries,
+            self.scan.extra_files,
+            self.state,
+            self.target.url,
+            self.scan.present_payloads,
+        )
+        present = self.target_listing()
+        remaining = len(plan)
+        group = None
+        try:
+            for item in plan:
+                if group is not None and item.group != group:
+                    self.flush()
+                group = item.group
+                if not self.should_continue():
+                    self.result.stopped = "undocked"
+                    break
+                if (
+                    item.bookkeeping
+                    and present.get(item.name) == (self.store_dir / item.name).stat().st_size
+                ):
+                    remaining -= 1  # sent by an earlier round; never receipted (see plan.py)
+                    continue
+                receipt = self.send(item, present)
+                remaining -= 1
+                if not item.bookkeeping:
+                    self.batch.append(receipt)
+                if len(self.batch) >= RECEIPT_BATCH_FILES:
+                    self.flush()
+            self.flush()
+        except OffloadInterrupted:
+            self.result.stopped = "undocked"
+            self.flush()
+        except Exception:
+            # Link loss, a refused or full target, a failed receipt: keep what was confirmed up
+            # to here (receipt, then free), then let the caller see the failure. A power cut
+            # runs no code at all; the next round rebuilds from the chain and the target.
+            self.flush()
+            raise
+        finally:
+            self.result.pending_files = remaining
+        if not self.result.stopped:
+            self.send_own_events()
+        return self.result
+
+    def target_listing(self) -> Mapping[str, int]:
+        return self.target.listing()
+
+    def send_own_events(self) -> None:
+        """Send this round's receipt and freed events too, so the target holds the whole chain.
+
+        They are confirmed but not receipted (see ``plan.BOOKKEEPING_KINDS``); a later round
+        skips them once the target lists them with the right size.
+        """
+        for seq in self.seqs_written:
+            for ext in ("sig", "json"):
+                name = f"{seq:010d}.{ext}"
+                if not self.should_continue():
+                    self.result.stopped = "undocked"
+                    return
+                item = PlannedFile(name, "events", False, True, seq)
+                try:
+                    self.send(item, {})
+                except OffloadInterrupted:
+                    self.result.stopped = "undocked"
+                    return
+
+
+def offload(
+    store_dir: Path,
+    target: OffloadTarget,
+    evidence_sink: ReceiptSink,
+    clock: Clock,
+    should_continue: Callable[[], bool],
+    *,
+    retention: Retention | None = None,
+) -> OffloadResult:
+    """Run one offload round of ``store_dir`` to ``target``; see the module docstring.
+
+    Returns normally when everything was sent or the unit was undocked (``result.stopped``);
+    raises the target's error (``OffloadError``, ``IntegrityError``, ``StorageFullError``)
+    after recording the receipts of what was confirmed before it.
+    """
+    return _Round(
+        store_dir,
+        target,
+        evidence_sink,
+        clock,
+        should_continue=should_continue,
+        retention=retention or Retention(),
+    ).run()
