@@ -1,0 +1,151 @@
+"""Simulated GPIO: the production gpiozero backends on gpiozero's ``MockFactory``, plus the driving
+methods the scenario player uses (press, hold, bounce, dock) on simulated time.
+
+Each simulated unit owns one mock factory (``make_pin_factory``). The mock pin does not debounce,
+so ``schedule_bounce`` really delivers a burst of edges. Gestures are not recognised here.
+
+Threading: everything runs on the thread that advances the ``VirtualClock``; the mock pin calls
+the edge sink synchronously inside ``press``/``release``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from hal.gpio import GpiozeroButton, GpiozeroDock, GpiozeroIndicator, IndicatorKind, PinId
+from hal.protocols import EdgeSink
+from hal.types import Pattern
+from simulator.clock import VirtualClock
+
+DOUBLE_PRESS_PRESS_S = 0.12
+DOUBLE_PRESS_GAP_S = 0.15
+"""A double press: pressed 120 ms, released 150 ms, pressed 120 ms."""
+
+
+def make_pin_factory() -> Any:
+    """One mock pin factory for a simulated unit; its pins can do PWM (for the haptic motor)."""
+    return MockFactory(pin_class=MockPWMPin)
+
+
+def _s_to_us(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+class SimButton:
+    """A ``Button``: ``GpiozeroButton`` on a mock pin, driven by the scenario (active low)."""
+
+    def __init__(self, name: str, pin: PinId, clock: VirtualClock, pin_factory: Any) -> None:
+        self._clock = clock
+        self._button = GpiozeroButton(name, pin, clock, pin_factory=pin_factory, active_low=True)
+        self._pin = self._button.device.pin
+
+    @property
+    def name(self) -> str:
+        return self._button.name
+
+    @property
+    def is_active(self) -> bool:
+        return self._button.is_active
+
+    def on_edge(self, sink: EdgeSink) -> None:
+        self._button.on_edge(sink)
+
+    def close(self) -> None:
+        self._button.close()
+
+    # -- driving -------------------------------------------------------------------------------
+
+    def press(self) -> None:
+        self._pin.drive_low()
+
+    def release(self) -> None:
+        self._pin.drive_high()
+
+    def schedule_press(self, at_us: int, duration_s: float = 0.15) -> None:
+        self._clock.call_at(at_us, self.press)
+        self._clock.call_at(at_us + _s_to_us(duration_s), self.release)
+
+    def schedule_double_press(self, at_us: int) -> None:
+        press_us = _s_to_us(DOUBLE_PRESS_PRESS_S)
+        second_us = at_us + press_us + _s_to_us(DOUBLE_PRESS_GAP_S)
+        self.schedule_press(at_us, DOUBLE_PRESS_PRESS_S)
+        self.schedule_press(second_us, DOUBLE_PRESS_PRESS_S)
+
+    def schedule_hold(self, at_us: int, hold_s: float) -> None:
+        self.schedule_press(at_us, hold_s)
+
+    def schedule_bounce(
+        self, at_us: int, edges: int = 6, spacing_us: int = 300, settle_active: bool = False
+    ) -> None:
+        """Contact chatter: ``edges`` alternating edges ``spacing_us`` apart (sub-millisecond),
+        starting with a press; the line ends pressed if ``settle_active``, else released."""
+        if settle_active and edges % 2 == 0:
+            edges += 1
+        if not settle_active and edges % 2 == 1:
+            edges += 1
+        for k in range(edges):
+            self._clock.call_at(at_us + k * spacing_us, self.press if k % 2 == 0 else self.release)
+
+
+class SimIndicator:
+    """An ``Indicator``: ``GpiozeroIndicator`` on a mock pin, steady on/off only (no blink
+    threads), recording ``history`` = [(monotonic_us, pattern name), ...] of every ``play``."""
+
+    def __init__(
+        self, name: str, pin: PinId, kind: IndicatorKind, clock: VirtualClock, pin_factory: Any
+    ) -> None:
+        self._clock = clock
+        self._indicator = GpiozeroIndicator(name, pin, kind, pin_factory=pin_factory, animate=False)
+        self.history: list[tuple[int, str]] = []
+
+    @property
+    def name(self) -> str:
+        return self._indicator.name
+
+    @property
+    def is_lit(self) -> bool:
+        return self._indicator.is_lit
+
+    @property
+    def pattern(self) -> Pattern | None:
+        return self._indicator.pattern
+
+    def play(self, pattern: Pattern) -> None:
+        self.history.append((self._clock.monotonic_us(), pattern.name))
+        self._indicator.play(pattern)
+
+    def close(self) -> None:
+        self._indicator.close()
+
+
+class SimDock:
+    """A ``Dock``: the dock-sense line on a mock pin (active low) and a settable network link."""
+
+    def __init__(self, pin: PinId, pin_factory: Any) -> None:
+        self._link = True
+        self._dock = GpiozeroDock(pin, pin_factory, active_low=True, link_probe=self._link_state)
+        self._pin = self._dock.device.pin
+
+    def docked(self) -> bool:
+        return self._dock.docked()
+
+    def link_up(self) -> bool:
+        return self._dock.link_up()
+
+    def set_docked(self, docked: bool) -> None:
+        if docked:
+            self._pin.drive_low()
+        else:
+            self._pin.drive_high()
+
+    def set_link(self, up: bool) -> None:
+        """Whether the dock's network answers while docked (e.g. to simulate an offline dock)."""
+        self._link = up
+
+    def close(self) -> None:
+        self._dock.close()
+
+    def _link_state(self) -> bool:
+        return self._link
