@@ -51,9 +51,19 @@ class EvidenceSink(Protocol):
     """
 
     def event(
-        self, kind: str, fields: Mapping[str, JsonValue], *, mono_us: int, utc_us: int
+        self,
+        kind: str,
+        fields: Mapping[str, JsonValue],
+        *,
+        mono_us: int,
+        utc_us: int,
+        reserve_ok: bool = False,
     ) -> int:
-        """Seal one event; returns its sequence number in the chain."""
+        """Seal one event; returns its sequence number in the chain.
+
+        ``reserve_ok`` lets the event use the storage reserve (how a ``storage_full`` event and
+        the ``record_stop`` after it still get written); units never may.
+        """
         ...
 
     def seal_unit(self, payload: bytes, meta: UnitMeta, *, mono_us: int, utc_us: int) -> int:

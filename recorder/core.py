@@ -1,0 +1,547 @@
+"""The recorder: turns frames, button edges and time into sealed units and signed events.
+
+Driven synchronously by its owner (the composition root in ``firmware``): every handler runs on
+one thread, to completion, in the order the owner calls them, so the recorder is deterministic.
+On a real unit backend callbacks queue values and a loop drains them into these handlers; on the
+simulator the virtual clock's scheduler does. The recorder never reads the wall clock (time comes
+from the injected ``Clock`` and from frame/edge timestamps), never touches files (the
+``EvidenceSink`` does), and never imports a concrete backend.
+
+Decisions worth knowing (also in docs/feedback.md and the README):
+
+* The press time of a double press is its FIRST press; the pre-roll counts back from it.
+* A ``function`` press adds a marker only while recording; while buffering it does nothing
+  (there is no recording to attach it to) and writes no event.
+* A ``function`` hold toggles stealth only when ``recorder.stealth_allowed``; otherwise the wearer
+  feels the short ``haptic:refused`` pattern and no event is written.
+* Below ``recorder.critical_battery_pct`` a recording is stopped (trigger ``low_battery``) and new
+  ones are refused until the level rises above it again.
+* After ``StorageFullError`` the recording is stopped with events that may use the reserve; the
+  unit stays in FAULT (still buffering in RAM) until the sink reports room for ``_RESUME_S``
+  seconds of video again.
+* Audio: kept in the pre-event buffer only when ``recorder.pre_event_audio`` is true. It is not
+  muxed into the TS yet (the segmenter is video-only), so units carry ``audio=False``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hal.errors import StorageFullError
+from hal.protocols import Battery, Clock, Gnss
+from hal.types import AudioChunk, ClockSource, EncodedFrame, GnssFix
+from recorder.config import Profile
+from recorder.feedback import Feedback, FeedbackController
+from recorder.gestures import Gesture, GestureRecogniser
+from recorder.pre_event_buffer import PreEventBuffer
+from recorder.sealing import EvidenceSink, JsonValue, UnitMeta
+from recorder.segmenter import Segmenter, TsUnit
+from recorder.state_machine import (
+    Booted,
+    Event,
+    Faulted,
+    PowerOff,
+    Recovered,
+    StartRequested,
+    State,
+    Stopped,
+    StopRequested,
+    transition,
+)
+
+log = logging.getLogger(__name__)
+
+_CLOCK_STEP_THRESHOLD_US = 1_000_000
+_GNSS_FRESH_US = 10_000_000  # a fix older than this is not attached to a unit
+_SPACE_CHECK_US = 1_000_000
+_RESUME_S = 10.0
+_BATTERY_CHECK_US = 1_000_000
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class _Recording:
+    """What the recorder tracks about the recording in progress."""
+
+    def __init__(self, rec_id: str, trigger: str, press_mono_us: int, press_utc_us: int) -> None:
+        self.id = rec_id
+        self.trigger = trigger
+        self.press_mono_us = press_mono_us
+        self.press_utc_us = press_utc_us
+        self.started = False  # record_start written (waits for a keyframe if none is buffered)
+        self.units = 0
+        self.last_index: int | None = None  # last frame index given to the segmenter
+        self.last_sealed_frame: int | None = None
+        self.end_pts_us: int | None = None
+        self.next_reminder_us = 0
+        self.gnss_last_attached_us: int | None = None
+        self.frames_awaiting_keyframe = 0
+
+
+class Recorder:
+    """The unit's recorder. See the module docstring for threading and decisions."""
+
+    def __init__(  # noqa: PLR0917 (the brief's positional order; callers may use keywords)
+        self,
+        clock: Clock,
+        evidence: EvidenceSink,
+        feedback: FeedbackController,
+        profile: Profile,
+        identity: Mapping[str, Any],
+        gnss: Gnss | None = None,
+        battery: Battery | None = None,
+        *,
+        id_factory: Callable[[], str] = _new_id,
+    ) -> None:
+        self._clock = clock
+        self._evidence = evidence
+        self._feedback = feedback
+        self._profile = profile
+        self._rc = profile.recorder
+        self._identity = dict(identity)
+        self._gnss = gnss
+        self._battery = battery
+        self._new_id = id_factory
+        cam = profile.camera
+        self._buffer = PreEventBuffer(
+            self._rc.pre_event_s,
+            cam.keyframe_interval_s,
+            PreEventBuffer.max_bytes_for(
+                cam.bitrate_bps, self._rc.pre_event_s, cam.keyframe_interval_s
+            ),
+            keep_audio=self._rc.pre_event_audio,
+        )
+        self._gestures = GestureRecogniser(
+            self._rc.double_press_window_s, self._rc.hold_s, profile.gpio.bounce_ms
+        )
+        self._state = State.BOOTING
+        self._rec: _Recording | None = None
+        self._segmenter: Segmenter | None = None
+        self._last_frame_index: int | None = None
+        self._latest_fix: GnssFix | None = None
+        self._battery_status: dict[str, JsonValue] | None = None
+        self._low_battery_reported = False
+        self._critical = False
+        self._next_battery_check_us = 0
+        self._next_space_check_us = 0
+        self._storage_blocked = False
+        self._ignored_transitions = 0
+        self._audio_not_muxed = 0
+        self.recordings: list[str] = []
+
+    # -- public surface ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def stealth(self) -> bool:
+        return self._feedback.stealth
+
+    @property
+    def recording_id(self) -> str | None:
+        return self._rec.id if self._rec else None
+
+    def start(self) -> None:
+        """BOOTING -> BUFFERING; writes the ``buffering`` event."""
+        if self._fire(Booted(self._clock.monotonic_us())):
+            self._event(
+                "buffering",
+                {"pre_event_s": self._rc.pre_event_s, "pre_event_audio": self._rc.pre_event_audio},
+            )
+            self._feedback.show(Feedback.BUFFERING)
+
+    def handle_frame(self, frame: EncodedFrame) -> None:
+        last = self._last_frame_index
+        self._last_frame_index = frame.frame_index
+        if self._state is State.RECORDING and self._rec is not None:
+            self._record_frame(frame)
+            return
+        if last is not None and frame.frame_index != last + 1:
+            log.info("camera frame gap while buffering: %s -> %s", last, frame.frame_index)
+        if self._state in (State.BUFFERING, State.FAULT):
+            self._buffer.push(frame)
+
+    def handle_audio(self, chunk: AudioChunk) -> None:
+        if self._state in (State.BUFFERING, State.FAULT):
+            self._buffer.push_audio(chunk)  # a no-op unless pre_event_audio
+        elif self._state is State.RECORDING:
+            self._audio_not_muxed += 1
+
+    def handle_edge(self, name: str, active: bool, t_us: int) -> None:
+        for gesture in self._gestures.feed(name, active, t_us):
+            self._on_gesture(gesture)
+
+    def tick(self, now_us: int) -> None:
+        """Timers: gesture holds and windows, reminders, GNSS, battery and free space."""
+        for gesture in self._gestures.tick(now_us):
+            self._on_gesture(gesture)
+        rec = self._rec
+        if (
+            self._state is State.RECORDING
+            and rec is not None
+            and self._rc.reminder_interval_s > 0
+            and now_us >= rec.next_reminder_us
+        ):
+            self._feedback.show(Feedback.REMINDER)
+            rec.next_reminder_us = now_us + round(self._rc.reminder_interval_s * 1e6)
+        self._poll_gnss(now_us)
+        self._poll_battery(now_us)
+        if self._state is State.FAULT and self._storage_blocked:
+            self._check_space(now_us)
+
+    def shutdown(self, reason: str) -> None:
+        """Stop any recording cleanly, write ``shutdown`` and go OFF."""
+        if self._state is State.OFF:
+            return
+        if self._state is State.RECORDING:
+            self._stop("shutdown")
+        self._fire(PowerOff(self._clock.monotonic_us(), reason))
+        try:
+            self._event("shutdown", {"reason": reason}, reserve_ok=True)
+        finally:
+            self._state = State.OFF
+            self._buffer.clear()
+            self._feedback.close()
+
+    def status(self) -> dict[str, JsonValue]:
+        fix = self._latest_fix
+        return {
+            "state": self._state.value,
+            "buffer_s": round(self._buffer.duration_s(), 3),
+            "buffer_audio_chunks": self._buffer.audio_count,
+            "recording": self._rec.id if self._rec else None,
+            "gnss": _fix_json(fix, self._clock.monotonic_us()) if fix else None,
+            "battery": self._battery_status,
+            "stealth": self._feedback.stealth,
+            "storage_blocked": self._storage_blocked,
+            "clock_source": self._clock.source.value,
+        }
+
+    # -- gestures ------------------------------------------------------------------------------
+
+    def _on_gesture(self, g: Gesture) -> None:
+        log.debug("gesture %s %s at %s", g.kind, g.button, g.t_us)
+        if (g.kind, g.button) == ("double_press", "event") or g.kind == "trigger":
+            trigger = "double_press" if g.kind == "double_press" else "trigger"
+            self._request_start(trigger, g.t_us)
+        elif (g.kind, g.button) == ("hold", "event"):
+            if self._state is State.RECORDING:
+                self._stop("hold")
+        elif (g.kind, g.button) == ("press", "function"):
+            if self._state is State.RECORDING:
+                self._marker(g.t_us)
+        elif (g.kind, g.button) == ("hold", "function"):
+            self._toggle_stealth()
+
+    def _request_start(self, trigger: str, press_mono_us: int) -> None:
+        if self._state is State.RECORDING:
+            return
+        if self._state is State.FAULT and self._storage_blocked:
+            self._check_space(self._clock.monotonic_us(), force=True)
+        if self._state is not State.BUFFERING or self._critical:
+            self._feedback.show(Feedback.REFUSED)
+            log.warning("recording refused in state %s (critical=%s)", self._state, self._critical)
+            return
+        now_mono = self._clock.monotonic_us()
+        press_utc_us = self._clock.utc_us() - (now_mono - press_mono_us)
+        if not self._fire(StartRequested(now_mono, trigger)):
+            return
+        rec = _Recording(self._new_id(), trigger, press_mono_us, press_utc_us)
+        rec.next_reminder_us = now_mono + round(self._rc.reminder_interval_s * 1e6)
+        self._rec = rec
+        self.recordings.append(rec.id)
+        cam = self._profile.camera
+        self._segmenter = Segmenter(cam.width, cam.height, self._rc.unit_s, self._rc.segment_s)
+        preroll = self._buffer.drain(press_mono_us)
+        if preroll.audio:
+            log.info("pre-event audio kept but not muxed: %s chunks", len(preroll.audio))
+        if not preroll.frames:
+            log.warning("no keyframe buffered yet; recording starts at the next keyframe")
+            return
+        if not self._write_record_start(rec, preroll.frames[0], preroll.byte_limited):
+            return
+        for frame in preroll.frames:
+            if not self._feed_segmenter(frame):
+                return
+
+    def _write_record_start(self, rec: _Recording, first: EncodedFrame, byte_limited: bool) -> bool:
+        captured_s = max(0, rec.press_mono_us - first.pts_us) / 1e6
+        fields: dict[str, JsonValue] = {
+            "recording": rec.id,
+            "trigger": rec.trigger,
+            "press_mono_us": rec.press_mono_us,
+            "press_utc_us": rec.press_utc_us,
+            "pre_event_s": self._rc.pre_event_s,
+            "pre_event_captured_s": round(captured_s, 6),
+            "pre_event_byte_limited": byte_limited,
+            "first_frame": first.frame_index,
+            "pre_event_audio": self._rc.pre_event_audio,
+            "officer_id": self._identity.get("officer_id"),
+            "profile_digest": self._profile.digest(),
+        }
+        try:
+            self._event("record_start", fields)
+        except StorageFullError:
+            self._storage_full(during_start=True)
+            return False
+        rec.started = True
+        self._feedback.show(Feedback.RECORDING_START)
+        return True
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def _record_frame(self, frame: EncodedFrame) -> None:
+        rec = self._rec
+        assert rec is not None
+        if not rec.started:
+            if not frame.is_keyframe:
+                rec.frames_awaiting_keyframe += 1
+                return
+            if not self._write_record_start(rec, frame, False):
+                return
+        self._feed_segmenter(frame)
+
+    def _feed_segmenter(self, frame: EncodedFrame) -> bool:
+        """Mux one frame and seal the units it completes; False if recording had to stop."""
+        rec, seg = self._rec, self._segmenter
+        assert rec is not None and seg is not None
+        if rec.last_index is not None and frame.frame_index != rec.last_index + 1:
+            self._event(
+                "frame_gap",
+                {
+                    "recording": rec.id,
+                    "from_frame": rec.last_index,
+                    "to_frame": frame.frame_index,
+                    "reason": "camera_drop",
+                },
+            )
+        rec.last_index = frame.frame_index
+        return all(self._seal(unit, final=False) for unit in seg.push(frame))
+
+    def _seal(self, unit: TsUnit, *, final: bool) -> bool:
+        rec = self._rec
+        assert rec is not None
+        mono_us = self._clock.monotonic_us()
+        utc_us = self._clock.utc_us()
+        extra: dict[str, JsonValue] = {}
+        if unit.segment_final:
+            extra["segment_final"] = True
+        meta = UnitMeta(
+            recording_id=rec.id,
+            segment=unit.segment,
+            unit=unit.unit,
+            first_frame=unit.first_frame,
+            frame_count=unit.frame_count,
+            start_pts_us=unit.start_pts_us,
+            end_pts_us=unit.end_pts_us,
+            start_utc_us=utc_us - (mono_us - unit.start_pts_us),
+            utc_source=self._clock.source.value,
+            final=final,
+            pre_event=unit.start_pts_us < rec.press_mono_us,
+            audio=False,
+            gnss=self._gnss_for_unit(rec, mono_us),
+            extra=extra,
+        )
+        try:
+            self._evidence.seal_unit(unit.payload, meta, mono_us=mono_us, utc_us=utc_us)
+        except StorageFullError:
+            log.error("storage full: unit %s/%s of %s not sealed", unit.segment, unit.unit, rec.id)
+            self._storage_full(during_start=False)
+            return False
+        rec.units += 1
+        rec.last_sealed_frame = unit.first_frame + unit.frame_count - 1
+        rec.end_pts_us = unit.end_pts_us
+        return True
+
+    def _marker(self, t_us: int) -> None:
+        rec = self._rec
+        assert rec is not None
+        now_mono = self._clock.monotonic_us()
+        self._event(
+            "marker",
+            {
+                "recording": rec.id,
+                "at_mono_us": t_us,
+                "at_utc_us": self._clock.utc_us() - (now_mono - t_us),
+                "frame": rec.last_index,
+            },
+        )
+        self._feedback.show(Feedback.MARKER)
+
+    def _stop(self, trigger: str) -> None:
+        """Seal the partial unit as final, write ``record_stop``, go back to BUFFERING."""
+        rec, seg = self._rec, self._segmenter
+        if rec is None or seg is None or not self._fire(StopRequested(0, trigger)):
+            return
+        sealed_all = True
+        units = seg.flush()
+        for i, unit in enumerate(units):
+            if not self._seal(unit, final=i == len(units) - 1):
+                sealed_all = False  # _storage_full already wrote the stop
+                break
+        if sealed_all:
+            self._write_record_stop(rec, trigger, reserve_ok=trigger == "storage_full")
+            self._feedback.show(Feedback.STOP)
+            self._end_recording()
+            self._fire(Stopped(self._clock.monotonic_us()))
+
+    def _write_record_stop(self, rec: _Recording, trigger: str, *, reserve_ok: bool) -> None:
+        seg = self._segmenter
+        self._event(
+            "record_stop",
+            {
+                "recording": rec.id,
+                "trigger": trigger,
+                "segments": (seg.segment + 1) if seg is not None and rec.units else 0,
+                "units": rec.units,
+                "last_frame": rec.last_sealed_frame,
+                "end_pts_us": rec.end_pts_us,
+            },
+            reserve_ok=reserve_ok,
+        )
+
+    def _end_recording(self) -> None:
+        self._rec = None
+        self._segmenter = None
+        self._buffer.clear()
+
+    def _storage_full(self, *, during_start: bool) -> None:
+        """Stop the recording with reserve-backed events and block new ones (FAULT)."""
+        rec = self._rec
+        assert rec is not None
+        self._storage_blocked = True
+        if self._state is State.RECORDING:
+            self._fire(StopRequested(self._clock.monotonic_us(), "storage_full"))
+        self._event(
+            "storage_full",
+            {"free_bytes": self._evidence.free_bytes(), "recording": rec.id},
+            reserve_ok=True,
+        )
+        if not during_start:  # a recording whose record_start was never written has no stop
+            self._write_record_stop(rec, "storage_full", reserve_ok=True)
+        self._end_recording()
+        self._fire(Faulted(self._clock.monotonic_us(), "storage_full"))
+        self._feedback.show(Feedback.FAULT)
+        self._next_space_check_us = self._clock.monotonic_us() + _SPACE_CHECK_US
+
+    def _check_space(self, now_us: int, *, force: bool = False) -> None:
+        if not force and now_us < self._next_space_check_us:
+            return
+        self._next_space_check_us = now_us + _SPACE_CHECK_US
+        need = self._profile.camera.bitrate_bps / 8 * _RESUME_S
+        if self._evidence.free_bytes() >= need and self._fire(Recovered(now_us)):
+            self._storage_blocked = False
+            self._event(
+                "buffering",
+                {"pre_event_s": self._rc.pre_event_s, "pre_event_audio": self._rc.pre_event_audio},
+            )
+            self._feedback.show(Feedback.BUFFERING)
+
+    def _toggle_stealth(self) -> None:
+        if not self._rc.stealth_allowed:
+            self._feedback.show(Feedback.REFUSED)
+            return
+        on = not self._feedback.stealth
+        self._event("stealth", {"on": on})
+        self._feedback.show(Feedback.STEALTH_ON if on else Feedback.STEALTH_OFF)
+
+    # -- sensors -------------------------------------------------------------------------------
+
+    def _poll_gnss(self, now_us: int) -> None:
+        if self._gnss is None:
+            return
+        for fix in self._gnss.poll():
+            if fix.has_position or self._latest_fix is None:
+                self._latest_fix = fix
+            self._maybe_step_clock(fix)
+
+    def _maybe_step_clock(self, fix: GnssFix) -> None:
+        if fix.utc_us is None or fix.quality == 0:
+            return
+        if self._clock.source not in (ClockSource.UNSET, ClockSource.RTC):
+            return
+        now_mono = self._clock.monotonic_us()
+        gnss_now_us = fix.utc_us + (now_mono - fix.received_mono_us)
+        old_utc_us = self._clock.utc_us()
+        if abs(gnss_now_us - old_utc_us) <= _CLOCK_STEP_THRESHOLD_US:
+            return
+        self._clock.set_utc(gnss_now_us, ClockSource.GNSS)
+        self._event(
+            "clock_step",
+            {"old_utc_us": old_utc_us, "new_utc_us": gnss_now_us, "source": "gnss"},
+            reserve_ok=True,
+        )
+
+    def _gnss_for_unit(self, rec: _Recording, mono_us: int) -> dict[str, JsonValue] | None:
+        """A track point every ``recorder.gnss_interval_s`` (not on every unit)."""
+        fix = self._latest_fix
+        if fix is None or not fix.has_position or mono_us - fix.received_mono_us > _GNSS_FRESH_US:
+            return None
+        last = rec.gnss_last_attached_us
+        if last is not None and mono_us - last < round(self._rc.gnss_interval_s * 1e6):
+            return None
+        rec.gnss_last_attached_us = mono_us
+        return _fix_json(fix, mono_us)
+
+    def _poll_battery(self, now_us: int) -> None:
+        if self._battery is None or now_us < self._next_battery_check_us:
+            return
+        self._next_battery_check_us = now_us + _BATTERY_CHECK_US
+        status = self._battery.status()
+        level = status.level_pct
+        self._battery_status = {"level_pct": level, "charging": status.charging}
+        if level < self._rc.low_battery_pct and not self._low_battery_reported:
+            self._low_battery_reported = True
+            self._event("low_battery", {"level_pct": level}, reserve_ok=True)
+            self._feedback.show(Feedback.LOW_BATTERY)
+        elif level >= self._rc.low_battery_pct + 1.0 or status.charging:
+            self._low_battery_reported = level < self._rc.low_battery_pct
+        self._critical = level < self._rc.critical_battery_pct and not status.charging
+        if self._critical and self._state is State.RECORDING:
+            self._stop("low_battery")
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _fire(self, event: Event) -> bool:
+        result = transition(self._state, event)
+        if result.ignored:
+            self._ignored_transitions += 1
+            log.info("ignored %s in state %s", type(event).__name__, self._state)
+            return False
+        self._state = result.state
+        return True
+
+    def _event(
+        self, kind: str, fields: Mapping[str, JsonValue], *, reserve_ok: bool = False
+    ) -> int:
+        return self._evidence.event(
+            kind,
+            fields,
+            mono_us=self._clock.monotonic_us(),
+            utc_us=self._clock.utc_us(),
+            reserve_ok=reserve_ok,
+        )
+
+    @property
+    def ignored_transitions(self) -> int:
+        return self._ignored_transitions
+
+
+def _fix_json(fix: GnssFix, now_mono_us: int) -> dict[str, JsonValue]:
+    return {
+        "lat_deg": fix.lat_deg,
+        "lon_deg": fix.lon_deg,
+        "alt_m": fix.alt_m,
+        "utc_us": fix.utc_us,
+        "quality": int(fix.quality),
+        "satellites": fix.satellites,
+        "hdop": fix.hdop,
+        "age_s": round(max(0, now_mono_us - fix.received_mono_us) / 1e6, 3),
+    }
