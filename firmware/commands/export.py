@@ -1,16 +1,45 @@
-"""`bwc export`: not built yet."""
+"""`bwc export STORE --key AGENCY_KEY --out DIR`: verify, decrypt, remux to MP4 plus JSON metadata.
+
+Exit 1 with the reason if anything fails verification or decryption; 2 for a wrong key file.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from recorder.evidence.export import export_store
+from recorder.evidence.keys import load_agency_private
+from recorder.evidence.store import open_store_reader
+from recorder.evidence.verify import load_trusted_key
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("export", help="(not built yet)")
+    p = sub.add_parser("export", help="verify, decrypt and export recordings as MP4 + JSON")
+    p.add_argument("store", help="evidence directory or file:// URL")
+    p.add_argument(
+        "--key", required=True, type=Path, help="the agency private key (agency-key.pem)"
+    )
+    p.add_argument("--out", required=True, type=Path, help="directory for <recording-id>.mp4/.json")
+    p.add_argument(
+        "--trust",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="device public key PEM the evidence must be signed with",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("bwc export: not built yet")
-    return 1
+    key = load_agency_private(args.key)
+    trusted = [load_trusted_key(p) for p in args.trust]
+    reader = open_store_reader(args.store)
+    written = export_store(reader, key, args.out, trusted or None)
+    for path in written:
+        print(path)
+    if not written:
+        print("no recordings in the store")
+    return 0

@@ -1,0 +1,141 @@
+"""The opener: verifies a store, then decrypts its units with an agency private key, per recording.
+
+It refuses to decrypt anything from a store with findings. Decrypted bytes are only returned to the
+caller, never logged or written here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from hal.errors import IntegrityError, RefusedError
+from recorder.evidence.format import CONTENT_KEY_LEN, entry_name, hpke_info, unit_aad
+from recorder.evidence.keys import AgencyPrivateKey
+from recorder.evidence.store import DirectoryStoreReader, StoreReader
+from recorder.evidence.verify import BootReport, RecordingReport, Report, verify_store
+
+log = logging.getLogger(__name__)
+
+
+def decrypt_unit(store: StoreReader, manifest: dict[str, Any], key: AgencyPrivateKey) -> bytes:
+    """The plaintext of one verified unit. ``IntegrityError`` if it does not decrypt."""
+    seq = manifest["seq"]
+    name = entry_name(seq, "json")
+    path = store.describe(name)
+    entry = next(
+        (r for r in manifest["recipients"] if r.get("fingerprint") == key.fingerprint), None
+    )
+    if entry is None:
+        raise RefusedError(
+            f"{path}: no recipient entry for agency key {key.fingerprint[:16]}…; "
+            "this key cannot open this evidence"
+        )
+    if entry.get("suite") != key.suite:
+        raise IntegrityError(
+            f"recipient suite {entry.get('suite')!r} does not match the key", path=path
+        )
+    aad = unit_aad(
+        device=manifest["device"],
+        key=manifest["key"],
+        seq=seq,
+        recording=manifest["recording"],
+        segment=manifest["segment"],
+        unit=manifest["unit"],
+    )
+    try:
+        wrapped = base64.b64decode(str(entry.get("enc_and_ct")), validate=True)
+        nonce = bytes.fromhex(manifest["payload"]["nonce"])
+    except (binascii.Error, ValueError) as exc:
+        raise IntegrityError("recipient entry or nonce is not well-formed", path=path) from exc
+    try:
+        content_key = key.unwrap(wrapped, hpke_info(aad))
+    except IntegrityError as exc:
+        raise IntegrityError(exc.reason, path=path) from exc
+    if len(content_key) != CONTENT_KEY_LEN:
+        raise IntegrityError("unwrapped content key has the wrong length", path=path)
+    bin_name = manifest["payload"]["file"]
+    try:
+        ciphertext = store.read(bin_name)
+    except OSError as exc:
+        raise RefusedError(
+            f"{store.describe(bin_name)}: payload not here (offloaded?); open the offloaded copy"
+        ) from exc
+    try:
+        return AESGCM(content_key).decrypt(nonce, ciphertext, aad)
+    except InvalidTag as exc:
+        raise IntegrityError(
+            "payload does not decrypt (wrong place in the chain or altered)",
+            path=store.describe(bin_name),
+        ) from exc
+
+
+@dataclass
+class Segment:
+    """One segment of a recording: its units' payloads concatenated form one MPEG-TS stream."""
+
+    index: int
+    manifests: list[dict[str, Any]]
+    _store: StoreReader
+    _key: AgencyPrivateKey
+
+    def iter_plaintext(self) -> Iterator[bytes]:
+        """Decrypt unit by unit, so a long segment never has to sit in memory at once."""
+        for m in self.manifests:
+            yield decrypt_unit(self._store, m, self._key)
+
+    def plaintext(self) -> bytes:
+        return b"".join(self.iter_plaintext())
+
+
+@dataclass
+class Recording:
+    report: RecordingReport
+    boot: BootReport | None
+    store_report: Report
+    device: str | None
+    segments: list[Segment] = field(default_factory=list)
+    units: list[dict[str, Any]] = field(default_factory=list)
+
+
+def open_store(
+    store: StoreReader | Path,
+    agency_private_key: AgencyPrivateKey,
+    trusted_keys: list[bytes] | None = None,
+) -> Iterator[Recording]:
+    """Verify ``store`` (refusing with ``IntegrityError`` on any finding), then yield recordings.
+
+    Decryption is lazy (``Segment.iter_plaintext``), so the caller streams each segment.
+    """
+    reader = DirectoryStoreReader(store) if isinstance(store, Path) else store
+    report = verify_store(reader, trusted_keys)
+    findings = report.all_findings
+    if findings:
+        first = findings[0]
+        more = f" (and {len(findings) - 1} more findings)" if len(findings) > 1 else ""
+        raise IntegrityError(first.reason + more, path=first.file)
+    boots = {b.id: b for b in report.boots}
+    for rec in report.recordings:
+        manifests = [json.loads(reader.read(entry_name(seq, "json"))) for seq in rec.unit_seqs]
+        segments: dict[int, list[dict[str, Any]]] = {}
+        for m in manifests:
+            segments.setdefault(m["segment"], []).append(m)
+        yield Recording(
+            report=rec,
+            boot=boots.get(rec.boot) if rec.boot else None,
+            store_report=report,
+            device=report.device,
+            segments=[
+                Segment(i, ms, reader, agency_private_key) for i, ms in sorted(segments.items())
+            ],
+            units=manifests,
+        )

@@ -1,0 +1,72 @@
+"""Read access to an evidence store wherever it lives: a directory now, object stores later.
+
+Readers only read: nothing here writes, moves or deletes evidence.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import unquote, urlparse
+
+from hal.errors import UsageError
+from recorder.evidence.format import ORPHANS_DIR
+
+
+class StoreReader(Protocol):
+    """The verifier's and opener's view of a store. Names are relative (``0000000001.json``,
+    ``orphans/<name>``); ``describe`` turns one into what a finding should print."""
+
+    def names(self) -> list[str]: ...
+
+    def read(self, name: str) -> bytes: ...
+
+    def open(self, name: str) -> BinaryIO: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def describe(self, name: str) -> str: ...
+
+
+class DirectoryStoreReader:
+    """A store in a local directory (DEVICE/evidence, a dock share, a USB copy)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def names(self) -> list[str]:
+        out = [e.name for e in os.scandir(self.root) if e.is_file()]
+        orphans = self.root / ORPHANS_DIR
+        if orphans.is_dir():
+            out += [f"{ORPHANS_DIR}/{e.name}" for e in os.scandir(orphans) if e.is_file()]
+        return sorted(out)
+
+    def read(self, name: str) -> bytes:
+        return (self.root / name).read_bytes()
+
+    def open(self, name: str) -> BinaryIO:
+        return (self.root / name).open("rb")
+
+    def exists(self, name: str) -> bool:
+        return (self.root / name).is_file()
+
+    def describe(self, name: str) -> str:
+        return str(self.root / name)
+
+
+def open_store_reader(spec: str) -> StoreReader:
+    """A reader for ``spec``: a directory path or a ``file://`` URL. ``UsageError`` if unusable."""
+    parsed = urlparse(spec)
+    if parsed.scheme == "file":
+        path = Path(unquote(parsed.path))
+    elif parsed.scheme == "":
+        path = Path(spec)
+    else:
+        # Object-store schemes (s3://) are added by the offload side alongside this function.
+        raise UsageError(f"{spec}: unsupported store URL scheme {parsed.scheme!r}")
+    if not path.exists():
+        raise UsageError(f"{spec}: store not found")
+    if not path.is_dir():
+        raise UsageError(f"{spec}: store is not a directory")
+    return DirectoryStoreReader(path)
