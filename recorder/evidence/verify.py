@@ -262,6 +262,8 @@ class _Verifier:
         self.chain_key: str | None = None
         self.chain_device: str | None = None
         self._recs: dict[str, RecordingReport] = {}
+        self.store_pub_fp: str | None = None  # None: no file; "": unreadable
+        self.named_keys: set[str] = set()  # every fingerprint a manifest names, valid or not
 
     def finding(self, exc: IntegrityError, recording: str | None = None) -> None:
         f = Finding(exc.path or self.store.describe(""), exc.reason, recording)
@@ -303,6 +305,7 @@ class _Verifier:
                 self.store.read(entry_name(head, "json"))
             ).hexdigest()
         self.report.device = self.chain_device
+        self._check_store_pub()
         self.report.keys = sorted({e.manifest["key"] for e in entries})
         self.report.pinned = self.pinning and all(k in self.trusted for k in self.report.keys)
         self._semantics(entries)
@@ -329,14 +332,34 @@ class _Verifier:
         # try; the report says "unpinned" unless --trust names the same key.
         if DEVICE_PUB_NAME not in names:
             return
+        self.store_pub_fp = ""
         try:
             key = serialization.load_pem_public_key(self.store.read(DEVICE_PUB_NAME))
         except (ValueError, UnsupportedAlgorithm, OSError):
-            self.report.notes.append(f"{self.path(DEVICE_PUB_NAME)}: unreadable public key")
             return
         if isinstance(key, Ed25519PublicKey):
+            canonical = key.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            if canonical != self.store.read(DEVICE_PUB_NAME):
+                return  # The sealer writes exactly this encoding; anything else was altered.
             raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-            self.keys.setdefault(fingerprint_raw(raw), key)
+            self.store_pub_fp = fingerprint_raw(raw)
+            self.keys.setdefault(self.store_pub_fp, key)
+
+    def _check_store_pub(self) -> None:
+        if self.store_pub_fp is None:
+            return
+        path = self.path(DEVICE_PUB_NAME)
+        expected = self.chain_key or (min(self.named_keys) if len(self.named_keys) == 1 else None)
+        if not self.store_pub_fp:
+            self.finding(
+                IntegrityError("not an Ed25519 public key PEM in canonical form", path=path)
+            )
+        elif expected is None or self.store_pub_fp != expected:
+            self.finding(
+                IntegrityError("does not match the key the chain is signed with", path=path)
+            )
 
     # -- chain ---------------------------------------------------------------
 
@@ -388,6 +411,7 @@ class _Verifier:
         fp = m["key"]
         if not _HEX64.match(fp):
             raise IntegrityError("manifest field 'key' is not a SHA-256 fingerprint", path=path)
+        self.named_keys.add(fp)
         self._check_signature(seq, data, fp, path)
         if canonical_json(m) != data:
             raise IntegrityError("manifest is not in canonical form", path=path)
@@ -450,8 +474,9 @@ class _Verifier:
         try:
             key.verify(sig, data)
         except InvalidSignature as exc:
+            # Either file may be the altered one, so the finding names both.
             raise IntegrityError(
-                f"Ed25519 signature does not verify over {entry_name(seq, 'json')}", path=sig_path
+                f"Ed25519 signature {sig_path} does not verify over this manifest", path=path
             ) from exc
 
     def _check_unit_manifest(self, seq: int, m: dict[str, Any], path: str) -> None:
