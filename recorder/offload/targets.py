@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import errno
 import hashlib
 import logging
 import os
@@ -215,21 +216,25 @@ class DirectoryTarget:
                 )
             tmp = dest.with_name(f".tmp-{dest.name}")
             written = 0
-            with tmp.open("wb") as out:
-                if isinstance(data, bytes):
-                    out.write(data)
-                    written = len(data)
-                else:
-                    while chunk := data.read(CHUNK_BYTES):
-                        out.write(chunk)
-                        written += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            if written != size:
-                tmp.unlink()
-                raise OffloadError(f"{name}: sent {written} bytes, expected {size}")
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, dest)
+            try:
+                with tmp.open("wb") as out:
+                    if isinstance(data, bytes):
+                        out.write(data)
+                        written = len(data)
+                    else:
+                        while chunk := data.read(CHUNK_BYTES):
+                            out.write(chunk)
+                            written += len(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+                if written != size:
+                    raise OffloadError(f"{name}: sent {written} bytes, expected {size}")
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, dest)
+            except BaseException:
+                # An interrupted transfer leaves no partial file under any name at the target.
+                tmp.unlink(missing_ok=True)
+                raise
             fd = os.open(dest.parent, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -238,6 +243,8 @@ class DirectoryTarget:
         except StorageFullError:
             raise
         except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise StorageFullError(f"offload target {self.url} is full") from exc
             raise OffloadError(f"offload target {self.url}: cannot write {name}: {exc}") from exc
         return Receipt(
             target=self.url,
