@@ -317,8 +317,9 @@ class Recorder:
                 "frame_gap",
                 {
                     "recording": rec.id,
-                    "from_frame": rec.last_index,
-                    "to_frame": frame.frame_index,
+                    # The missing frames, inclusive (what the verifier matches units against).
+                    "from_frame": rec.last_index + 1,
+                    "to_frame": frame.frame_index - 1,
                     "reason": "camera_drop",
                 },
             )

@@ -4,7 +4,8 @@ It never re-encodes and never touches files: PyAV's mpegts muxer writes into ``_
 in-memory file-like), with ``flush_packets=1`` so every muxed frame reaches the sink before
 ``mux`` returns; a unit is simply the bytes the sink holds at the cut.
 
-* A unit is about ``unit_s`` of media, cut on a frame boundary (not necessarily a keyframe).
+* A unit is about ``unit_s`` of media, cut on a frame boundary (not necessarily a keyframe), and
+  also wherever the camera's frame indices jump, so a unit's frames are always consecutive.
 * A segment is one TS container (PAT/PMT at its start, continuity counters from 0). A new segment
   starts at the first keyframe at or after ``segment_s`` of segment duration, so every segment
   starts with a keyframe (SPS/PPS included, the encoder repeats them) and any prefix of a
@@ -91,7 +92,7 @@ class Segmenter:
         return self._container is not None
 
     def push(self, frame: EncodedFrame) -> list[TsUnit]:
-        """Mux ``frame``; returns the units that ended just before it (0, 1 or 2 of them)."""
+        """Mux ``frame``; returns the unit that ended just before it, if any."""
         out: list[TsUnit] = []
         if self._container is None:
             if not frame.is_keyframe:
@@ -102,9 +103,12 @@ class Segmenter:
             if unit is not None:
                 out.append(unit)
             self._open_segment(frame.pts_us)
-        elif (
-            self._unit_first is not None and frame.pts_us - self._unit_first.pts_us >= self.unit_us
+        elif self._unit_first is not None and (
+            frame.pts_us - self._unit_first.pts_us >= self.unit_us
+            or (self._last is not None and frame.frame_index != self._last.frame_index + 1)
         ):
+            # Also cut where frame indices jump, so every unit holds consecutive frames and
+            # first_frame + frame_count always names the frame the next unit should start with.
             unit = self._cut(frame.pts_us, close=False)
             if unit is not None:
                 out.append(unit)

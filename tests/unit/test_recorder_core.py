@@ -262,12 +262,15 @@ def test_frame_gap_while_recording_is_an_event() -> None:
     u.hold("event", 5.0)
     gap = u.evidence.events("frame_gap")
     assert gap == [
-        {"recording": "rec0", "from_frame": 129, "to_frame": 133, "reason": "camera_drop"}
+        {"recording": "rec0", "from_frame": 130, "to_frame": 132, "reason": "camera_drop"}
     ]
     units = u.evidence.units()
     assert sum(x.meta.frame_count for x in units) == (
         units[-1].meta.first_frame + units[-1].meta.frame_count - units[0].meta.first_frame - 3
     )
+    # The unit is cut at the gap: one unit ends at 129, the next starts at 133.
+    assert 130 in {x.meta.first_frame + x.meta.frame_count for x in units}
+    assert 133 in {x.meta.first_frame for x in units}
 
 
 def test_stealth_toggle_and_refusal() -> None:

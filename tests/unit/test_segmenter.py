@@ -97,6 +97,7 @@ def test_frame_gap_keeps_going() -> None:
     frames = [f for f in h264_frames(60) if f.frame_index not in (40, 41)]
     units = run(frames, unit_s=1.0, segment_s=60)
     assert sum(u.frame_count for u in units) == 58
+    assert [(u.first_frame, u.frame_count) for u in units] == [(0, 30), (30, 10), (42, 18)]
     assert len(demux(b"".join(u.payload for u in units))) == 58
 
 
