@@ -1,16 +1,41 @@
-"""`bwc provision`: not built yet."""
+"""`bwc provision DEVICE ...`: make DEVICE an agency's unit (CONTRACT §3)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from firmware.layout import UnitLayout
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("provision", help="(not built yet)")
+    p = sub.add_parser(
+        "provision",
+        help="make DEVICE a provisioned unit (identity, agency key, officer, profile)",
+        description="Generates the unit's signing key on the unit, installs the agency public key, "
+        "the officer assignment, the profile and the firmware release key, and starts the "
+        "unit's signed audit chain. Prints the path of the unit's public identity.",
+    )
+    p.add_argument("device", type=Path, metavar="DEVICE", help="the unit's storage directory")
+    p.add_argument("--agency-pub", type=Path, required=True, metavar="FILE")
+    p.add_argument("--device-id", required=True, metavar="ID")
+    p.add_argument("--officer", required=True, metavar="ID")
+    p.add_argument("--profile", type=Path, metavar="FILE", help="default: configs/sim.toml")
+    p.add_argument("--release-pub", type=Path, metavar="FILE", help="firmware release public key")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("bwc provision: not built yet")
-    return 1
+    from firmware.provision import provision
+
+    result = provision(
+        UnitLayout(args.device),
+        agency_pub=args.agency_pub,
+        device_id=args.device_id,
+        officer_id=args.officer,
+        profile_path=args.profile,
+        release_pub=args.release_pub,
+    )
+    print(result.device_pub)
+    return 0

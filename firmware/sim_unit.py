@@ -1,0 +1,345 @@
+"""The simulated unit: simulator backends, the evidence sealer and the recorder composed into one
+unit that boots from its directory and plays a scenario on simulated time.
+
+This is a composition root: it reads the unit's files, picks backends and wires callbacks. It holds
+no recording logic. Every boot follows the same order as a real unit: bootloader and update state,
+identity, evidence store (with power-loss discovery), the signed boot event, backends, recorder,
+health check and firmware commit. Nothing here reads the wall clock except the virtual clock's
+optional real-time pacing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from firmware import __version__
+from firmware.boot_control import SimBootControl
+from firmware.flash import read_slot_info
+from firmware.health import BootPlan, Outcome, boot_decision, check_health, commit_or_rollback
+from firmware.identity import Assignment, load_assignment, read_profile, require_provisioned
+from firmware.layout import UnitLayout
+from firmware.daemon import Daemon
+from firmware.evidence_access import open_unit_sealer
+from firmware.update_state import write_atomic
+from hal.gnss_serial import SerialGnss
+from hal.software_key import SoftwareDeviceKey
+from hal.types import ClockSource
+from recorder.config import Profile
+from recorder.core import Recorder
+from recorder.evidence.sealer import Sealer
+from recorder.feedback import FeedbackController
+from recorder.state_machine import State
+from simulator.battery import SimBattery
+from simulator.camera import SimCamera
+from simulator.clock import VirtualClock
+from simulator.gnss import SimGnssReceiver
+from simulator.gpio import SimButton, SimDock, SimIndicator, make_pin_factory
+from simulator.power import SimPower
+from simulator.scenario import Scenario, ScenarioEvent
+
+log = logging.getLogger(__name__)
+
+FIRST_BOOT_UTC_US = 1_767_258_000_000_000
+"""2026-01-01T09:00:00Z: the simulated RTC's time at a unit's very first power-on."""
+
+TICK_US = 50_000
+"""Recorder timer resolution on simulated time (gesture holds, reminders, GNSS, battery)."""
+
+RTC_SAVE_US = 5_000_000
+"""How often the simulated RTC is persisted so the next boot continues from it."""
+
+RTC_RESET_UTC_US = 946_684_800_000_000
+"""2000-01-01T00:00:00Z: where an RTC that lost its backup battery restarts."""
+
+GNSS_HOME = (51.5074, -0.1278)
+"""Where the simulated officer's beat starts (lat, lon)."""
+
+
+@dataclass
+class SimulatedUnit:
+    """A booted simulated unit. Build with ``boot_simulated_unit``; drive with ``play``."""
+
+    layout: UnitLayout
+    profile: Profile
+    assignment: Assignment
+    plan: BootPlan
+    clock: VirtualClock
+    sealer: Sealer
+    recorder: Recorder
+    daemon: Daemon
+    camera: SimCamera
+    buttons: dict[str, SimButton]
+    indicators: dict[str, SimIndicator]
+    gnss_receiver: SimGnssReceiver | None
+    gnss: SerialGnss | None
+    battery: SimBattery
+    dock: SimDock
+    power: SimPower
+    outcome: Outcome | None = None
+    on_status: Callable[[Mapping[str, Any]], None] | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    # -- running -------------------------------------------------------------------------------
+
+    def play(self, scenario: Scenario) -> None:
+        """Schedule every scenario event, run to ``duration_s`` and power off cleanly."""
+        for event in scenario.events:
+            self.schedule(event)
+        self.run_until(round(scenario.duration_s * 1_000_000))
+        self.power_off("scenario_end")
+
+    def run_until(self, t_us: int) -> None:
+        self.clock.run_until(t_us, after_each=self._drain)
+
+    def _drain(self) -> None:
+        self.daemon.drain()
+
+    def schedule(self, ev: ScenarioEvent) -> None:
+        """Turn one scenario event into pin edges and backend changes at its simulated time."""
+        at_us = round(ev.at_s * 1_000_000)
+        action = ev.action
+        if action == "press":
+            self.buttons[ev.button].schedule_press(at_us)
+        elif action == "double_press":
+            self.buttons[ev.button].schedule_double_press(at_us)
+        elif action == "hold":
+            self.buttons[ev.button].schedule_hold(at_us, ev.hold_s)
+        elif action == "bounce":
+            self.buttons[ev.button].schedule_bounce(at_us)
+        elif action == "trigger":
+            self.buttons["trigger"].schedule_hold(at_us, ev.hold_s)
+        elif action == "power_cut":
+            self.clock.call_at(at_us, self.power_cut)
+        elif action == "dock":
+            self.clock.call_at(at_us, lambda: self.dock.set_docked(True))
+        elif action == "undock":
+            self.clock.call_at(at_us, lambda: self.dock.set_docked(False))
+        elif action == "battery":
+            self.clock.call_at(at_us, lambda: self._set_battery(ev.level_pct, ev.charging))
+        elif action == "gnss_loss":
+            self.clock.call_at(at_us, lambda: self._set_gnss_fix(False))
+        elif action == "gnss_restore":
+            self.clock.call_at(at_us, lambda: self._set_gnss_fix(True))
+        elif action == "gnss_garbage":
+            self.clock.call_at(at_us, lambda: self._gnss_garbage(ev.count))
+        elif action == "rtc_reset":
+            self.clock.call_at(at_us, self._rtc_reset)
+        else:  # parse_scenario only lets known actions through
+            raise AssertionError(action)
+
+    def power_cut(self) -> None:
+        """The battery is pulled: the process ends now, no cleanup code of any kind runs."""
+        sys.stderr.write(f"bwc sim: power cut at t={self.clock.monotonic_us() / 1e6:.3f}s\n")
+        sys.stderr.flush()
+        self.power.cut()
+
+    def power_off(self, reason: str) -> None:
+        """An orderly power-off: stop and seal any recording, write ``shutdown``, release devices."""
+        if self._closed:
+            return
+        self._closed = True
+        self.camera.stop()
+        self.daemon.drain()
+        self.recorder.shutdown(reason)
+        self._save_rtc()
+        if self.gnss is not None:
+            self.gnss.close()
+        if self.gnss_receiver is not None:
+            self.gnss_receiver.close()
+        for button in self.buttons.values():
+            button.close()
+        self.dock.close()
+
+    # -- scenario helpers ----------------------------------------------------------------------
+
+    def _set_battery(self, level_pct: float, charging: bool) -> None:
+        self.battery.set_level(level_pct)
+        self.battery.set_charging(charging)
+        self._save_battery()
+
+    def _set_gnss_fix(self, fix: bool) -> None:
+        if self.gnss_receiver is not None:
+            self.gnss_receiver.fix = fix
+
+    def _gnss_garbage(self, count: int) -> None:
+        if self.gnss_receiver is not None:
+            # Deterministic noise: bytes that look like broken NMEA, bad checksums and binary.
+            noise = (b"$GPGGA,12\xff\x00*ZZ\r\n" + bytes(range(256))) * (1 + count // 64)
+            self.gnss_receiver.inject_garbage(noise[: count * 16])
+
+    def _rtc_reset(self) -> None:
+        old = self.clock.utc_us()
+        self.clock.set_utc(RTC_RESET_UTC_US, ClockSource.UNSET)
+        self.sealer.event(
+            "clock_step",
+            {"old_utc_us": old, "new_utc_us": RTC_RESET_UTC_US, "source": "rtc_reset"},
+            mono_us=self.clock.monotonic_us(),
+            utc_us=self.clock.utc_us(),
+        )
+
+    def _periodic(self) -> None:
+        self._save_rtc()
+        self._save_battery()
+        if self.battery.status().level_pct <= self.profile.battery.cutoff_pct:
+            log.warning("battery at cut-off: the unit loses power")
+            self.power_cut()
+
+    def _save_rtc(self) -> None:
+        rtc = {"utc_us": self.clock.utc_us(), "source": self.clock.source.value}
+        write_atomic(self.layout.run / "rtc.json", json.dumps(rtc).encode())
+
+    def _save_battery(self) -> None:
+        status = self.battery.status()
+        data = {"level_pct": round(status.level_pct, 3), "charging": status.charging}
+        write_atomic(self.layout.battery_json, json.dumps(data).encode())
+
+
+def _start_utc_us(layout: UnitLayout) -> int:
+    """The simulated RTC keeps time while the unit is off: continue from the last saved value."""
+    try:
+        saved = json.loads((layout.run / "rtc.json").read_text())
+        return int(saved["utc_us"]) + 1_000_000
+    except (OSError, ValueError, KeyError, TypeError):
+        return FIRST_BOOT_UTC_US
+
+
+def boot_simulated_unit(
+    layout: UnitLayout,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    realtime: bool = False,
+) -> SimulatedUnit:
+    """Power on the simulated unit stored at ``layout``: one boot, up to the buffering state."""
+    require_provisioned(layout)
+    boot = SimBootControl(layout)
+    plan = boot_decision(layout, boot)
+    profile = read_profile(layout.profile, overrides)
+    assignment = load_assignment(layout)
+    layout.run.mkdir(parents=True, exist_ok=True)
+    clock = VirtualClock(_start_utc_us(layout), ClockSource.RTC, realtime)
+    key = SoftwareDeviceKey.load(layout.device_key)
+    slot_info = read_slot_info(layout, plan.slot)
+    firmware_version = slot_info.version if slot_info else __version__
+    sealer = open_unit_sealer(layout, profile, assignment, key, lambda: clock.source.value)
+
+    def event(kind: str, fields: Mapping[str, Any]) -> None:
+        sealer.event(kind, fields, mono_us=clock.monotonic_us(), utc_us=clock.utc_us())
+
+    event(
+        "boot",
+        {
+            "firmware_version": firmware_version,
+            "software_version": __version__,
+            "slot": plan.slot,
+            "tryboot": plan.tryboot,
+            "boot_notes": list(plan.notes),
+            "profile_digest": profile.digest(),
+            "profile": profile.to_dict(),
+            "device_id": assignment.device_id,
+            "officer_id": assignment.officer_id,
+            "clock_source": clock.source.value,
+        },
+    )
+    recovery = sealer.recovery
+    if recovery is not None and not recovery.clean_shutdown:
+        event("power_loss_discovered", recovery.event_fields())
+        stop = recovery.stop_fields()
+        if stop is not None:
+            event("record_stop", stop)
+    elif recovery is not None:
+        event("leftovers_moved", recovery.event_fields())
+
+    pins = make_pin_factory()
+    gpio = profile.gpio
+    buttons = {
+        "event": SimButton("event", gpio.event_pin, clock, pins),
+        "function": SimButton("function", gpio.function_pin, clock, pins),
+        "trigger": SimButton("trigger", gpio.trigger_pin, clock, pins),
+    }
+    indicators = {
+        "led": SimIndicator("led", gpio.led_pin, "led", clock, pins),
+        "haptic": SimIndicator("haptic", gpio.haptic_pin, "haptic", clock, pins),
+        "buzzer": SimIndicator("buzzer", gpio.buzzer_pin, "buzzer", clock, pins),
+    }
+    dock = SimDock(gpio.dock_pin, pins)
+    cam = profile.camera
+    camera = SimCamera(
+        clock,
+        cam.width,
+        cam.height,
+        cam.fps,
+        cam.bitrate_bps,
+        cam.keyframe_interval_s,
+        assignment.device_id,
+        cam.overlay,
+        cam.replay_path or None,
+    )
+    gnss_receiver: SimGnssReceiver | None = None
+    gnss: SerialGnss | None = None
+    if profile.gnss.backend == "sim":
+        gnss_receiver = SimGnssReceiver(clock, *GNSS_HOME)
+        # Open the reader before the receiver's first epoch: opening a port flushes its input.
+        gnss = SerialGnss(gnss_receiver.port, profile.gnss.baud, clock)
+    battery = SimBattery(clock, profile.battery.initial_pct, profile.battery.drain_pct_per_h)
+    feedback = FeedbackController(indicators["led"], indicators["haptic"], indicators["buzzer"])
+    recorder = Recorder(
+        clock,
+        sealer,
+        feedback,
+        profile,
+        {
+            "device_id": assignment.device_id,
+            "officer_id": assignment.officer_id,
+            "firmware_version": firmware_version,
+            "slot": plan.slot,
+        },
+        gnss,
+        battery,
+    )
+    daemon = Daemon(recorder)
+    unit = SimulatedUnit(
+        layout=layout,
+        profile=profile,
+        assignment=assignment,
+        plan=plan,
+        clock=clock,
+        sealer=sealer,
+        recorder=recorder,
+        daemon=daemon,
+        camera=camera,
+        buttons=buttons,
+        indicators=indicators,
+        gnss_receiver=gnss_receiver,
+        gnss=gnss,
+        battery=battery,
+        dock=dock,
+        power=SimPower(clock),
+    )
+    for button in buttons.values():
+        button.on_edge(daemon.edge_sink)
+    recorder.start()
+    camera.start(daemon.frame_sink)
+    clock.call_every(TICK_US, lambda: recorder.tick(clock.monotonic_us()))
+    clock.call_every(RTC_SAVE_US, unit._periodic)
+    unit._save_battery()
+
+    health = check_health(
+        layout,
+        reached_buffering=recorder.state is State.BUFFERING,
+        device_key=key,
+        utc_us=clock.utc_us(),
+        slot=plan.slot,
+    )
+    unit.outcome = commit_or_rollback(
+        layout, boot, health, sealer, mono_us=clock.monotonic_us(), utc_us=clock.utc_us()
+    )
+    if unit.outcome.action != "nothing_pending":
+        log.warning(
+            "firmware: %s slot %s %s", unit.outcome.action, unit.outcome.slot, unit.outcome.reason
+        )
+    return unit
