@@ -1,0 +1,103 @@
+"""Camera contract: SimCamera always; Picamera2Camera where picamera2 and a camera exist."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from hal.picamera import Picamera2Camera
+from hal.protocols import Camera
+from hal.system_clock import SystemClock
+from hal.types import EncodedFrame
+from simulator.camera import SimCamera
+from simulator.clock import VirtualClock
+
+WIDTH, HEIGHT, FPS, KEY_S = 512, 288, 10.0, 1.0
+Advance = Callable[[float], None]
+
+
+def _sim() -> tuple[Camera, Advance]:
+    clock = VirtualClock(1_764_000_000_000_000)
+    camera = SimCamera(clock, WIDTH, HEIGHT, FPS, 400_000, KEY_S, "BWC-TEST")
+    return camera, lambda s: clock.advance(round(s * 1e6))
+
+
+def _picamera2() -> tuple[Camera, Advance]:
+    camera = Picamera2Camera(WIDTH, HEIGHT, FPS, 400_000, KEY_S, "BWC-TEST", SystemClock())
+    return camera, time.sleep
+
+
+_HAS_PICAMERA2 = importlib.util.find_spec("picamera2") is not None
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(_sim, id="sim"),
+        pytest.param(
+            _picamera2,
+            id="picamera2",
+            marks=pytest.mark.skipif(not _HAS_PICAMERA2, reason="picamera2 does not import here"),
+        ),
+    ]
+)
+def camera(request: pytest.FixtureRequest) -> Iterator[tuple[Camera, Advance]]:
+    cam, advance = request.param()
+    yield cam, advance
+    cam.stop()
+
+
+def _nal_types(data: bytes) -> list[int]:
+    """NAL unit types of an Annex B access unit."""
+    types = []
+    i = data.find(b"\x00\x00\x01")
+    while i >= 0:
+        types.append(data[i + 3] & 0x1F)
+        i = data.find(b"\x00\x00\x01", i + 3)
+    return types
+
+
+def test_is_a_camera(camera: tuple[Camera, Advance]) -> None:
+    cam, _ = camera
+    assert isinstance(cam, Camera)
+    assert (cam.width, cam.height, cam.fps) == (WIDTH, HEIGHT, FPS)
+
+
+def test_frames_arrive_in_order_with_keyframes_and_headers(
+    camera: tuple[Camera, Advance],
+) -> None:
+    cam, advance = camera
+    frames: list[EncodedFrame] = []
+    cam.start(frames.append)
+    advance(2.55)
+    assert len(frames) >= 20
+    indices = [f.frame_index for f in frames]
+    assert indices[0] == 0
+    assert indices == sorted(set(indices))
+    pts = [f.pts_us for f in frames]
+    assert pts == sorted(set(pts))
+    assert frames[0].is_keyframe
+    keyframes = [f for f in frames if f.is_keyframe]
+    assert len(keyframes) >= 2
+    for frame in frames:
+        assert frame.data.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01"))
+        types = _nal_types(frame.data)
+        if frame.is_keyframe:
+            # SPS and PPS before every IDR, so each GOP decodes on its own.
+            assert 7 in types and 8 in types and 5 in types
+        else:
+            assert 5 not in types
+
+
+def test_nothing_arrives_after_stop(camera: tuple[Camera, Advance]) -> None:
+    cam, advance = camera
+    frames: list[EncodedFrame] = []
+    cam.start(frames.append)
+    advance(0.55)
+    cam.stop()
+    count = len(frames)
+    assert count > 0
+    advance(0.5)
+    assert len(frames) == count
