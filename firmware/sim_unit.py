@@ -19,12 +19,12 @@ from typing import Any
 
 from firmware import __version__
 from firmware.boot_control import SimBootControl
+from firmware.daemon import Daemon
+from firmware.evidence_access import open_unit_sealer
 from firmware.flash import read_slot_info
 from firmware.health import BootPlan, Outcome, boot_decision, check_health, commit_or_rollback
 from firmware.identity import Assignment, load_assignment, read_profile, require_provisioned
 from firmware.layout import UnitLayout
-from firmware.daemon import Daemon
-from firmware.evidence_access import open_unit_sealer
 from firmware.update_state import write_atomic
 from hal.gnss_serial import SerialGnss
 from hal.software_key import SoftwareDeviceKey
@@ -139,7 +139,7 @@ class SimulatedUnit:
         self.power.cut()
 
     def power_off(self, reason: str) -> None:
-        """An orderly power-off: stop and seal any recording, write ``shutdown``, release devices."""
+        """An orderly power-off: stop and seal any recording, write ``shutdown``, free devices."""
         if self._closed:
             return
         self._closed = True

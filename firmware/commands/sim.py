@@ -1,4 +1,4 @@
-"""`bwc sim SCENARIO --device DEVICE`: boot the simulated unit and play a scenario (CONTRACT §3, §5).
+"""`bwc sim SCENARIO --device DEVICE`: boot the simulated unit, play a scenario (CONTRACT §3, §5).
 
 Runs on simulated time as fast as the machine allows unless ``--realtime``. A ``power_cut``
 event ends the process at once with exit status 137, as a pulled battery (or SIGKILL) would.
