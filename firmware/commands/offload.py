@@ -1,16 +1,167 @@
-"""`bwc offload`: not built yet."""
+"""`bwc offload --device DEVICE [--json]`: one offload round of a unit to its profile's target.
+
+Thin shell over ``recorder.offload``: it reads the unit's profile, identity and the S3 variables
+of the environment, opens the unit's evidence sink (the receipts are signed chain entries of
+their own short session, closed by a ``shutdown`` event), runs the round and prints the result.
+Exit 0 when every file is confirmed at the target; 1 when the round stopped or failed (the
+reason is printed; whatever was confirmed before is receipted and freed); 2 for usage errors.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
 from typing import Any
+
+from firmware.evidence_access import open_unit_sealer
+from firmware.identity import Assignment, load_assignment, read_profile, require_provisioned
+from firmware.layout import UnitLayout
+from hal.errors import ConfigError
+from hal.protocols import Clock
+from hal.system_clock import SystemClock
+from recorder.config import Profile, parse_override
+from recorder.evidence.sealer import Sealer
+from recorder.offload.runner import OffloadResult, Retention, offload
+from recorder.offload.targets import OffloadTarget, open_target, target_for_device
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("offload", help="(not built yet)")
+    p = sub.add_parser(
+        "offload",
+        help="upload the unit's sealed evidence to its offload target, then free confirmed space",
+    )
+    p.add_argument("--device", required=True, type=Path, help="the unit's storage directory")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a profile key for this run, e.g. offload.target=s3://bucket/prefix",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=run)
 
 
+def open_sink(layout: UnitLayout, profile: Profile, assignment: Assignment, clock: Clock) -> Sealer:
+    """The unit's evidence sink for this session; explains an unclean previous boot first.
+
+    The one place to switch when the unit's own composition root offers a shared opener.
+    """
+    from hal.software_key import SoftwareDeviceKey
+
+    key = SoftwareDeviceKey.load(layout.device_key)
+    sealer = open_unit_sealer(layout, profile, assignment, key, lambda: clock.source.value)
+    recovery = sealer.recovery
+    now = {"mono_us": clock.monotonic_us(), "utc_us": clock.utc_us()}
+    if recovery is not None and not recovery.clean_shutdown:
+        sealer.event("power_loss_discovered", recovery.event_fields(), reserve_ok=True, **now)
+        stop = recovery.stop_fields()
+        if stop is not None:
+            sealer.event("record_stop", stop, reserve_ok=True, **now)
+    elif recovery is not None:
+        sealer.event("leftovers_moved", recovery.event_fields(), reserve_ok=True, **now)
+    return sealer
+
+
+def build_target(
+    profile: Profile, device_id: str, env: Mapping[str, str], unit_dir: Path
+) -> OffloadTarget:
+    """The unit's folder at the profile's target (``<target>/<device id>/``)."""
+    off = profile.offload
+    if not off.target:
+        raise ConfigError(
+            "config key offload.target is not set: give file:///path or s3://bucket/prefix in "
+            "the profile's [offload] section (or --set offload.target=...)"
+        )
+    return open_target(
+        target_for_device(off.target, device_id),
+        env=env,
+        endpoint_url=off.endpoint_url,
+        region=off.region,
+        ca_bundle=off.ca_bundle,
+        base_dir=unit_dir,
+    )
+
+
+@contextmanager
+def _stop_on_signal() -> Iterator[dict[str, bool]]:
+    """SIGINT/SIGTERM end the round between chunks (like an undock), so receipts are kept."""
+    flag = {"stop": False}
+
+    def handler(_sig: int, _frame: FrameType | None) -> None:
+        flag["stop"] = True
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def run(args: argparse.Namespace) -> int:
-    print("bwc offload: not built yet")
-    return 1
+    layout = UnitLayout(args.device)
+    require_provisioned(layout)
+    overrides = dict(parse_override(text) for text in args.set)
+    profile = read_profile(layout.profile, overrides)
+    assignment = load_assignment(layout)
+    target = build_target(profile, assignment.device_id, os.environ, layout.root)
+    clock = SystemClock()
+    retention = Retention(profile.offload.retention_days, profile.offload.marked_retention_days)
+    sealer = open_sink(layout, profile, assignment, clock)
+    result: OffloadResult | None = None
+    try:
+        with _stop_on_signal() as flag:
+            result = offload(
+                layout.evidence,
+                target,
+                sealer,
+                clock,
+                lambda: not flag["stop"],
+                retention=retention,
+            )
+    finally:
+        reason = "offload complete" if result is not None and result.complete else "offload ended"
+        sealer.event(
+            "shutdown",
+            {"reason": reason},
+            mono_us=clock.monotonic_us(),
+            utc_us=clock.utc_us(),
+            reserve_ok=True,
+        )
+    if result.stopped == "undocked":
+        result.stopped = "interrupted"
+    _print(result, args.json)
+    return 0 if result.complete else 1
+
+
+def _print(result: OffloadResult, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+        return
+    print(f"offload to {result.target}")
+    print(
+        f"  sent {result.uploaded_files} files ({result.uploaded_bytes} bytes), "
+        f"{result.found_files} already there, {result.confirmed_before} confirmed before"
+    )
+    print(
+        f"  {result.receipt_events} receipt events; freed {len(result.freed_files)} payloads "
+        f"({result.freed_bytes} bytes)"
+    )
+    if result.complete:
+        print("  complete: every file is confirmed at the target")
+    else:
+        print(
+            f"  not complete ({result.stopped or 'stopped'}): {result.pending_files} files left",
+            file=sys.stderr,
+        )

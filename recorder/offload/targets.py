@@ -621,13 +621,24 @@ def open_target(
     endpoint_url: str = "",
     region: str = "",
     ca_bundle: str = "",
+    base_dir: Path | None = None,
 ) -> OffloadTarget:
-    """The target a profile's ``offload.target`` names: ``file:///path`` or ``s3://bucket/prefix``."""
+    """The target a profile's ``offload.target`` names: ``file:///path`` or ``s3://bucket/prefix``.
+
+    ``file://dock`` (no leading slash after ``//``) is a path relative to ``base_dir``, the unit's
+    directory for the simulated unit; ``file:///abs`` and ``file://localhost/abs`` are absolute.
+    """
     if url.startswith("file://"):
-        parsed = urlparse(url)
-        if parsed.netloc not in ("", "localhost"):
-            raise UsageError(f"offload target {url!r}: only local file:// URLs are supported")
-        return DirectoryTarget(Path(unquote(parsed.path)))
+        rest = url[len("file://") :]
+        if rest.startswith("localhost/"):
+            rest = rest[len("localhost") :]
+        if not rest:
+            raise UsageError(f"offload target {url!r}: no path (config key offload.target)")
+        if rest.startswith("/"):
+            return DirectoryTarget(Path(unquote(rest)))
+        if base_dir is None:
+            raise UsageError(f"offload target {url!r}: a relative path needs the unit's directory")
+        return DirectoryTarget(base_dir / unquote(rest))
     if url.startswith("s3://"):
         settings = S3Settings.resolve(
             env or {}, endpoint_url=endpoint_url, region=region, ca_bundle=ca_bundle
