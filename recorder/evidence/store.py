@@ -62,8 +62,14 @@ def open_store_reader(spec: str) -> StoreReader:
         path = Path(unquote(parsed.path))
     elif parsed.scheme == "":
         path = Path(spec)
+    elif parsed.scheme == "s3":
+        # An offloaded copy in S3; endpoint, credentials and CA come the standard S3 way
+        # (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_CA_BUNDLE).
+        from recorder.offload.s3_reader import S3StoreReader
+        from recorder.offload.targets import S3Settings
+
+        return S3StoreReader(spec, S3Settings())
     else:
-        # Object-store schemes (s3://) are added by the offload side alongside this function.
         raise UsageError(f"{spec}: unsupported store URL scheme {parsed.scheme!r}")
     if not path.exists():
         raise UsageError(f"{spec}: store not found")

@@ -46,7 +46,7 @@ class Readable(Protocol):
 
 Body = bytes | Readable
 
-_S3_FAILURES = (BotoCoreError, ClientError)
+S3_FAILURES = (BotoCoreError, ClientError)
 """What boto3 raises for a failed request; translated into ``OffloadError`` at this boundary."""
 
 
@@ -367,7 +367,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.strip("/")
 
 
-def _client_error_code(exc: Exception) -> str:
+def client_error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, Mapping):
         return str(response.get("Error", {}).get("Code", ""))
@@ -412,7 +412,7 @@ class S3Target:
         return f"{self._prefix}/{name}" if self._prefix else name
 
     def _fail(self, what: str, exc: Exception) -> OffloadError:
-        code = _client_error_code(exc)
+        code = client_error_code(exc)
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
             return OffloadError(f"{self.url}: {what}: credentials refused ({code})")
         if code in ("NoSuchBucket", "404") and what.startswith("checking"):
@@ -425,8 +425,8 @@ class S3Target:
             return
         try:
             conf = self._client.get_object_lock_configuration(Bucket=self._bucket)
-        except _S3_FAILURES as exc:
-            if _client_error_code(exc) == "ObjectLockConfigurationNotFoundError":
+        except S3_FAILURES as exc:
+            if client_error_code(exc) == "ObjectLockConfigurationNotFoundError":
                 raise TargetRefusedError(
                     f"{self.url}: bucket {self._bucket} does not have Object Lock enabled; "
                     "evidence must go to a bucket created with Object Lock"
@@ -464,8 +464,8 @@ class S3Target:
                 ObjectLockMode="COMPLIANCE",
                 ObjectLockRetainUntilDate=_utc(retain_s * 1_000_000),
             )
-        except _S3_FAILURES as exc:
-            if _client_error_code(exc) == "BadDigest":
+        except S3_FAILURES as exc:
+            if client_error_code(exc) == "BadDigest":
                 raise IntegrityError(
                     "the server received bytes whose MD5 differs from the file's", path=name
                 ) from exc
@@ -501,8 +501,8 @@ class S3Target:
         path = f"{self.url}/{receipt.name}"
         try:
             head = self._head(receipt.name, receipt.version_id)
-        except _S3_FAILURES as exc:
-            if _client_error_code(exc) in ("404", "NoSuchKey", "NoSuchVersion"):
+        except S3_FAILURES as exc:
+            if client_error_code(exc) in ("404", "NoSuchKey", "NoSuchVersion"):
                 raise IntegrityError("object version not found at the target", path=path) from exc
             raise self._fail(f"confirming {receipt.name}", exc) from exc
         _check_head(head, receipt, path)
@@ -510,8 +510,8 @@ class S3Target:
     def exists(self, name: str) -> bool:
         try:
             self._head(name)
-        except _S3_FAILURES as exc:
-            if _client_error_code(exc) in ("404", "NoSuchKey"):
+        except S3_FAILURES as exc:
+            if client_error_code(exc) in ("404", "NoSuchKey"):
                 return False
             raise self._fail(f"looking up {name}", exc) from exc
         return True
@@ -526,7 +526,7 @@ class S3Target:
             for page in pages:
                 for obj in page.get("Contents", []):
                     out[obj["Key"][len(prefix) :]] = int(obj.get("Size", 0))
-        except _S3_FAILURES as exc:
+        except S3_FAILURES as exc:
             raise self._fail("listing the target", exc) from exc
         return out
 
@@ -536,8 +536,8 @@ class S3Target:
         self.check_object_lock()
         try:
             head = self._head(name)
-        except _S3_FAILURES as exc:
-            if _client_error_code(exc) in ("404", "NoSuchKey"):
+        except S3_FAILURES as exc:
+            if client_error_code(exc) in ("404", "NoSuchKey"):
                 return None
             raise self._fail(f"looking up {name}", exc) from exc
         version = str(head.get("VersionId", ""))
@@ -567,7 +567,7 @@ class S3Target:
                     VersionId=version,
                     Retention={"Mode": "COMPLIANCE", "RetainUntilDate": _utc(want_s * 1_000_000)},
                 )
-            except _S3_FAILURES as exc:
+            except S3_FAILURES as exc:
                 raise self._fail(f"extending retention of {name}", exc) from exc
             have_us = want_s * 1_000_000
         return Receipt(

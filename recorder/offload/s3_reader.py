@@ -1,0 +1,97 @@
+"""Read access to an evidence store offloaded to S3, for `bwc verify` and `bwc export`.
+
+``s3://bucket/prefix/<device-id>`` names one unit's store. ``s3://bucket/prefix`` works too
+when exactly one unit's store lies under it. Reads the latest version of each object; never
+writes, deletes or changes retention.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, BinaryIO
+
+from hal.errors import IntegrityError, UsageError
+from recorder.evidence.format import DEVICE_PUB_NAME, parse_entry_name
+from recorder.offload.targets import S3_FAILURES, S3Settings, client_error_code, parse_s3_url
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+
+class S3StoreReader:
+    """A ``recorder.evidence.store.StoreReader`` over the objects under an S3 prefix."""
+
+    def __init__(self, url: str, settings: S3Settings, *, client: S3Client | None = None) -> None:
+        self._bucket, prefix = parse_s3_url(url)
+        self._client = client or settings.client()
+        listing = self._list(prefix)
+        if not _looks_like_store(listing) and (only := _single_store_below(listing)) is not None:
+            prefix = f"{prefix}/{only}" if prefix else only
+            listing = {
+                k[len(only) + 1 :]: v for k, v in listing.items() if k.startswith(only + "/")
+            }
+        if not listing:
+            raise UsageError(f"{url}: no evidence objects under this prefix")
+        self._prefix = prefix
+        self._names = listing
+
+    def _list(self, prefix: str) -> dict[str, int]:
+        base = f"{prefix}/" if prefix else ""
+        out: dict[str, int] = {}
+        try:
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=base):
+                for obj in page.get("Contents", []):
+                    out[obj["Key"][len(base) :]] = int(obj.get("Size", 0))
+        except S3_FAILURES as exc:
+            code = client_error_code(exc)
+            raise UsageError(
+                f"s3://{self._bucket}/{prefix}: cannot list the store ({code or exc})"
+            ) from exc
+        return out
+
+    def _key(self, name: str) -> str:
+        return f"{self._prefix}/{name}" if self._prefix else name
+
+    def names(self) -> list[str]:
+        return sorted(self._names)
+
+    def read(self, name: str) -> bytes:
+        try:
+            resp = self._client.get_object(Bucket=self._bucket, Key=self._key(name))
+            return resp["Body"].read()
+        except S3_FAILURES as exc:
+            raise IntegrityError(
+                f"cannot read the object ({client_error_code(exc) or exc})",
+                path=self.describe(name),
+            ) from exc
+
+    def open(self, name: str) -> BinaryIO:
+        # Evidence payloads are about one second of video (~1 MB): reading one whole is fine,
+        # and a BytesIO gives the verifier the seekable stream it expects.
+        return io.BytesIO(self.read(name))
+
+    def exists(self, name: str) -> bool:
+        return name in self._names
+
+    def describe(self, name: str) -> str:
+        return f"s3://{self._bucket}/{self._key(name)}"
+
+
+def _looks_like_store(listing: Mapping[str, int]) -> bool:
+    return any(parse_entry_name(k) is not None or k == DEVICE_PUB_NAME for k in listing)
+
+
+def _single_store_below(listing: Mapping[str, int]) -> str | None:
+    tops = {k.split("/", 1)[0] for k in listing if "/" in k}
+    stores = [
+        t
+        for t in tops
+        if _looks_like_store({k[len(t) + 1 :]: 0 for k in listing if k.startswith(t + "/")})
+    ]
+    if len(stores) > 1:
+        raise UsageError(
+            "several units' stores under this prefix; name one: " + ", ".join(sorted(stores))
+        )
+    return stores[0] if stores else None
