@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hal.errors import IntegrityError, StorageFullError, UsageError
@@ -157,7 +159,7 @@ class Sealer:
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def open(  # noqa: PLR0917 - positional order is the published API
+    def open(
         cls,
         store: Path,
         key: DeviceKey,
@@ -173,8 +175,9 @@ class Sealer:
     ) -> Sealer:
         """Open (creating if needed) the store, find the head and move an unclean boot's leftovers.
 
-        ``device_pub_pem`` is written as ``device-pub.pem`` if that file is missing (the verifier
-        never trusts it by itself). Raises ``IntegrityError`` if the head was sealed by another key.
+        ``device-pub.pem`` (derived from ``key``, or ``device_pub_pem`` if given) is written if
+        missing, for openssl and the verifier (which never trusts it by itself).
+        Raises ``IntegrityError`` if the head was sealed by another key.
         """
         if not recipients:
             raise UsageError("the sealer needs at least one agency recipient key")
@@ -203,8 +206,13 @@ class Sealer:
                 len(recovery.orphans),
             )
         pub_path = store / DEVICE_PUB_NAME
-        if device_pub_pem is not None and not pub_path.exists():
-            _write_durable(store, DEVICE_PUB_NAME, device_pub_pem)
+        if not pub_path.exists():
+            pem = device_pub_pem or Ed25519PublicKey.from_public_bytes(
+                key.public_key_raw()
+            ).public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            _write_durable(store, DEVICE_PUB_NAME, pem)
             _fsync_dir(store)
         used = _usage(store, exact=capacity_bytes is not None)
         return cls(

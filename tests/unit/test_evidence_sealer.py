@@ -1,0 +1,205 @@
+"""Sealer, device key and agency key behaviour: space reserve, power-loss discovery, key files."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from hal.errors import IntegrityError, StorageFullError, UsageError
+from hal.software_key import SoftwareDeviceKey
+from recorder.evidence.keys import (
+    KEM_MLKEM1024_P384,
+    generate_agency_keys,
+    load_agency_private,
+    load_agency_public,
+)
+from recorder.evidence.opener import decrypt_unit
+from recorder.evidence.sealer import Sealer
+from recorder.evidence.store import DirectoryStoreReader
+from recorder.evidence.verify import verify_store
+from recorder.sealing import UnitMeta
+from tests.vectors.evidence_store import build_store, fixed_device_key, write_agency_pair
+
+BOOT_A = "a" * 32
+BOOT_B = "b" * 32
+
+
+def meta(unit: int, first_frame: int = 0) -> UnitMeta:
+    return UnitMeta("rec-1", 0, unit, first_frame, 10, 0, 1, 0, "simulated")
+
+
+def test_device_key_generate_load_and_refusals(tmp_path: Path) -> None:
+    path = tmp_path / "device-key.pem"
+    key = SoftwareDeviceKey.generate(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    loaded = SoftwareDeviceKey.load(path)
+    assert loaded.public_key_raw() == key.public_key_raw()
+    assert len(loaded.sign(b"x")) == 64
+    assert loaded.fingerprint() == key.fingerprint()
+    with pytest.raises(UsageError, match="already exists"):
+        SoftwareDeviceKey.generate(path)
+    path.chmod(0o644)
+    with pytest.raises(UsageError, match="readable by group or others"):
+        SoftwareDeviceKey.load(path)
+    with pytest.raises(UsageError, match="not found"):
+        SoftwareDeviceKey.load(tmp_path / "missing.pem")
+    generate_agency_keys(tmp_path / "ag")
+    with pytest.raises(UsageError, match="not an Ed25519 private key"):
+        SoftwareDeviceKey.load(tmp_path / "ag" / "agency-key.pem")
+
+
+def test_agency_key_files_are_told_apart(tmp_path: Path) -> None:
+    priv, pub = generate_agency_keys(tmp_path / "ag")
+    assert stat.S_IMODE(priv.stat().st_mode) == 0o600
+    assert load_agency_public(pub).fingerprint == load_agency_private(priv).fingerprint
+    device = tmp_path / "device-key.pem"
+    dkey = SoftwareDeviceKey.generate(device)
+    (tmp_path / "device-pub.pem").write_bytes(dkey.public_pem())
+    with pytest.raises(UsageError, match="Ed25519"):
+        load_agency_private(device)
+    with pytest.raises(UsageError, match="Ed25519"):
+        load_agency_private(tmp_path / "device-pub.pem")
+    with pytest.raises(UsageError, match="Ed25519"):
+        load_agency_public(tmp_path / "device-pub.pem")
+    with pytest.raises(UsageError, match="public key"):
+        load_agency_private(pub)
+    with pytest.raises(UsageError, match="private key"):
+        load_agency_public(priv)
+    with pytest.raises(UsageError, match="not found"):
+        load_agency_private(tmp_path / "nope.pem")
+    with pytest.raises(UsageError, match="already exists"):
+        generate_agency_keys(tmp_path / "ag")
+    with pytest.raises(UsageError, match="--kem"):
+        generate_agency_keys(tmp_path / "ag2", "rsa")
+
+
+@pytest.mark.parametrize("kem", ["p384", KEM_MLKEM1024_P384])
+def test_seal_and_decrypt_for_two_recipients(tmp_path: Path, kem: str) -> None:
+    generate_agency_keys(tmp_path / "ag1", kem)
+    generate_agency_keys(tmp_path / "ag2")
+    pubs = [load_agency_public(tmp_path / d / "agency-pub.pem") for d in ("ag1", "ag2")]
+    store = tmp_path / "ev"
+    build_store(store, fixed_device_key(1), pubs, [b"payload-one", b"payload-two"])
+    reader = DirectoryStoreReader(store)
+    manifest = json.loads((store / "0000000003.json").read_bytes())
+    for d in ("ag1", "ag2"):
+        key = load_agency_private(tmp_path / d / "agency-key.pem")
+        assert decrypt_unit(reader, manifest, key) == b"payload-two"
+    assert verify_store(reader).intact
+
+
+def test_ciphertext_moved_to_another_entry_does_not_decrypt(tmp_path: Path) -> None:
+    pub, priv = write_agency_pair(tmp_path / "ag", 7)
+    store = tmp_path / "ev"
+    build_store(store, fixed_device_key(1), [pub], [b"one", b"two"])
+    m2 = json.loads((store / "0000000002.json").read_bytes())
+    m3 = json.loads((store / "0000000003.json").read_bytes())
+    m3["recipients"] = m2["recipients"]
+    m3["payload"]["nonce"] = m2["payload"]["nonce"]
+    (store / "0000000003.bin").write_bytes((store / "0000000002.bin").read_bytes())
+    with pytest.raises(IntegrityError):
+        decrypt_unit(DirectoryStoreReader(store), m3, priv)
+
+
+def test_units_stop_at_the_reserve_but_events_may_use_it(tmp_path: Path) -> None:
+    pub, _ = write_agency_pair(tmp_path / "ag", 7)
+    store = tmp_path / "ev"
+    sealer = Sealer.open(
+        store, fixed_device_key(1), [pub], "d", BOOT_A, "rtc", 20_000, capacity_bytes=60_000
+    )
+    sealer.event("record_start", {"recording": "rec-1"}, mono_us=0, utc_us=0)
+    sealer.seal_unit(os.urandom(30_000), meta(0), mono_us=0, utc_us=0)
+    assert 0 < sealer.free_bytes() < 10_000
+    before = sorted(os.listdir(store))
+    with pytest.raises(StorageFullError):
+        sealer.seal_unit(os.urandom(15_000), meta(1, 10), mono_us=0, utc_us=0)
+    assert sorted(os.listdir(store)) == before  # nothing written
+    big_event = {"pad": "x" * 12_000}
+    with pytest.raises(StorageFullError):
+        sealer.event("storage_full", big_event, mono_us=0, utc_us=0)
+    seq = sealer.event("storage_full", big_event, mono_us=0, utc_us=0, reserve_ok=True)
+    assert seq == sealer.head_seq == 2
+    assert sealer.free_bytes() == 0
+
+
+def test_power_loss_discovery_moves_leftovers_and_names_open_recording(tmp_path: Path) -> None:
+    pub, _ = write_agency_pair(tmp_path / "ag", 7)
+    store = tmp_path / "ev"
+    key = fixed_device_key(1)
+    build_store(store, key, [pub], [b"a", b"b", b"c"], boot_id=BOOT_A, close=False)
+    # A cut while writing entry 5: its payload and signature exist, its manifest does not.
+    (store / "0000000005.bin").write_bytes(b"partial")
+    (store / ".tmp-0000000005.sig").write_bytes(b"partial")
+    sealer = Sealer.open(store, key, [pub], "bwc-test-0001", BOOT_B, "rtc")
+    rec = sealer.recovery
+    assert rec is not None
+    assert rec.previous_boot == BOOT_A
+    assert rec.last_seq == 4
+    assert rec.open_recording == "rec-0001"
+    assert rec.open_recording_units == 3 and rec.open_recording_segments == 2
+    assert rec.last_frame == 74
+    assert sorted(rec.orphans) == [
+        f"orphans/{BOOT_B}-.tmp-0000000005.sig",
+        f"orphans/{BOOT_B}-0000000005.bin",
+    ]
+    assert (store / "orphans" / f"{BOOT_B}-0000000005.bin").read_bytes() == b"partial"
+    reader = DirectoryStoreReader(store)
+    assert not verify_store(reader).intact  # not closed and orphans unexplained, yet
+    sealer.event("power_loss_discovered", rec.event_fields(), mono_us=0, utc_us=0)
+    stop = rec.stop_fields()
+    assert stop is not None
+    sealer.event("record_stop", stop, mono_us=0, utc_us=0)
+    sealer.event("shutdown", {}, mono_us=0, utc_us=0)
+    report = verify_store(reader)
+    assert report.intact, report.format_text()
+    assert report.recordings[0].power_losses == 1
+    assert report.recordings[0].stop_trigger == "power_loss_recovery"
+    again = Sealer.open(store, key, [pub], "bwc-test-0001", "c" * 32, "rtc")
+    assert again.recovery is None
+
+
+def test_new_boot_after_unclean_end_needs_power_loss_event(tmp_path: Path) -> None:
+    pub, _ = write_agency_pair(tmp_path / "ag", 7)
+    store = tmp_path / "ev"
+    key = fixed_device_key(1)
+    sealer = Sealer.open(store, key, [pub], "d", BOOT_A, "rtc")
+    sealer.event("boot", {}, mono_us=0, utc_us=0)
+    sealer = Sealer.open(store, key, [pub], "d", BOOT_B, "rtc")
+    assert sealer.recovery is not None and sealer.recovery.open_recording is None
+    sealer.event("boot", {}, mono_us=0, utc_us=0)
+    sealer.event("shutdown", {}, mono_us=0, utc_us=0)
+    report = verify_store(DirectoryStoreReader(store))
+    assert [f.reason for f in report.all_findings] == [
+        f"boot {BOOT_B} follows an unclean end of boot {BOOT_A} without a "
+        "power_loss_discovered event (entries removed?)"
+    ]
+
+
+def test_refuses_to_extend_another_devices_chain(tmp_path: Path) -> None:
+    pub, _ = write_agency_pair(tmp_path / "ag", 7)
+    store = tmp_path / "ev"
+    Sealer.open(store, fixed_device_key(1), [pub], "d", BOOT_A, "rtc").event(
+        "boot", {}, mono_us=0, utc_us=0
+    )
+    with pytest.raises(IntegrityError, match="another device"):
+        Sealer.open(store, fixed_device_key(2), [pub], "d", BOOT_B, "rtc")
+
+
+def test_offloaded_payloads_are_explained(tmp_path: Path) -> None:
+    pub, _ = write_agency_pair(tmp_path / "ag", 7)
+    store = tmp_path / "ev"
+    key = fixed_device_key(1)
+    build_store(store, key, [pub], [b"a", b"b"], boot_id=BOOT_A)
+    (store / "0000000002.bin").unlink()
+    assert not verify_store(DirectoryStoreReader(store)).intact
+    sealer = Sealer.open(store, key, [pub], "bwc-test-0001", BOOT_B, "rtc")
+    sealer.event("boot", {}, mono_us=0, utc_us=0)
+    sealer.event("offload_freed", {"files": ["0000000002.bin"]}, mono_us=0, utc_us=0)
+    sealer.event("shutdown", {}, mono_us=0, utc_us=0)
+    report = verify_store(DirectoryStoreReader(store))
+    assert report.intact, report.format_text()
+    assert report.offloaded == ["0000000002.bin"]
