@@ -34,6 +34,7 @@ class Bwc:
             capture_output=True,
             text=True,
             timeout=900,
+            check=False,
         )
         if check is not None and proc.returncode != check:
             raise AssertionError(
