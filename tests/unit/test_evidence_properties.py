@@ -1,0 +1,86 @@
+"""Property tests: sealing round-trips any payload; any corruption yields findings, nothing else."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hal.errors import IntegrityError
+from recorder.evidence.keys import AgencyPrivateKey, AgencyPublicKey
+from recorder.evidence.opener import decrypt_unit, open_store
+from recorder.evidence.sealer import Sealer
+from recorder.evidence.store import DirectoryStoreReader
+from recorder.evidence.verify import verify_store
+from recorder.sealing import UnitMeta
+from tests.vectors.evidence_store import build_store, fixed_device_key, write_agency_pair
+
+FAST = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture(scope="module")
+def agency(tmp_path_factory: pytest.TempPathFactory) -> tuple[AgencyPublicKey, AgencyPrivateKey]:
+    return write_agency_pair(tmp_path_factory.mktemp("agency"), 0xBEEF)
+
+
+@pytest.fixture(scope="module")
+def pristine(
+    tmp_path_factory: pytest.TempPathFactory, agency: tuple[AgencyPublicKey, AgencyPrivateKey]
+) -> Path:
+    path = tmp_path_factory.mktemp("pristine") / "ev"
+    build_store(path, fixed_device_key(1), [agency[0]], [b"\x00" * 700, b"\x01" * 900, b"x"])
+    return path
+
+
+@FAST
+@given(payload=st.binary(max_size=4096), segment=st.integers(0, 1000), unit=st.integers(0, 1000))
+def test_seal_then_open_round_trips(
+    agency: tuple[AgencyPublicKey, AgencyPrivateKey], payload: bytes, segment: int, unit: int
+) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        store = Path(d)
+        sealer = Sealer.open(store, fixed_device_key(1), [agency[0]], "dev", "b" * 32, "rtc")
+        meta = UnitMeta("rec", segment, unit, 0, 1, 0, 1, 0, "rtc")
+        seq = sealer.seal_unit(payload, meta, mono_us=0, utc_us=0)
+        manifest = json.loads((store / f"{seq:010d}.json").read_bytes())
+        assert decrypt_unit(DirectoryStoreReader(store), manifest, agency[1]) == payload
+
+
+@FAST
+@given(data=st.data())
+def test_any_corruption_gives_findings_never_another_exception(
+    pristine: Path, agency: tuple[AgencyPublicKey, AgencyPrivateKey], data: st.DataObject
+) -> None:
+    files = sorted(p.name for p in pristine.iterdir() if p.is_file())
+    name = data.draw(st.sampled_from(files))
+    original = (pristine / name).read_bytes()
+    how = data.draw(st.sampled_from(["flip", "truncate", "insert", "delete"]))
+    with tempfile.TemporaryDirectory() as d:
+        store = Path(d) / "ev"
+        shutil.copytree(pristine, store)
+        if how == "flip":
+            i = data.draw(st.integers(0, len(original) - 1))
+            bit = data.draw(st.integers(0, 7))
+            changed = bytearray(original)
+            changed[i] ^= 1 << bit
+            (store / name).write_bytes(bytes(changed))
+        elif how == "truncate":
+            (store / name).write_bytes(original[: data.draw(st.integers(0, len(original) - 1))])
+        elif how == "insert":
+            i = data.draw(st.integers(0, len(original)))
+            extra = data.draw(st.binary(min_size=1, max_size=8))
+            (store / name).write_bytes(original[:i] + extra + original[i:])
+        else:
+            (store / name).unlink()
+        report = verify_store(DirectoryStoreReader(store))
+        assert not report.intact
+        assert all(f.file.startswith(str(store)) for f in report.all_findings)
+        with pytest.raises(IntegrityError):
+            list(open_store(store, agency[1]))
