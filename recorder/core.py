@@ -86,7 +86,7 @@ class _Recording:
 class Recorder:
     """The unit's recorder. See the module docstring for threading and decisions."""
 
-    def __init__(  # noqa: PLR0917 (the brief's positional order; callers may use keywords)
+    def __init__(
         self,
         clock: Clock,
         evidence: EvidenceSink,
@@ -132,6 +132,7 @@ class Recorder:
         self._storage_blocked = False
         self._ignored_transitions = 0
         self._audio_not_muxed = 0
+        self.events_lost = 0
         self.recordings: list[str] = []
 
     # -- public surface ------------------------------------------------------------------------
@@ -204,7 +205,7 @@ class Recorder:
             self._stop("shutdown")
         self._fire(PowerOff(self._clock.monotonic_us(), reason))
         try:
-            self._event("shutdown", {"reason": reason}, reserve_ok=True)
+            self._event("shutdown", {"reason": reason})
         finally:
             self._state = State.OFF
             self._buffer.clear()
@@ -287,9 +288,14 @@ class Recorder:
             "profile_digest": self._profile.digest(),
         }
         try:
-            self._event("record_start", fields)
+            # The only event that may not use the reserve: units that would follow cannot.
+            self._event("record_start", fields, reserve_ok=False, strict=True)
         except StorageFullError:
-            self._storage_full(during_start=True)
+            self._abort("storage_full", record_started=False)
+            return False
+        except OSError as exc:
+            log.error("record_start of %s not written: %s", rec.id, exc)
+            self._abort("storage_error", record_started=False)
             return False
         rec.started = True
         self._feedback.show(Feedback.RECORDING_START)
@@ -354,7 +360,11 @@ class Recorder:
             self._evidence.seal_unit(unit.payload, meta, mono_us=mono_us, utc_us=utc_us)
         except StorageFullError:
             log.error("storage full: unit %s/%s of %s not sealed", unit.segment, unit.unit, rec.id)
-            self._storage_full(during_start=False)
+            self._abort("storage_full", record_started=True)
+            return False
+        except OSError as exc:
+            log.error("unit %s/%s of %s not sealed: %s", unit.segment, unit.unit, rec.id, exc)
+            self._abort("storage_error", record_started=True)
             return False
         rec.units += 1
         rec.last_sealed_frame = unit.first_frame + unit.frame_count - 1
@@ -385,15 +395,15 @@ class Recorder:
         units = seg.flush()
         for i, unit in enumerate(units):
             if not self._seal(unit, final=i == len(units) - 1):
-                sealed_all = False  # _storage_full already wrote the stop
+                sealed_all = False  # _abort already wrote the stop
                 break
         if sealed_all:
-            self._write_record_stop(rec, trigger, reserve_ok=trigger == "storage_full")
+            self._write_record_stop(rec, trigger)
             self._feedback.show(Feedback.STOP)
             self._end_recording()
             self._fire(Stopped(self._clock.monotonic_us()))
 
-    def _write_record_stop(self, rec: _Recording, trigger: str, *, reserve_ok: bool) -> None:
+    def _write_record_stop(self, rec: _Recording, trigger: str) -> None:
         seg = self._segmenter
         self._event(
             "record_stop",
@@ -405,7 +415,6 @@ class Recorder:
                 "last_frame": rec.last_sealed_frame,
                 "end_pts_us": rec.end_pts_us,
             },
-            reserve_ok=reserve_ok,
         )
 
     def _end_recording(self) -> None:
@@ -413,22 +422,25 @@ class Recorder:
         self._segmenter = None
         self._buffer.clear()
 
-    def _storage_full(self, *, during_start: bool) -> None:
-        """Stop the recording with reserve-backed events and block new ones (FAULT)."""
+    def _abort(self, trigger: str, *, record_started: bool) -> None:
+        """End the recording after the store refused a write; block new ones (FAULT).
+
+        Everything sealed before stays sealed; the events here may use the reserve, and if even
+        they fail the verifier reports the recording as not closed rather than losing anything.
+        """
         rec = self._rec
         assert rec is not None
         self._storage_blocked = True
         if self._state is State.RECORDING:
-            self._fire(StopRequested(self._clock.monotonic_us(), "storage_full"))
-        self._event(
-            "storage_full",
-            {"free_bytes": self._evidence.free_bytes(), "recording": rec.id},
-            reserve_ok=True,
-        )
-        if not during_start:  # a recording whose record_start was never written has no stop
-            self._write_record_stop(rec, "storage_full", reserve_ok=True)
+            self._fire(StopRequested(self._clock.monotonic_us(), trigger))
+        if trigger == "storage_full":
+            self._event(
+                "storage_full", {"free_bytes": self._evidence.free_bytes(), "recording": rec.id}
+            )
+        if record_started:  # a recording whose record_start was never written has no stop
+            self._write_record_stop(rec, trigger)
         self._end_recording()
-        self._fire(Faulted(self._clock.monotonic_us(), "storage_full"))
+        self._fire(Faulted(self._clock.monotonic_us(), trigger))
         self._feedback.show(Feedback.FAULT)
         self._next_space_check_us = self._clock.monotonic_us() + _SPACE_CHECK_US
 
@@ -477,7 +489,6 @@ class Recorder:
         self._event(
             "clock_step",
             {"old_utc_us": old_utc_us, "new_utc_us": gnss_now_us, "source": "gnss"},
-            reserve_ok=True,
         )
 
     def _gnss_for_unit(self, rec: _Recording, mono_us: int) -> dict[str, JsonValue] | None:
@@ -500,7 +511,7 @@ class Recorder:
         self._battery_status = {"level_pct": level, "charging": status.charging}
         if level < self._rc.low_battery_pct and not self._low_battery_reported:
             self._low_battery_reported = True
-            self._event("low_battery", {"level_pct": level}, reserve_ok=True)
+            self._event("low_battery", {"level_pct": level})
             self._feedback.show(Feedback.LOW_BATTERY)
         elif level >= self._rc.low_battery_pct + 1.0 or status.charging:
             self._low_battery_reported = level < self._rc.low_battery_pct
@@ -520,15 +531,32 @@ class Recorder:
         return True
 
     def _event(
-        self, kind: str, fields: Mapping[str, JsonValue], *, reserve_ok: bool = False
+        self,
+        kind: str,
+        fields: Mapping[str, JsonValue],
+        *,
+        reserve_ok: bool = True,
+        strict: bool = False,
     ) -> int:
-        return self._evidence.event(
-            kind,
-            fields,
-            mono_us=self._clock.monotonic_us(),
-            utc_us=self._clock.utc_us(),
-            reserve_ok=reserve_ok,
-        )
+        """Seal one event. Events may use the storage reserve (units may not).
+
+        A store that refuses even that is logged, counted and otherwise ignored unless ``strict``:
+        a handler must not die half-way because a marker could not be written.
+        """
+        try:
+            return self._evidence.event(
+                kind,
+                fields,
+                mono_us=self._clock.monotonic_us(),
+                utc_us=self._clock.utc_us(),
+                reserve_ok=reserve_ok,
+            )
+        except OSError as exc:
+            if strict:
+                raise
+            self.events_lost += 1
+            log.error("%s event not written: %s", kind, exc)
+            return -1
 
     @property
     def ignored_transitions(self) -> int:

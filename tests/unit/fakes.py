@@ -54,6 +54,7 @@ class FakeEvidence:
     free: int = 10**12
     reserve: int = 0
     entries: list[tuple[str, Any]] = field(default_factory=list)
+    unit_error: OSError | None = None  # raised by seal_unit while set (an I/O failure)
 
     def event(
         self,
@@ -71,6 +72,8 @@ class FakeEvidence:
         return len(self.entries) - 1
 
     def seal_unit(self, payload: bytes, meta: UnitMeta, *, mono_us: int, utc_us: int) -> int:
+        if self.unit_error is not None:
+            raise self.unit_error
         if self.free < len(payload):
             raise StorageFullError("full")
         self.free -= len(payload)

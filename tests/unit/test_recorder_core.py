@@ -360,3 +360,32 @@ def test_status_line() -> None:
     assert 5.0 <= s["buffer_s"] <= 6.1
     assert s["recording"] is None
     assert s["battery"] == {"level_pct": 80.0, "charging": False}
+
+
+def test_io_error_while_sealing_stops_and_keeps_what_was_sealed() -> None:
+    u = Unit(make_profile(pre_event_s=1.0))
+    u.run_until(2.0)
+    u.double_press(2.0)
+    u.run_until(5.0)
+    sealed = len(u.evidence.units())
+    u.evidence.unit_error = OSError(5, "Input/output error")
+    u.run_until(7.0)
+    assert "led:fault" in u.led.history
+    # The store still reports free space, so the unit returns to buffering after its check.
+    assert u.state() is State.BUFFERING
+    stop = u.evidence.events("record_stop")[0]
+    assert stop["trigger"] == "storage_error"
+    assert stop["units"] == sealed == len(u.evidence.units())
+
+
+def test_full_store_refusing_even_events_does_not_break_handlers() -> None:
+    u = Unit(make_profile(pre_event_s=1.0))
+    u.run_until(2.0)
+    u.double_press(2.0)
+    u.run_until(3.0)
+    u.evidence.reserve = 0
+    u.evidence.free = 0  # neither units nor events fit any more
+    u.press("function", 3.5)  # the marker cannot be written: logged, not raised
+    u.run_until(6.0)
+    assert u.state() is State.FAULT
+    assert u.recorder.events_lost >= 1
