@@ -217,12 +217,12 @@ class _RichObserver:
 
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
         self._progress = Progress(
             TextColumn("{task.description:<10}"),
             BarColumn(),
-            DownloadColumn(),
+            TaskProgressColumn(),
             console=Console(stderr=True),
             transient=False,
         )
