@@ -7,12 +7,13 @@ Used by the booting unit and by the technician's commands that add signed events
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from firmware import __version__
 from firmware.identity import Assignment
 from firmware.layout import UnitLayout
 from hal.errors import UsageError
-from hal.protocols import DeviceKey
+from hal.protocols import Clock, DeviceKey
 from hal.software_key import SoftwareDeviceKey
 from recorder.config import Profile
 from recorder.evidence.keys import AgencyPublicKey, load_agency_public
@@ -51,3 +52,51 @@ def open_unit_sealer(
         capacity_bytes=round(capacity_mb * 1_000_000) if capacity_mb > 0 else None,
         device_pub_pem=device_pub_pem,
     )
+
+
+def record_boot(
+    sealer: Sealer,
+    clock: Clock,
+    profile: Profile,
+    assignment: Assignment,
+    *,
+    firmware_version: str,
+    slot: str,
+    tryboot: bool,
+    notes: Sequence[str] = (),
+) -> None:
+    """Seal the ``boot`` event, then what the store says about how the previous boot ended.
+
+    An unclean end (power cut, crash, watchdog kill) becomes ``power_loss_discovered`` naming what
+    was lost, and a recording left open is closed by a ``record_stop`` with trigger
+    ``power_loss_recovery``, so the gap in the record is explained by signed evidence.
+    """
+
+    def event(kind: str, fields: dict[str, object]) -> None:
+        sealer.event(kind, fields, mono_us=clock.monotonic_us(), utc_us=clock.utc_us())
+
+    event(
+        "boot",
+        {
+            "firmware_version": firmware_version,
+            "software_version": __version__,
+            "slot": slot,
+            "tryboot": tryboot,
+            "boot_notes": list(notes),
+            "profile_digest": profile.digest(),
+            "profile": profile.to_dict(),
+            "device_id": assignment.device_id,
+            "officer_id": assignment.officer_id,
+            "clock_source": clock.source.value,
+        },
+    )
+    recovery = sealer.recovery
+    if recovery is None:
+        return
+    if recovery.clean_shutdown:
+        event("leftovers_moved", recovery.event_fields())
+        return
+    event("power_loss_discovered", recovery.event_fields())
+    stop = recovery.stop_fields()
+    if stop is not None:
+        event("record_stop", stop)

@@ -20,7 +20,7 @@ from typing import Any
 from firmware import __version__
 from firmware.boot_control import SimBootControl
 from firmware.daemon import Daemon
-from firmware.evidence_access import open_unit_sealer
+from firmware.evidence_access import open_unit_sealer, record_boot
 from firmware.flash import read_slot_info
 from firmware.health import BootPlan, Outcome, boot_decision, check_health, commit_or_rollback
 from firmware.identity import Assignment, load_assignment, read_profile, require_provisioned
@@ -28,7 +28,7 @@ from firmware.layout import UnitLayout
 from firmware.update_state import write_atomic
 from hal.gnss_serial import SerialGnss
 from hal.software_key import SoftwareDeviceKey
-from hal.types import ClockSource
+from hal.types import ClockSource, EncodedFrame
 from recorder.config import Profile
 from recorder.core import Recorder
 from recorder.evidence.sealer import Sealer
@@ -43,6 +43,9 @@ from simulator.power import SimPower
 from simulator.scenario import Scenario, ScenarioEvent
 
 log = logging.getLogger(__name__)
+frame_log = logging.getLogger("firmware.sim_unit.frames")
+"""At DEBUG (``bwc -vv sim``) one line per captured frame: the fault-injection harness reads it to
+know the last frame the unit had captured when it was killed from outside."""
 
 FIRST_BOOT_UTC_US = 1_767_258_000_000_000
 """2026-01-01T09:00:00Z: the simulated RTC's time at a unit's very first power-on."""
@@ -199,6 +202,16 @@ class SimulatedUnit:
         write_atomic(self.layout.battery_json, json.dumps(data).encode())
 
 
+def _traced(sink: Callable[[EncodedFrame], None]) -> Callable[[EncodedFrame], None]:
+    """Wrap a frame sink so each frame is logged (with a flush) before the recorder sees it."""
+
+    def traced(frame: EncodedFrame) -> None:
+        frame_log.debug("captured frame %d pts_us %d", frame.frame_index, frame.pts_us)
+        sink(frame)
+
+    return traced
+
+
 def _start_utc_us(layout: UnitLayout) -> int:
     """The simulated RTC keeps time while the unit is off: continue from the last saved value."""
     try:
@@ -227,32 +240,16 @@ def boot_simulated_unit(
     firmware_version = slot_info.version if slot_info else __version__
     sealer = open_unit_sealer(layout, profile, assignment, key, lambda: clock.source.value)
 
-    def event(kind: str, fields: Mapping[str, Any]) -> None:
-        sealer.event(kind, fields, mono_us=clock.monotonic_us(), utc_us=clock.utc_us())
-
-    event(
-        "boot",
-        {
-            "firmware_version": firmware_version,
-            "software_version": __version__,
-            "slot": plan.slot,
-            "tryboot": plan.tryboot,
-            "boot_notes": list(plan.notes),
-            "profile_digest": profile.digest(),
-            "profile": profile.to_dict(),
-            "device_id": assignment.device_id,
-            "officer_id": assignment.officer_id,
-            "clock_source": clock.source.value,
-        },
+    record_boot(
+        sealer,
+        clock,
+        profile,
+        assignment,
+        firmware_version=firmware_version,
+        slot=plan.slot,
+        tryboot=plan.tryboot,
+        notes=plan.notes,
     )
-    recovery = sealer.recovery
-    if recovery is not None and not recovery.clean_shutdown:
-        event("power_loss_discovered", recovery.event_fields())
-        stop = recovery.stop_fields()
-        if stop is not None:
-            event("record_stop", stop)
-    elif recovery is not None:
-        event("leftovers_moved", recovery.event_fields())
 
     pins = make_pin_factory()
     gpio = profile.gpio
@@ -323,7 +320,9 @@ def boot_simulated_unit(
     for button in buttons.values():
         button.on_edge(daemon.edge_sink)
     recorder.start()
-    camera.start(daemon.frame_sink)
+    camera.start(
+        _traced(daemon.frame_sink) if frame_log.isEnabledFor(logging.DEBUG) else daemon.frame_sink
+    )
     clock.call_every(TICK_US, lambda: recorder.tick(clock.monotonic_us()))
     clock.call_every(RTC_SAVE_US, unit._periodic)
     unit._save_battery()

@@ -1,0 +1,146 @@
+"""The Raspberry Pi unit: the real backends composed with the recorder, run under systemd.
+
+Composition root for real hardware. It imports the hardware backends (picamera2, gpiozero,
+pyserial) only here and only when the profile selects them, so nothing on x86 pretends to be
+them. The daemon loop is the only thread that calls the recorder; backend callbacks enqueue
+(see ``firmware.daemon``). Boot order matches ``firmware.sim_unit`` exactly; firmware commit and
+rollback go through ``PiBootControl`` (autoboot.txt ``[tryboot]``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from firmware import __version__
+from firmware.daemon import Daemon
+from firmware.evidence_access import open_unit_sealer, record_boot
+from firmware.identity import load_assignment, read_profile
+from firmware.layout import UnitLayout
+from hal.errors import ConfigError
+from hal.protocols import Battery, Camera, Gnss, Indicator
+from hal.software_key import SoftwareDeviceKey
+from hal.system_clock import SystemClock
+from recorder.core import Recorder
+from recorder.feedback import FeedbackController
+from recorder.state_machine import State
+
+log = logging.getLogger(__name__)
+
+BOOT_PARTITION = "/boot/firmware"
+"""Where Raspberry Pi OS mounts the FAT boot partition that holds autoboot.txt."""
+
+LOOP_TIMEOUT_S = 0.05
+"""How long the daemon loop waits for a frame or edge before running its timers anyway."""
+
+
+def _run_command(cmd: Sequence[str]) -> None:
+    subprocess.run(list(cmd), check=True)
+
+
+def _camera(profile: Any, device_id: str, clock: SystemClock) -> Camera:
+    cam = profile.camera
+    if cam.backend != "picamera2":
+        raise ConfigError(f"camera.backend {cam.backend!r} cannot run on a Raspberry Pi unit")
+    from hal.picamera import Picamera2Camera
+
+    return Picamera2Camera(
+        cam.width,
+        cam.height,
+        cam.fps,
+        cam.bitrate_bps,
+        cam.keyframe_interval_s,
+        device_id,
+        clock,
+        cam.overlay,
+    )
+
+
+def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: float | None) -> int:
+    """Boot and run the real unit until SIGTERM/SIGINT (or ``duration_s``); returns an exit code."""
+    from firmware.boot_control import PiBootControl
+    from hal.gnss_serial import SerialGnss
+    from hal.gpio import GpiozeroButton, GpiozeroIndicator
+
+    profile = read_profile(layout.profile, overrides)
+    if profile.gpio.backend != "gpiozero":
+        raise ConfigError("gpio.backend must be 'gpiozero' on a Raspberry Pi unit")
+    assignment = load_assignment(layout)
+    clock = SystemClock()
+    key = SoftwareDeviceKey.load(layout.device_key)
+    boot = PiBootControl(Path(BOOT_PARTITION), _run_command)
+    slot = boot.get_current()
+    sealer = open_unit_sealer(layout, profile, assignment, key, lambda: clock.source.value)
+    record_boot(
+        sealer,
+        clock,
+        profile,
+        assignment,
+        firmware_version=__version__,
+        slot=slot,
+        tryboot=boot.booted_by_tryboot(),
+    )
+    gpio = profile.gpio
+    buttons = [
+        GpiozeroButton(name, pin, clock, bounce_ms=gpio.bounce_ms)
+        for name, pin in (
+            ("event", gpio.event_pin),
+            ("function", gpio.function_pin),
+            ("trigger", gpio.trigger_pin),
+        )
+    ]
+    led: Indicator = GpiozeroIndicator("led", gpio.led_pin, "led")
+    haptic: Indicator = GpiozeroIndicator("haptic", gpio.haptic_pin, "haptic")
+    buzzer: Indicator = GpiozeroIndicator("buzzer", gpio.buzzer_pin, "buzzer")
+    gnss: Gnss | None = None
+    if profile.gnss.backend == "serial":
+        gnss = SerialGnss(profile.gnss.port, profile.gnss.baud, clock)
+    battery: Battery | None = None  # no fuel gauge on the reference build: see README
+    recorder = Recorder(
+        clock,
+        sealer,
+        FeedbackController(led, haptic, buzzer),
+        profile,
+        {
+            "device_id": assignment.device_id,
+            "officer_id": assignment.officer_id,
+            "firmware_version": __version__,
+            "slot": slot,
+        },
+        gnss,
+        battery,
+    )
+    daemon = Daemon(recorder)
+    camera = _camera(profile, assignment.device_id, clock)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    for button in buttons:
+        button.on_edge(daemon.edge_sink)
+    recorder.start()
+    camera.start(daemon.frame_sink)
+    from firmware.supervisor import Watchdog, notify
+
+    watchdog = Watchdog()
+    if recorder.state is State.BUFFERING:
+        notify("READY=1\nSTATUS=buffering")
+    end_us = None if duration_s is None else clock.monotonic_us() + round(duration_s * 1e6)
+    try:
+        while not stop.is_set() and (end_us is None or clock.monotonic_us() < end_us):
+            daemon.wait_and_drain(LOOP_TIMEOUT_S)
+            recorder.tick(clock.monotonic_us())
+            watchdog.pet_if_progress(daemon.frames_in)
+    finally:
+        camera.stop()
+        daemon.drain()
+        recorder.shutdown("service stop")
+        for button in buttons:
+            button.close()
+        if gnss is not None:
+            gnss.close()
+    return 0
