@@ -1,1 +1,4 @@
-"""Simulated backends of equal standing for every hal protocol, the virtual clock and the scenario player. Never imports recorder or firmware."""
+"""Simulated backends of equal standing for every hal protocol, the virtual clock and scenarios.
+
+Never imports ``recorder`` or ``firmware``.
+"""
