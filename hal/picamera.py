@@ -40,7 +40,7 @@ def _boottime_us() -> int:
 class Picamera2Camera:
     """A ``Camera`` on libcamera/picamera2 with the Pi's V4L2 H.264 encoder."""
 
-    def __init__(  # noqa: PLR0917 (positional order mirrors SimCamera's)
+    def __init__(
         self,
         width: int,
         height: int,
