@@ -550,7 +550,12 @@ class _Verifier:
     def _check_orphans(self, names: list[str], entries: list[_Entry]) -> None:
         named: set[str] = set()
         for e in entries:
-            if e.manifest["type"] == "event" and e.manifest["kind"] == "power_loss_discovered":
+            # A clean boot that still found leftovers (e.g. a write that failed for space)
+            # names them in ``leftovers_moved`` instead.
+            if e.manifest["type"] == "event" and e.manifest["kind"] in (
+                "power_loss_discovered",
+                "leftovers_moved",
+            ):
                 orphans = e.manifest["fields"].get("orphans")
                 if isinstance(orphans, list):
                     named.update(str(o) for o in orphans)
@@ -565,7 +570,7 @@ class _Verifier:
             else:
                 self.finding(
                     IntegrityError(
-                        "orphan file not named by any signed power_loss_discovered event",
+                        "orphan not named by a signed power_loss_discovered/leftovers_moved event",
                         path=self.path(name),
                     )
                 )
