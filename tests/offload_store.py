@@ -4,6 +4,7 @@ target wrappers those tests inject faults with. Test support only."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,11 @@ class StepClock:
     def __init__(self, utc_us: int = T0_UTC_US) -> None:
         self.mono = 0
         self.offset = utc_us
+
+    @classmethod
+    def now(cls) -> StepClock:
+        """Starting at the host's time: a real S3 server judges retention dates by its clock."""
+        return cls(time.time_ns() // 1000)
 
     def monotonic_us(self) -> int:
         self.mono += 1000

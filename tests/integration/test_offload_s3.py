@@ -1,0 +1,395 @@
+"""Offload to a real S3 server with Object Lock (single-node Ceph RGW over HTTPS, started by
+.ci/run or scripts/ceph-up.sh): receipts, locks, refusals and faults.
+
+Skipped with a reason when BWC_TEST_S3_ENDPOINT is unset, except under CI (CI=true), where a
+missing or unreachable server fails the run so these tests can never be skipped silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from firmware.cli import main
+from hal.errors import IntegrityError, RefusedError
+from recorder.evidence.store import open_store_reader
+from recorder.evidence.verify import verify_store
+from recorder.offload.runner import OffloadResult, ReceiptSink, offload
+from recorder.offload.s3_reader import S3StoreReader
+from recorder.offload.targets import (
+    OffloadError,
+    OffloadTarget,
+    Receipt,
+    S3Settings,
+    S3Target,
+    TargetRefusedError,
+)
+from tests.offload_store import (
+    CuttingSink,
+    PowerCut,
+    StepClock,
+    TargetProbe,
+    Unit,
+    make_unit,
+    record,
+    store_files,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+    from recorder.evidence.sealer import Sealer
+
+pytestmark = pytest.mark.s3
+
+
+def _settings() -> S3Settings:
+    endpoint = os.environ.get("BWC_TEST_S3_ENDPOINT", "")
+    in_ci = os.environ.get("CI", "").lower() == "true"
+    if not endpoint:
+        if in_ci:
+            pytest.fail("CI=true but BWC_TEST_S3_ENDPOINT is unset: .ci/run must start Ceph")
+        pytest.skip("no S3 server: set BWC_TEST_S3_ENDPOINT (scripts/ceph-up.sh writes env.sh)")
+    settings = S3Settings.resolve(os.environ, endpoint_url=endpoint)
+    try:
+        settings.client().list_buckets()
+    except Exception as exc:  # any failure here means the test server is not usable
+        pytest.fail(f"S3 server at {endpoint} is not reachable: {exc}")
+    return settings
+
+
+@pytest.fixture(scope="module")
+def s3() -> S3Settings:
+    return _settings()
+
+
+@pytest.fixture
+def client(s3: S3Settings) -> S3Client:
+    return s3.client()
+
+
+@pytest.fixture
+def bucket(client: S3Client) -> str:
+    """A fresh bucket with Object Lock. Never emptied: its locked versions cannot be deleted."""
+    name = f"bwc-test-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    return name
+
+
+@pytest.fixture
+def unit(tmp_path: Path) -> Unit:
+    u = make_unit(tmp_path / "unit")
+    sealer = u.open_sealer()
+    clock = StepClock()
+    record(sealer, clock, "rec-a", units=3)
+    record(sealer, clock, "rec-b", units=2, marked=True, first_frame=90)
+    u.shutdown(sealer)
+    return u
+
+
+def always() -> bool:
+    return True
+
+
+def run(
+    unit: Unit,
+    target: OffloadTarget,
+    *,
+    wrap: Callable[[Sealer], ReceiptSink] | None = None,
+    should_continue: Callable[[], bool] = always,
+) -> OffloadResult:
+    sealer = unit.open_sealer()
+    sink = wrap(sealer) if wrap else sealer
+    try:
+        result = offload(unit.store, target, sink, StepClock.now(), should_continue)
+    except Exception:
+        unit.shutdown(sealer)
+        raise
+    unit.shutdown(sealer)
+    return result
+
+
+def receipted(store: Path) -> set[str]:
+    out = set()
+    for p in store.glob("*.json"):
+        m = json.loads(p.read_bytes())
+        if m.get("kind") == "offload_receipt":
+            out |= {f["file"] for f in m["fields"]["files"]}
+    return out
+
+
+def freed(store: Path) -> set[str]:
+    out = set()
+    for p in store.glob("*.json"):
+        m = json.loads(p.read_bytes())
+        if m.get("kind") == "offload_freed":
+            out |= set(m["fields"]["files"])
+    return out
+
+
+def test_offload_to_s3_locks_confirms_frees_and_verifies_there(
+    s3: S3Settings, client: S3Client, bucket: str, unit: Unit
+) -> None:
+    before = store_files(unit.store)
+    target = S3Target(f"s3://{bucket}/units/{unit.device_id}", s3)
+    result = run(unit, target)
+    assert result.complete
+    assert not list(unit.store.glob("*.bin"))
+    for name, data in before.items():
+        head = client.head_object(Bucket=bucket, Key=f"units/{unit.device_id}/{name}")
+        assert head["ContentLength"] == len(data)
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        assert head["ObjectLockRetainUntilDate"] > dt.datetime.now(dt.UTC) + dt.timedelta(days=1000)
+        assert head["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+    # The agency verifies what arrived, where it arrived; the prefix above one unit works too.
+    report = verify_store(S3StoreReader(f"s3://{bucket}/units", s3))
+    assert report.intact, report.all_findings
+    assert report.entries >= len([n for n in before if n.endswith(".json")])
+    reader = open_store_reader(f"s3://{bucket}/units/{unit.device_id}")
+    assert reader.read("0000000002.bin") == before["0000000002.bin"]
+
+
+def test_locked_evidence_cannot_be_deleted_or_retention_shortened(
+    s3: S3Settings, client: S3Client, bucket: str, unit: Unit
+) -> None:
+    run(unit, S3Target(f"s3://{bucket}/u", s3))
+    key = "u/0000000002.bin"
+    version = client.head_object(Bucket=bucket, Key=key)["VersionId"]
+    with pytest.raises(ClientError) as deleted:
+        client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+    assert deleted.value.response["Error"]["Code"] == "AccessDenied"
+    with pytest.raises(ClientError):
+        client.delete_object(
+            Bucket=bucket, Key=key, VersionId=version, BypassGovernanceRetention=True
+        )
+    with pytest.raises(ClientError):
+        client.put_object_retention(
+            Bucket=bucket,
+            Key=key,
+            VersionId=version,
+            Retention={
+                "Mode": "COMPLIANCE",
+                "RetainUntilDate": dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
+            },
+        )
+    # A delete without a version only adds a marker; the locked version is still there.
+    client.delete_object(Bucket=bucket, Key=key)
+    assert client.head_object(Bucket=bucket, Key=key, VersionId=version)["ContentLength"] > 0
+
+
+def test_bucket_without_object_lock_is_refused_before_sending(
+    s3: S3Settings, client: S3Client, unit: Unit
+) -> None:
+    plain = f"bwc-test-plain-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=plain)
+    with pytest.raises(TargetRefusedError, match="Object Lock") as refused:
+        run(unit, S3Target(f"s3://{plain}/u", s3))
+    assert isinstance(refused.value, RefusedError)
+    assert client.list_objects_v2(Bucket=plain).get("KeyCount", 0) == 0
+    assert len(list(unit.store.glob("*.bin"))) == 5 and not receipted(unit.store)
+
+
+def test_wrong_credentials_fail_clearly_and_touch_nothing(
+    s3: S3Settings, bucket: str, unit: Unit
+) -> None:
+    bad = S3Settings(
+        endpoint_url=s3.endpoint_url,
+        region=s3.region,
+        ca_bundle=s3.ca_bundle,
+        access_key_id=s3.access_key_id,
+        secret_access_key="not-the-secret",
+    )
+    with pytest.raises(OffloadError, match="credentials refused"):
+        run(unit, S3Target(f"s3://{bucket}/u", bad))
+    assert len(list(unit.store.glob("*.bin"))) == 5 and not receipted(unit.store)
+
+
+class SwitchingTarget:
+    """The real target for the first ``n`` puts, then one whose server is gone (a dead port)."""
+
+    def __init__(self, good: S3Target, dead: S3Target, n: int) -> None:
+        self.good, self.dead, self.n, self.puts = good, dead, n, 0
+
+    @property
+    def url(self) -> str:
+        return self.good.url
+
+    def _now(self) -> S3Target:
+        return self.good if self.puts <= self.n else self.dead
+
+    def put(self, name: str, data: Any, size: int, sha256_hex: str, **kw: Any) -> Receipt:
+        self.puts += 1
+        return self._now().put(name, data, size, sha256_hex, **kw)
+
+    def confirm(self, receipt: Receipt) -> None:
+        self._now().confirm(receipt)
+
+    def exists(self, name: str) -> bool:
+        return self._now().exists(name)
+
+    def listing(self) -> dict[str, int]:
+        return self._now().listing()
+
+    def existing(self, *args: Any) -> Receipt | None:
+        return self._now().existing(*args)
+
+
+def test_server_gone_mid_offload_keeps_confirmed_and_resumes_without_resending(
+    s3: S3Settings, bucket: str, unit: Unit
+) -> None:
+    url = f"s3://{bucket}/u"
+    dead = S3Settings(
+        endpoint_url="http://127.0.0.1:9",
+        access_key_id=s3.access_key_id,
+        secret_access_key=s3.secret_access_key,
+        connect_timeout_s=1,
+        max_attempts=1,
+    )
+    switching = SwitchingTarget(S3Target(url, s3), S3Target(url, dead), n=9)
+    with pytest.raises(OffloadError):
+        run(unit, switching)
+    done = receipted(unit.store)
+    assert done and freed(unit.store) <= done
+    bins = {p.name for p in unit.store.glob("*.bin")}
+    assert bins and not bins & freed(unit.store)  # unconfirmed payloads stay on the unit
+    probe = TargetProbe(S3Target(url, s3))
+    assert run(unit, probe).complete
+    assert probe.puts() and not set(probe.puts()) & done
+    assert verify_store(S3StoreReader(url, s3)).intact
+
+
+def test_server_side_digest_check_rejects_altered_bytes(
+    s3: S3Settings, bucket: str, unit: Unit
+) -> None:
+    target = S3Target(f"s3://{bucket}/u", s3)
+
+    class Altering:
+        url = target.url
+
+        def put(self, name: str, data: Any, size: int, sha: str, **kw: Any) -> Receipt:
+            body = bytearray(data.read(size))
+            body[0] ^= 1  # one bit flipped on the way; Content-MD5 still names the original
+            return target.put(name, bytes(body), size, sha, **kw)
+
+        def __getattr__(self, attr: str) -> Any:
+            return getattr(target, attr)
+
+    with pytest.raises(IntegrityError, match="MD5"):
+        run(unit, Altering())  # type: ignore[arg-type]
+    assert len(list(unit.store.glob("*.bin"))) == 5
+
+
+def test_receipt_not_holding_at_the_server_is_not_confirmed(
+    s3: S3Settings, bucket: str, unit: Unit
+) -> None:
+    # The server kept the object for less time than the receipt claims: confirm must refuse.
+    def stretch(name: str, r: Receipt) -> Receipt:
+        return Receipt(
+            r.target,
+            r.name,
+            r.size,
+            r.sha256,
+            r.md5_b64,
+            r.retain_until_utc_us + 86_400_000_000,
+            r.version_id,
+            r.etag,
+        )
+
+    probe = TargetProbe(S3Target(f"s3://{bucket}/u", s3), after_put=stretch)
+    with pytest.raises(IntegrityError, match="earlier than asked"):
+        run(unit, probe)
+    assert len(list(unit.store.glob("*.bin"))) == 5 and not receipted(unit.store)
+
+
+def test_undock_mid_file_stops_the_transfer(s3: S3Settings, bucket: str, unit: Unit) -> None:
+    sealer = unit.open_sealer()
+    record(sealer, StepClock(), "rec-big", units=1, payload_bytes=4 << 20, first_frame=900)
+    unit.shutdown(sealer)
+    big = max(unit.store.glob("*.bin"), key=lambda p: p.stat().st_size).name
+    budget = {"reads": 0}
+
+    def docked() -> bool:
+        budget["reads"] += 1
+        return budget["reads"] < 60
+
+    probe = TargetProbe(S3Target(f"s3://{bucket}/u", s3))
+    result = run(unit, probe, should_continue=docked)
+    assert result.stopped == "undocked" and not result.complete
+    assert (unit.store / big).exists()
+    assert freed(unit.store) <= receipted(unit.store)
+    assert run(unit, S3Target(f"s3://{bucket}/u", s3)).complete
+    assert not list(unit.store.glob("*.bin"))
+
+
+@pytest.mark.parametrize("cut_at_put", [4, 11])
+def test_power_cut_then_rerun_finds_sent_files_instead_of_resending(
+    s3: S3Settings, client: S3Client, bucket: str, unit: Unit, cut_at_put: int
+) -> None:
+    url = f"s3://{bucket}/u"
+
+    def cut(op: str, name: str) -> None:
+        if op == "confirm" and len(probe.puts()) == cut_at_put:
+            raise PowerCut(name)  # sent, not yet receipted
+
+    probe = TargetProbe(S3Target(url, s3), before=cut)
+    with pytest.raises(PowerCut):
+        run(unit, probe, wrap=lambda s: CuttingSink(s, 10**9))
+    sent = set(probe.puts()) - receipted(unit.store)  # sent, but the cut came before a receipt
+    assert sent
+    second = TargetProbe(S3Target(url, s3))
+    result = run(unit, second)
+    assert result.complete and result.found_files >= len(sent)
+    assert not set(second.puts()) & sent  # found at the server, not sent again
+    versions = client.list_object_versions(Bucket=bucket, Prefix="u/").get("Versions", [])
+    keys = [v["Key"] for v in versions]
+    assert len(keys) == len(set(keys))  # one version per file: nothing uploaded twice
+    assert verify_store(S3StoreReader(url, s3)).intact
+
+
+def test_bwc_offload_and_verify_through_the_cli(
+    s3: S3Settings, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.integration.test_offload_cli import provisioned
+
+    layout = provisioned(tmp_path)
+    capsys.readouterr()
+    code = main(
+        ["offload", "--device", str(layout.root), "--set", f"offload.target=s3://{bucket}/fleet"]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "complete" in out.out
+    assert not list(layout.evidence.glob("*.bin"))
+    assert main(["verify", f"s3://{bucket}/fleet/unit-7", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["intact"] is True and report["recordings"]
+
+
+def test_put_request_carries_md5_sha256_and_lock(
+    s3: S3Settings, client: S3Client, bucket: str
+) -> None:
+    data = b"x" * 1000
+    target = S3Target(f"s3://{bucket}/raw", s3)
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    receipt = target.put(
+        "f.bin",
+        data,
+        len(data),
+        hashlib.sha256(data).hexdigest(),
+        md5_b64=md5,
+        retain_until_utc_us=int((dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).timestamp() * 1e6),
+    )
+    target.confirm(receipt)
+    assert receipt.version_id and receipt.etag == hashlib.md5(data).hexdigest()
+    assert target.exists("f.bin") and not target.exists("g.bin")
+    assert target.listing() == {"f.bin": 1000}
