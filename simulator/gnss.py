@@ -27,6 +27,8 @@ _EPOCH_US = 1_000_000
 _M_PER_DEG_LAT = 111_320.0
 _SETTLE_POLLS = 200
 _SETTLE_POLL_S = 0.001
+_PTY_INQ_MAX = 4095
+"""The most a pty's line discipline holds for its reader (N_TTY_BUF_SIZE less one)."""
 
 
 def nmea_sentence(body: str) -> bytes:
@@ -177,8 +179,10 @@ class SimGnssReceiver:
         The pty hands written bytes over on a kernel work queue; waiting here makes a reader that
         polls right after this event see them, which keeps simulated runs deterministic.
         """
+        # A reader that is not reading leaves the buffer full; then there is nothing to wait for.
+        target = min(expected, _PTY_INQ_MAX)
         for _ in range(_SETTLE_POLLS):
-            if self._waiting() >= expected:
+            if self._waiting() >= target:
                 return
             select.select([], [], [], _SETTLE_POLL_S)
         log.debug("pty did not deliver %d bytes in time", expected)

@@ -90,3 +90,18 @@ def test_close_releases_the_pty() -> None:
     receiver.close()
     receiver.close()  # idempotent
     assert not os.path.exists(port)
+
+
+def test_an_absent_reader_loses_old_sentences_like_a_uart_then_reads_cleanly() -> None:
+    clock = VirtualClock(START_UTC_US)
+    receiver = SimGnssReceiver(clock, 51.5, -0.12)
+    clock.run_until(1_000_000_000)  # nobody reads for 1000 s: the pty fills up
+    assert receiver.epochs_written == 1000
+    assert receiver.dropped_bytes > 0
+    gnss = SerialGnss(receiver.port, 9600, clock)  # opening flushes the stale input
+    fixes: list[GnssFix] = []
+    clock.run_until(1_003_000_000, after_each=lambda: fixes.extend(_poll(gnss)))
+    assert len(fixes) == 3 and all(f.has_position for f in fixes)
+    assert gnss.bad_sentences == 0
+    gnss.close()
+    receiver.close()
