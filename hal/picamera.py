@@ -37,6 +37,21 @@ def _boottime_us() -> int:
     return time.clock_gettime_ns(_BOOTTIME) // 1000
 
 
+def frame_pts_us(first_sensor_us: int, relative_us: int, clock_minus_boot_us: int) -> int:
+    """A frame's capture time on the unit's clock from picamera2's encoder timestamp.
+
+    ``relative_us`` is what the encoder passes to ``outputframe`` (sensor time minus the first
+    frame's); ``first_sensor_us`` is ``encoder.firsttimestamp`` (CLOCK_BOOTTIME, µs).
+    """
+    return first_sensor_us + relative_us + clock_minus_boot_us
+
+
+def frame_index(relative_us: int, fps: float, previous: int) -> int:
+    """The frame's number from its sensor time, so a frame dropped before the encoder leaves a
+    gap; never repeats or goes back, even if the sensor runs slightly off ``fps``."""
+    return max(previous + 1, round(relative_us * fps / 1e6))
+
+
 class Picamera2Camera:
     """A ``Camera`` on libcamera/picamera2 with the Pi's V4L2 H.264 encoder."""
 
@@ -136,10 +151,8 @@ class Picamera2Camera:
     def _on_frame(self, data: bytes, keyframe: bool, timestamp_us: int) -> None:
         encoder = self._encoder
         first_us = getattr(encoder, "firsttimestamp", None) or 0
-        pts_us = first_us + timestamp_us + self._clock_minus_boot_us
-        # The index follows the sensor's time, so a frame dropped before the encoder leaves a gap.
-        index = max(self._last_index + 1, round(timestamp_us * self._fps / 1e6))
-        self._last_index = index
+        pts_us = frame_pts_us(first_us, timestamp_us, self._clock_minus_boot_us)
+        index = self._last_index = frame_index(timestamp_us, self._fps, self._last_index)
         with self._lock:
             if self._sink is not None:
                 self._sink(EncodedFrame(data, pts_us, keyframe, index))

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from hal.picamera import Picamera2Camera
+from hal.errors import HardwareError
+from hal.picamera import Picamera2Camera, frame_index, frame_pts_us
 from hal.protocols import Camera
 from hal.system_clock import SystemClock
 from hal.types import EncodedFrame
@@ -101,3 +102,24 @@ def test_nothing_arrives_after_stop(camera: tuple[Camera, Advance]) -> None:
     assert count > 0
     advance(0.5)
     assert len(frames) == count
+
+
+@pytest.mark.skipif(_HAS_PICAMERA2, reason="picamera2 is installed here")
+def test_picamera2_backend_loads_anywhere_and_fails_cleanly_without_picamera2() -> None:
+    camera = Picamera2Camera(WIDTH, HEIGHT, FPS, 400_000, KEY_S, "BWC-TEST", SystemClock())
+    with pytest.raises(HardwareError, match="picamera2"):
+        camera.start(lambda _f: None)
+    camera.stop()  # stopping a camera that never started is harmless
+
+
+def test_picamera2_timestamps_map_to_the_unit_clock_and_indices_show_drops() -> None:
+    first_us = 5_000_000  # encoder.firsttimestamp: the first frame's CLOCK_BOOTTIME time
+    assert frame_pts_us(first_us, 0, 0) == 5_000_000
+    assert frame_pts_us(first_us, 66_667, 0) == 5_066_667
+    assert frame_pts_us(first_us, 66_667, -1_000) == 5_065_667
+    indices = []
+    previous = -1
+    for relative_us in [0, 33_333, 66_667, 133_333, 133_400, 166_600]:  # one drop, one jitter
+        previous = frame_index(relative_us, 30.0, previous)
+        indices.append(previous)
+    assert indices == [0, 1, 2, 4, 5, 6]
