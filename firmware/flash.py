@@ -351,11 +351,13 @@ def _plan(
     current = boot.get_current()
     target = other_slot(primary)
     if target == current:
-        raise _refuse(
-            checks,
-            "slot",
-            f"slot {target} is running an uncommitted try-boot; let it commit or roll back first",
+        reason = (
+            f"slot {target} ran last and was rolled back; boot the unit once (it returns to "
+            f"slot {primary}), then flash"
+            if boot.get_state(target) == "bad"
+            else f"slot {target} is running an uncommitted try-boot; let it commit or roll back"
         )
+        raise _refuse(checks, "slot", reason)
     checks.append(Check("slot", True, f"write {target}; {primary} is primary, {current} booted"))
     needed = m.payload_size + METADATA_BYTES
     if facts.free_bytes < needed:

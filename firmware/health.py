@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -51,12 +51,11 @@ HEALTH_FAIL_KNOB = "HEALTH_FAIL"
 """Simulator fault knob: a slot whose payload holds a file of this name fails its health check."""
 
 
+@runtime_checkable
 class SimulatedBootloader(BootControl, Protocol):
-    """Boot control that can also play the bootloader at power-on (``SimBootControl``)."""
+    """Boot control that also plays the bootloader at power-on (``SimBootControl``)."""
 
     def select_boot_slot(self) -> tuple[str, bool]: ...
-
-    def armed_tryboot(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -110,9 +109,17 @@ def _finish_rollback(
     return new
 
 
-def boot_decision(layout: UnitLayout, boot: SimulatedBootloader) -> BootPlan:
-    """One power-on of the simulated unit: the bootloader, then the early-boot update service."""
-    slot, tryboot = boot.select_boot_slot()
+def boot_decision(layout: UnitLayout, boot: BootControl) -> BootPlan:
+    """One power-on: the (simulated) bootloader, then the early-boot update service.
+
+    With a ``SimulatedBootloader`` this plays the bootloader too; on a Pi the bootloader has
+    already chosen and the device tree tells which slot runs. Re-arming a lost try-boot on a Pi
+    reboots into it at once (``PiBootControl.arm_tryboot``).
+    """
+    if isinstance(boot, SimulatedBootloader):
+        slot, tryboot = boot.select_boot_slot()
+    else:
+        slot, tryboot = boot.get_current(), boot.booted_by_tryboot()
     primary = boot.get_primary()
     state = load_state(layout)
     pending = state.pending

@@ -49,3 +49,20 @@ def test_a_unit_without_a_trusted_key_refuses(tmp_path: Path) -> None:
     unit.release_pub.unlink()
     with pytest.raises(RefusedError, match="trusts no firmware signing key"):
         preflight(unit, make_bundle(tmp_path / "b.bwc", key), facts())
+
+
+def test_flashing_the_rolled_back_slot_before_a_reboot_says_why(tmp_path: Path) -> None:
+    from firmware.boot_control import SimBootControl
+    from firmware.health import commit_or_rollback
+    from tests.integration.test_fw_support import unhealthy
+
+    key, pub = make_keys(tmp_path / "keys")
+    unit = make_unit(tmp_path / "unit", pub)
+    flash(unit, preflight(unit, make_bundle(tmp_path / "one.bwc", key), facts()))
+    boot(unit)
+    assert commit_or_rollback(unit, SimBootControl(unit), unhealthy(), None).action == "rolled_back"
+    second = make_bundle(tmp_path / "two.bwc", key, version="1.0.1")
+    with pytest.raises(RefusedError, match="boot the unit once"):
+        preflight(unit, second, facts())
+    boot(unit)
+    assert preflight(unit, second, facts()).target == "B"

@@ -129,3 +129,21 @@ def test_pi_refuses_a_malformed_device_tree_cell(tmp_path: Path) -> None:
     (tmp_path / "dt" / "partition").write_bytes(b"\x02")
     with pytest.raises(IntegrityError, match="32-bit"):
         pi.get_current()
+
+
+def test_pi_boot_decision_and_commit_use_the_device_tree(tmp_path: Path) -> None:
+    from firmware.health import HealthResult, boot_decision, commit_or_rollback
+    from firmware.update_state import PendingTry, UpdateState, save_state
+
+    pi, runner = _pi(tmp_path, partition=3, tryboot=1)
+    layout = UnitLayout(tmp_path / "data")
+    pending = PendingTry(slot="B", version="1.0.0", security_version=2, sha256="0" * 64)
+    save_state(layout, UpdateState(pending=pending))
+    pi.set_state("A", "good")
+    pi.set_state("B", "installed")
+    plan = boot_decision(layout, pi)
+    assert (plan.slot, plan.tryboot, plan.attempts) == ("B", True, 1)
+    outcome = commit_or_rollback(layout, pi, HealthResult(True, True, True, True), None)
+    assert outcome.action == "committed"
+    assert pi.get_primary() == "B" and pi.get_state("B") == "good"
+    assert runner.commands == []
