@@ -76,6 +76,7 @@ class _Recording:
         self.started = False  # record_start written (waits for a keyframe if none is buffered)
         self.units = 0
         self.last_index: int | None = None  # last frame index given to the segmenter
+        self.last_pts_us = 0  # and its capture time
         self.last_sealed_frame: int | None = None
         self.end_pts_us: int | None = None
         self.next_reminder_us = 0
@@ -330,6 +331,7 @@ class Recorder:
                 },
             )
         rec.last_index = frame.frame_index
+        rec.last_pts_us = frame.pts_us
         return all(self._seal(unit, final=False) for unit in seg.push(frame))
 
     def _seal(self, unit: TsUnit, *, final: bool) -> bool:
@@ -381,10 +383,17 @@ class Recorder:
                 "recording": rec.id,
                 "at_mono_us": t_us,
                 "at_utc_us": self._clock.utc_us() - (now_mono - t_us),
-                "frame": rec.last_index,
+                "frame": self._frame_at(rec, t_us),
             },
         )
         self._feedback.show(Feedback.MARKER)
+
+    def _frame_at(self, rec: _Recording, t_us: int) -> int | None:
+        """The index of the frame captured at ``t_us`` (a gesture completes after it began)."""
+        if rec.last_index is None:
+            return None
+        back = round((rec.last_pts_us - t_us) * self._profile.camera.fps / 1_000_000)
+        return max(0, rec.last_index - max(0, back))
 
     def _stop(self, trigger: str) -> None:
         """Seal the partial unit as final, write ``record_stop``, go back to BUFFERING."""
