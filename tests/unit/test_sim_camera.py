@@ -122,3 +122,22 @@ def test_stream_is_h264_at_the_configured_size() -> None:
     decoded += codec.decode(None)
     assert decoded
     assert all((f.width, f.height) == (512, 288) for f in decoded)
+
+
+def test_decodes_an_mpeg_ts_muxed_without_re_encoding(tmp_path: Path) -> None:
+    from fractions import Fraction
+
+    frames = _record(2.0)
+    path = tmp_path / "clip.ts"
+    with av.open(str(path), mode="w", format="mpegts") as out:
+        stream = out.add_stream("h264", rate=15)
+        stream.width, stream.height = 512, 288
+        stream.time_base = Fraction(1, 90_000)
+        for f in frames:
+            packet = av.Packet(f.data)
+            packet.stream = stream
+            packet.time_base = stream.time_base
+            packet.pts = packet.dts = f.pts_us * 9 // 100
+            packet.is_keyframe = f.is_keyframe
+            out.mux(packet)
+    assert read_frame_numbers(path) == list(range(len(frames)))
