@@ -1,0 +1,152 @@
+"""Recorder throughput at 1080p30 10 Mbit/s: real-time factor and cost over raw crypto.
+
+Drives the real ``Recorder`` and the real ``Sealer`` (durable writes into a store on disk) on a
+``VirtualClock`` with frames replayed from the cached pre-encoded clip, so no encoding is counted.
+One cycle: ``pre_event_s`` of buffering, a double press (the pre-roll is drained and sealed), then
+recording, then a hold to stop. Every frame fed ends up sealed, so CPU per fed byte is CPU per
+sealed byte of video. CPU time is the process's (``time.process_time``: user + system, all
+threads); fsync waits are not CPU and are reported apart as wall time.
+
+Run: .venv/bin/python -m bench.recorder_speed
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from bench.media import FPS, Replay, load_replay
+from bench.rig import build_recorder, machine, profile_1080p
+from recorder.state_machine import State
+
+PRE_EVENT_S = 5.0
+RECORD_S = 25.0
+RUNS = 3
+
+
+@dataclass(frozen=True)
+class Cycle:
+    cpu_s: float
+    wall_s: float
+    video_s: float
+    video_bytes: int
+    units: int
+
+
+def _press(recorder: Any, clock: Any, t_us: int) -> None:
+    """A double press at ``t_us`` as the debounced edges the recogniser sees (120/150/120 ms)."""
+    for dt_us, active in ((0, True), (120_000, False), (270_000, True), (390_000, False)):
+        recorder.handle_edge("event", active, t_us + dt_us)
+
+
+def run_cycle(replay: Replay, store: Path) -> Cycle:
+    """Buffer ``PRE_EVENT_S``, press, record ``RECORD_S``, stop; time the whole recorder."""
+    profile = profile_1080p(pre_event_s=PRE_EVENT_S, reminder_interval_s=0.0)
+    clock, _sealer, recorder = build_recorder(store, profile)
+    recorder.start()
+    total_frames = round((PRE_EVENT_S + RECORD_S) * FPS)
+    frames = replay.frames(total_frames)
+    press_us = round(PRE_EVENT_S * 1e6)
+    pressed = False
+    video_bytes = 0
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for frame in frames:
+        clock.run_until(frame.pts_us)
+        if not pressed and frame.pts_us >= press_us:
+            _press(recorder, clock, press_us)
+            pressed = True
+        recorder.handle_frame(frame)
+        video_bytes += len(frame.data)
+        if frame.frame_index % 3 == 0:  # the unit ticks every 50 ms; about every 3rd frame
+            recorder.tick(frame.pts_us)
+    # Stop: the hold gesture (event held past hold_s) fires on a tick.
+    end_us = frames[-1].pts_us + 1
+    recorder.handle_edge("event", True, end_us)
+    recorder.tick(end_us + 3_100_000)
+    cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
+    if recorder.state is not State.BUFFERING:
+        raise RuntimeError(f"recorder ended in {recorder.state}")
+    units = sum(1 for p in store.glob("*.bin"))
+    recorder.shutdown("bench")
+    return Cycle(cpu_s, wall_s, len(frames) / FPS, video_bytes, units)
+
+
+def raw_crypto_cpu_per_byte(replay: Replay, runs: int = 5) -> float:
+    """AES-256-GCM + SHA-256 of the ciphertext, per byte, over one-second payloads."""
+    data = b"".join(d for d, _ in replay.units)
+    payloads = [data[i : i + len(data) // 10] for i in range(0, len(data), len(data) // 10)][:10]
+    aead = AESGCM(AESGCM.generate_key(bit_length=256))
+    samples = []
+    for _ in range(runs + 1):
+        t = time.process_time()
+        for p in payloads:
+            hashlib.sha256(aead.encrypt(os.urandom(12), p, b"aad")).digest()
+        samples.append((time.process_time() - t) / sum(len(p) for p in payloads))
+    return statistics.median(samples[1:])  # the first is the warm-up
+
+
+def measure() -> dict[str, Any]:
+    replay = load_replay()
+    cycles = []
+    with tempfile.TemporaryDirectory(prefix="bench-rec-") as d:
+        for i in range(RUNS + 1):
+            store = Path(d) / f"s{i}"
+            cycles.append(run_cycle(replay, store))
+    cycles = cycles[1:]  # warm-up excluded
+    cpu_per_byte = statistics.median(c.cpu_s / c.video_bytes for c in cycles)
+    raw = raw_crypto_cpu_per_byte(replay)
+    c0 = cycles[0]
+    return {
+        "realtime_factor": statistics.median(c.video_s / c.cpu_s for c in cycles),
+        "wall_realtime_factor": statistics.median(c.video_s / c.wall_s for c in cycles),
+        "cpu_per_byte": cpu_per_byte,
+        "raw_per_byte": raw,
+        "ratio": cpu_per_byte / raw,
+        "mbit_s": replay.bytes_per_s * 8 / 1e6,
+        "units": c0.units,
+        "video_s": c0.video_s,
+        "cpu_ms_per_video_s": statistics.median(c.cpu_s / c.video_s for c in cycles) * 1e3,
+    }
+
+
+def run() -> list[dict[str, Any]]:
+    m = measure()
+    common = (
+        f"{m['video_s']:.0f} s of replayed 1080p30 H.264 at {m['mbit_s']:.2f} Mbit/s actual "
+        f"({PRE_EVENT_S:g} s pre-roll + recording, {m['units']} units sealed to disk with fsync), "
+        f"median of {RUNS} after a warm-up; {machine()}"
+    )
+    return [
+        {
+            "name": "seal_cost_ratio",
+            "value": round(m["ratio"], 2),
+            "unit": "x raw AES-256-GCM+SHA-256 CPU per byte",
+            "goal": "<= 3",
+            "note": f"recorder {m['cpu_per_byte'] * 1e9:.2f} ns/B vs raw "
+            f"{m['raw_per_byte'] * 1e9:.2f} ns/B; {common}",
+        },
+        {
+            "name": "realtime_factor_1080p30",
+            "value": round(m["realtime_factor"], 1),
+            "unit": "video s per CPU s",
+            "goal": ">= 200",
+            "note": f"{m['cpu_ms_per_video_s']:.2f} ms CPU per video second; wall-clock factor "
+            f"{m['wall_realtime_factor']:.1f} (fsync waits included); {common}",
+        },
+    ]
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(f"{row['name']:28} {row['value']!s:>8} {row['unit']} (goal {row['goal']})")
+        print(f"    {row['note']}")
+    sys.exit(0)
