@@ -141,3 +141,10 @@ def test_decodes_an_mpeg_ts_muxed_without_re_encoding(tmp_path: Path) -> None:
             packet.is_keyframe = f.is_keyframe
             out.mux(packet)
     assert read_frame_numbers(path) == list(range(len(frames)))
+
+
+def test_runs_are_deterministic_byte_for_byte() -> None:
+    first = _record(1.5)
+    second = _record(1.5)
+    assert [f.data for f in first] == [f.data for f in second]
+    assert [(f.pts_us, f.is_keyframe) for f in first] == [(f.pts_us, f.is_keyframe) for f in second]
