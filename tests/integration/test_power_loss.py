@@ -1,0 +1,85 @@
+"""Power loss at random moments (SIGKILL from outside), then the next boot: nothing sealed is
+lost, the loss is explained, at most the unit being written is gone, and the unit buffers again.
+
+Three seeded trials run in the normal suite; ``make soak`` runs ``SOAK_TRIALS`` of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Bwc
+from tests.integration.faults import MAX_LOSS_S, TrialResult, run_trial
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One provisioned unit, copied for every trial (provisioning generates keys: slow)."""
+    root = tmp_path_factory.mktemp("template")
+    bwc = Bwc(root)
+    bwc("keys", "agency", "--out", root / "agency")
+    bwc(
+        "provision",
+        root / "unit",
+        "--agency-pub",
+        root / "agency" / "agency-pub.pem",
+        "--device-id",
+        "CAM-FAULT-1",
+        "--officer",
+        "PC-77",
+    )
+    return root / "unit", root / "agency" / "agency-key.pem"
+
+
+@pytest.mark.parametrize("seed", [4, 16, 20])
+def test_power_cut_at_a_random_moment_recovers(
+    seed: int, template: tuple[Path, Path], tmp_path: Path
+) -> None:
+    device, agency_key = template
+    result = run_trial(tmp_path / "trial", device, agency_key, seed)
+    assert not result.failures, result.describe()
+    assert result.loss_s <= MAX_LOSS_S
+
+
+@pytest.mark.soak
+def test_power_cut_soak(template: tuple[Path, Path], tmp_path: Path) -> None:
+    if "SOAK_TRIALS" not in os.environ:
+        pytest.skip("soak mode: run with make soak (SOAK_TRIALS trials)")
+    trials = int(os.environ.get("SOAK_TRIALS", "200"))
+    device, agency_key = template
+    results: list[TrialResult] = []
+    for seed in range(1000, 1000 + trials):
+        trial_dir = tmp_path / f"t{seed}"
+        results.append(run_trial(trial_dir, device, agency_key, seed))
+        if not results[-1].failures:
+            _rmtree(trial_dir)
+    failed = [r for r in results if r.failures]
+    summary = {
+        "trials": len(results),
+        "killed": sum(r.cut.killed for r in results),
+        "cut_while_recording": sum(r.open_recording is not None for r in results),
+        "max_loss_s": max((r.loss_s for r in results), default=0.0),
+        "mean_loss_s_when_recording": _mean(
+            [r.loss_s for r in results if r.open_recording is not None]
+        ),
+        "failures": len(failed),
+    }
+    out = Path(os.environ.get("SOAK_REPORT", ".bench/soak-power-loss.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary))
+    assert not failed, "\n\n".join(r.describe() for r in failed[:5])
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
