@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,23 +23,33 @@ from firmware.boot_control import SimBootControl
 from firmware.daemon import Daemon
 from firmware.evidence_access import open_unit_sealer, record_boot
 from firmware.flash import read_slot_info
-from firmware.health import BootPlan, Outcome, boot_decision, check_health, commit_or_rollback
+from firmware.health import (
+    BootPlan,
+    Outcome,
+    boot_decision,
+    check_health,
+    commit_or_rollback,
+    earliest_sane_utc_us,
+)
 from firmware.identity import Assignment, load_assignment, read_profile, require_provisioned
 from firmware.layout import UnitLayout
 from firmware.update_state import write_atomic
+from hal.errors import BwcError
 from hal.gnss_serial import SerialGnss
 from hal.software_key import SoftwareDeviceKey
 from hal.types import ClockSource, EncodedFrame
 from recorder.config import Profile
 from recorder.core import Recorder
 from recorder.evidence.sealer import Sealer
-from recorder.feedback import FeedbackController
+from recorder.feedback import Feedback, FeedbackController
+from recorder.offload.runner import OffloadResult
 from recorder.state_machine import State
 from simulator.battery import SimBattery
 from simulator.camera import SimCamera
-from simulator.clock import VirtualClock
+from simulator.clock import Handle, VirtualClock
 from simulator.gnss import SimGnssReceiver
 from simulator.gpio import SimButton, SimDock, SimIndicator, make_pin_factory
+from simulator.microphone import SimMicrophone
 from simulator.power import SimPower
 from simulator.scenario import Scenario, ScenarioEvent
 
@@ -55,6 +66,9 @@ TICK_US = 50_000
 
 RTC_SAVE_US = 5_000_000
 """How often the simulated RTC is persisted so the next boot continues from it."""
+
+OFFLOAD_RETRY_US = 60_000_000
+"""While docked, an offload round runs at once and then once a simulated minute."""
 
 RTC_RESET_UTC_US = 946_684_800_000_000
 """2000-01-01T00:00:00Z: where an RTC that lost its backup battery restarts."""
@@ -84,6 +98,9 @@ class SimulatedUnit:
     dock: SimDock
     power: SimPower
     outcome: Outcome | None = None
+    last_offload: OffloadResult | None = None
+    _offload_timer: Handle | None = field(default=None, repr=False)
+    microphone: SimMicrophone | None = None
     on_status: Callable[[Mapping[str, Any]], None] | None = None
     _closed: bool = field(default=False, repr=False)
 
@@ -119,9 +136,9 @@ class SimulatedUnit:
         elif action == "power_cut":
             self.clock.call_at(at_us, self.power_cut)
         elif action == "dock":
-            self.clock.call_at(at_us, lambda: self.dock.set_docked(True))
+            self.clock.call_at(at_us, self.docked)
         elif action == "undock":
-            self.clock.call_at(at_us, lambda: self.dock.set_docked(False))
+            self.clock.call_at(at_us, self.undocked)
         elif action == "battery":
             self.clock.call_at(at_us, lambda: self._set_battery(ev.level_pct, ev.charging))
         elif action == "gnss_loss":
@@ -147,6 +164,8 @@ class SimulatedUnit:
             return
         self._closed = True
         self.camera.stop()
+        if self.microphone is not None:
+            self.microphone.stop()
         self.daemon.drain()
         self.recorder.shutdown(reason)
         self._save_rtc()
@@ -157,6 +176,52 @@ class SimulatedUnit:
         for button in self.buttons.values():
             button.close()
         self.dock.close()
+
+    # -- the dock ------------------------------------------------------------------------------
+
+    def docked(self) -> None:
+        """In the dock: charge, and offload on our own now and every ``OFFLOAD_RETRY_US``."""
+        self.dock.set_docked(True)
+        self.battery.set_charging(True)
+        if self._offload_timer is None and self.profile.offload.target:
+            self._offload_timer = self.clock.call_every(
+                OFFLOAD_RETRY_US, self._offload_round, start_us=self.clock.monotonic_us()
+            )
+
+    def undocked(self) -> None:
+        self.dock.set_docked(False)
+        self.battery.set_charging(False)
+        if self._offload_timer is not None:
+            self._offload_timer.cancel()
+            self._offload_timer = None
+
+    def _offload_round(self) -> None:
+        """One offload round through this boot's sealer; a failure waits for the next round."""
+        from firmware.commands.offload import build_target
+        from recorder.offload.runner import Retention, offload
+
+        off = self.profile.offload
+        self.recorder.indicate(Feedback.OFFLOADING)
+        try:
+            target = build_target(
+                self.profile, self.assignment.device_id, os.environ, self.layout.root
+            )
+            result = offload(
+                self.layout.evidence,
+                target,
+                self.sealer,
+                self.clock,
+                self.dock.docked,
+                retention=Retention(off.retention_days, off.marked_retention_days),
+            )
+        except BwcError as exc:
+            # Nothing unconfirmed was freed; the next round resumes where this one stopped.
+            log.warning("offload round failed: %s", exc)
+            self.recorder.indicate(Feedback.FAULT)
+            return
+        self.last_offload = result
+        if result.complete:
+            self.recorder.indicate(Feedback.OFFLOAD_COMPLETE)
 
     # -- scenario helpers ----------------------------------------------------------------------
 
@@ -234,7 +299,9 @@ def boot_simulated_unit(
     profile = read_profile(layout.profile, overrides)
     assignment = load_assignment(layout)
     layout.run.mkdir(parents=True, exist_ok=True)
-    clock = VirtualClock(_start_utc_us(layout), ClockSource.RTC, realtime)
+    # Like systemd's TIME_EPOCH and fake-hwclock: never start before the running firmware's build.
+    start_utc_us = max(_start_utc_us(layout), earliest_sane_utc_us(layout, plan.slot))
+    clock = VirtualClock(start_utc_us, ClockSource.RTC, realtime)
     key = SoftwareDeviceKey.load(layout.device_key)
     slot_info = read_slot_info(layout, plan.slot)
     firmware_version = slot_info.version if slot_info else __version__
@@ -299,6 +366,11 @@ def boot_simulated_unit(
         battery,
     )
     daemon = Daemon(recorder)
+    # audio.backend "none": no microphone; any other backend is simulated on this unit (as the
+    # camera is), sharing the monotonic timeline with the camera: both start at the same instant.
+    microphone: SimMicrophone | None = None
+    if profile.audio.backend != "none":
+        microphone = SimMicrophone(clock, profile.audio.sample_rate_hz, profile.audio.channels)
     unit = SimulatedUnit(
         layout=layout,
         profile=profile,
@@ -316,6 +388,7 @@ def boot_simulated_unit(
         battery=battery,
         dock=dock,
         power=SimPower(clock),
+        microphone=microphone,
     )
     for button in buttons.values():
         button.on_edge(daemon.edge_sink)
@@ -323,6 +396,8 @@ def boot_simulated_unit(
     camera.start(
         _traced(daemon.frame_sink) if frame_log.isEnabledFor(logging.DEBUG) else daemon.frame_sink
     )
+    if microphone is not None:
+        microphone.start(daemon.audio_sink)
     clock.call_every(TICK_US, lambda: recorder.tick(clock.monotonic_us()))
     clock.call_every(RTC_SAVE_US, unit._periodic)
     unit._save_battery()

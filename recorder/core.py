@@ -19,8 +19,17 @@ Decisions worth knowing (also in docs/feedback.md and the README):
 * After ``StorageFullError`` the recording is stopped with events that may use the reserve; the
   unit stays in FAULT (still buffering in RAM) until the sink reports room for ``_RESUME_S``
   seconds of video again.
-* Audio: kept in the pre-event buffer only when ``recorder.pre_event_audio`` is true. It is not
-  muxed into the TS yet (the segmenter is video-only), so units carry ``audio=False``.
+* Audio (docs/audio.md): raw chunks from the microphone are muxed (as AAC) into the same TS
+  and the same sealed units as the video; ``UnitMeta.audio`` says whether a unit carries any.
+  A recording has an audio track when the microphone has delivered audio since boot. With
+  ``recorder.pre_event_audio`` false the buffer holds no audio and the recording's audio starts
+  when the recording starts (the gesture's completion, never before the press); with it true
+  the pre-roll carries the buffered audio from the pre-roll's first video frame.
+* Mute: where ``recorder.mute_allowed``, a double press of ``function`` while recording toggles
+  mute (signed ``mute`` event ``{on, recording}``; ``haptic:muted`` / ``haptic:unmuted``).
+  While muted the audio track carries silence, so it stays continuous and in sync. A recording
+  always starts unmuted, and its stop ends any mute. Stealth does not mute. Not allowed, or not
+  recording: ``haptic:refused`` and no event.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from hal.errors import StorageFullError
@@ -38,7 +48,7 @@ from recorder.feedback import Feedback, FeedbackController
 from recorder.gestures import Gesture, GestureRecogniser
 from recorder.pre_event_buffer import PreEventBuffer
 from recorder.sealing import EvidenceSink, JsonValue, UnitMeta
-from recorder.segmenter import Segmenter, TsUnit
+from recorder.segmenter import PCM_CODEC, AudioTrack, Segmenter, TsUnit
 from recorder.state_machine import (
     Booted,
     Event,
@@ -118,7 +128,12 @@ class Recorder:
             keep_audio=self._rc.pre_event_audio,
         )
         self._gestures = GestureRecogniser(
-            self._rc.double_press_window_s, self._rc.hold_s, profile.gpio.bounce_ms
+            self._rc.double_press_window_s,
+            self._rc.hold_s,
+            profile.gpio.bounce_ms,
+            # Function's double press is the mute gesture only where mute is allowed; elsewhere
+            # a function press stays immediate (a marker), as it was.
+            double_buttons=("event", "function") if self._rc.mute_allowed else ("event",),
         )
         self._state = State.BOOTING
         self._rec: _Recording | None = None
@@ -132,7 +147,9 @@ class Recorder:
         self._next_space_check_us = 0
         self._storage_blocked = False
         self._ignored_transitions = 0
-        self._audio_not_muxed = 0
+        self._audio_track: AudioTrack | None = None  # set by the first chunk the mic delivers
+        self._muted = False
+        self.audio_chunks_dropped = 0
         self.events_lost = 0
         self.recordings: list[str] = []
 
@@ -171,10 +188,24 @@ class Recorder:
             self._buffer.push(frame)
 
     def handle_audio(self, chunk: AudioChunk) -> None:
+        if chunk.codec != PCM_CODEC:
+            self.audio_chunks_dropped += 1  # backends deliver raw s16le (docs/audio.md)
+            return
+        if self._audio_track is None:
+            self._audio_track = AudioTrack(
+                chunk.sample_rate_hz, chunk.channels, self._profile.audio.bitrate_bps
+            )
         if self._state in (State.BUFFERING, State.FAULT):
             self._buffer.push_audio(chunk)  # a no-op unless pre_event_audio
-        elif self._state is State.RECORDING:
-            self._audio_not_muxed += 1
+            return
+        rec, seg = self._rec, self._segmenter
+        if self._state is not State.RECORDING or rec is None or seg is None:
+            return
+        if not self._rc.pre_event_audio and chunk.pts_us < rec.press_mono_us:
+            return  # the policy: no sound from before the press
+        if self._muted:
+            chunk = replace(chunk, data=bytes(len(chunk.data)))  # silence keeps the track in sync
+        seg.push_audio(chunk)
 
     def handle_edge(self, name: str, active: bool, t_us: int) -> None:
         for gesture in self._gestures.feed(name, active, t_us):
@@ -212,6 +243,10 @@ class Recorder:
             self._buffer.clear()
             self._feedback.close()
 
+    def indicate(self, feedback: Feedback) -> None:
+        """Show unit-level feedback that is not the recorder's own (the dock's offload state)."""
+        self._feedback.show(feedback)
+
     def status(self) -> dict[str, JsonValue]:
         fix = self._latest_fix
         return {
@@ -222,6 +257,7 @@ class Recorder:
             "gnss": _fix_json(fix, self._clock.monotonic_us()) if fix else None,
             "battery": self._battery_status,
             "stealth": self._feedback.stealth,
+            "muted": self._muted,
             "storage_blocked": self._storage_blocked,
             "clock_source": self._clock.source.value,
         }
@@ -241,6 +277,8 @@ class Recorder:
                 self._marker(g.t_us)
         elif (g.kind, g.button) == ("hold", "function"):
             self._toggle_stealth()
+        elif (g.kind, g.button) == ("double_press", "function"):
+            self._toggle_mute(g.t_us)
 
     def _request_start(self, trigger: str, press_mono_us: int) -> None:
         if self._state is State.RECORDING:
@@ -260,10 +298,13 @@ class Recorder:
         self._rec = rec
         self.recordings.append(rec.id)
         cam = self._profile.camera
-        self._segmenter = Segmenter(cam.width, cam.height, self._rc.unit_s, self._rc.segment_s)
+        self._muted = False
+        self._segmenter = Segmenter(
+            cam.width, cam.height, self._rc.unit_s, self._rc.segment_s, self._audio_track
+        )
         preroll = self._buffer.drain(press_mono_us)
-        if preroll.audio:
-            log.info("pre-event audio kept but not muxed: %s chunks", len(preroll.audio))
+        for chunk in preroll.audio:  # empty unless pre_event_audio; from the first frame on
+            self._segmenter.push_audio(chunk)
         if not preroll.frames:
             log.warning("no keyframe buffered yet; recording starts at the next keyframe")
             return
@@ -354,7 +395,7 @@ class Recorder:
             utc_source=self._clock.source.value,
             final=final,
             pre_event=unit.start_pts_us < rec.press_mono_us,
-            audio=False,
+            audio=unit.audio_packets > 0,
             gnss=self._gnss_for_unit(rec, mono_us),
             extra=extra,
         )
@@ -427,6 +468,7 @@ class Recorder:
         )
 
     def _end_recording(self) -> None:
+        self._muted = False  # record_stop ends any mute interval (the verifier closes it there)
         self._rec = None
         self._segmenter = None
         self._buffer.clear()
@@ -465,6 +507,25 @@ class Recorder:
                 {"pre_event_s": self._rc.pre_event_s, "pre_event_audio": self._rc.pre_event_audio},
             )
             self._feedback.show(Feedback.BUFFERING)
+
+    def _toggle_mute(self, t_us: int) -> None:
+        rec = self._rec
+        if not self._rc.mute_allowed or self._state is not State.RECORDING or rec is None:
+            self._feedback.show(Feedback.REFUSED)
+            return
+        self._muted = not self._muted
+        now_mono = self._clock.monotonic_us()
+        self._event(
+            "mute",
+            {
+                "on": self._muted,
+                "recording": rec.id,
+                # The gesture began at t_us; silence starts with the audio handled from now on.
+                "press_mono_us": t_us,
+                "press_utc_us": self._clock.utc_us() - (now_mono - t_us),
+            },
+        )
+        self._feedback.show(Feedback.MUTED if self._muted else Feedback.UNMUTED)
 
     def _toggle_stealth(self) -> None:
         if not self._rc.stealth_allowed:

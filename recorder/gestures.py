@@ -16,7 +16,9 @@ Gestures (``button`` is the input name):
   moment the threshold was crossed, even if ``tick`` comes later. A held press yields no ``press``.
 * ``press`` of ``event``: a single press, emitted once the double-press window has passed with no
   second press. ``press`` of ``function`` (and any other button): emitted at once on release,
-  since those buttons have no double gesture.
+  since those buttons have no double gesture, unless the owner names them in ``double_buttons``
+  (the recorder does for ``function`` where mute is allowed: its double press toggles mute, and
+  a single press then waits out the window like ``event``'s, keeping its press time).
 * ``trigger``: the auto-activation line named ``trigger`` became active (``button`` = "trigger").
 """
 
@@ -47,7 +49,15 @@ class _Input:
 
 
 class GestureRecogniser:
-    def __init__(self, double_press_window_s: float, hold_s: float, debounce_ms: float) -> None:
+    def __init__(
+        self,
+        double_press_window_s: float,
+        hold_s: float,
+        debounce_ms: float,
+        *,
+        double_buttons: tuple[str, ...] = (DOUBLE_BUTTON,),
+    ) -> None:
+        self.double_buttons = frozenset(double_buttons)
         self.window_us = round(double_press_window_s * 1_000_000)
         self.hold_us = round(hold_s * 1_000_000)
         self.debounce_us = round(debounce_ms * 1000)
@@ -124,7 +134,7 @@ class GestureRecogniser:
             inp.hold_fired = False
             inp.second_of_double = False
             first = inp.single_pending_t_us
-            if name == DOUBLE_BUTTON and first is not None and t_us - first <= self.window_us:
+            if name in self.double_buttons and first is not None and t_us - first <= self.window_us:
                 inp.single_pending_t_us = None
                 inp.second_of_double = True
                 return [Gesture("double_press", name, first)]
@@ -132,7 +142,7 @@ class GestureRecogniser:
         # Release.
         if inp.hold_fired or inp.second_of_double:
             return []
-        if name == DOUBLE_BUTTON:
+        if name in self.double_buttons:
             inp.single_pending_t_us = inp.pressed_t_us
             return []
         return [Gesture("press", name, inp.pressed_t_us)]

@@ -13,19 +13,49 @@ in-memory file-like), with ``flush_packets=1`` so every muxed frame reaches the 
 
 Cost per frame is one ``av.Packet`` copy of the frame bytes (PyAV copies into its own buffer) and
 the muxer's 188-byte packetisation; no other copies. Single-threaded.
+
+Audio (optional ``AudioTrack``): raw s16le ``AudioChunk`` values are queued by ``push_audio`` and
+encoded to AAC by PyAV into the same TS, on the same monotonic timeline as the video. Chunks are
+fed to the encoder only up to the next video frame's pts, so the muxer sees both streams in time
+order. FFmpeg's interleaver keeps the newest packet back until a later one arrives (with
+``max_interleave_delta`` at 1 µs it keeps exactly one), so with audio a unit is cut *after*
+muxing the first frame of the next unit: that frame is the one held back, and the unit's bytes
+are exactly what precedes it in time. Each segment has its own encoder (flushed at the segment's
+close), so a segment is complete on its own; a unit's audio may trail its video by up to the
+encoder's delay (two AAC frames, about 43 ms at 48 kHz), which the next unit then carries.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 import av
+import numpy as np
 
-from hal.types import EncodedFrame
+from hal.types import AudioChunk, EncodedFrame
 
 _US = Fraction(1, 1_000_000)
+PCM_CODEC = "pcm_s16le"
+_TS_OPTIONS = {
+    "flush_packets": "1",
+    # Each AAC frame in its own PES packet, so no audio waits inside the TS muxer at a cut.
+    "pes_payload_size": "0",
+    # Keep at most one packet in FFmpeg's interleaving queue (see the module docstring).
+    "max_interleave_delta": "1",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AudioTrack:
+    """The audio stream a segment carries: what the microphone delivers, and the AAC bitrate."""
+
+    sample_rate_hz: int
+    channels: int
+    bitrate_bps: int = 64_000
+    codec: str = "aac"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +72,8 @@ class TsUnit:
     """Exclusive end: the next frame's pts, or last pts + the last frame interval."""
     segment_final: bool
     """The last unit of its segment (the container was closed after it)."""
+    audio_packets: int = 0
+    """Encoded audio packets muxed into this unit's bytes."""
 
 
 class _TsSink:
@@ -68,28 +100,62 @@ class _TsSink:
 
 
 class Segmenter:
-    """Feed frames with ``push``; it returns the units completed so far. ``flush`` ends all."""
+    """Feed frames with ``push`` (and audio with ``push_audio``); it returns the units completed
+    so far. ``flush`` ends all."""
 
-    def __init__(self, width: int, height: int, unit_s: float, segment_s: float) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        unit_s: float,
+        segment_s: float,
+        audio: AudioTrack | None = None,
+    ) -> None:
         self.width = width
         self.height = height
         self.unit_us = round(unit_s * 1_000_000)
         self.segment_us = round(segment_s * 1_000_000)
+        self.audio = audio
         self.segment = -1
         self.unit = 0
         self._container: Any = None
         self._stream: Any = None
+        self._audio_stream: Any = None
         self._sink = _TsSink()
         self._seg_start_us = 0
         self._unit_first: EncodedFrame | None = None
         self._unit_count = 0
+        self._unit_audio = 0
         self._last: EncodedFrame | None = None
         self._last_interval_us = 0
+        # Raw chunks waiting for the video to catch up, sorted by pts (ties keep arrival order).
+        self._audio_pending: list[AudioChunk] = []
+        self._audio_fed_end_us: int | None = None
         self.frames_in = 0
+        self.audio_chunks_in = 0
+        self.audio_chunks_dropped = 0
+        """Chunks refused: before the first frame, overlapping audio already encoded, or in a
+        format other than ``audio``."""
 
     @property
     def open(self) -> bool:
         return self._container is not None
+
+    def push_audio(self, chunk: AudioChunk) -> None:
+        """Queue one raw chunk; it is encoded and muxed once a video frame at or after it comes."""
+        a = self.audio
+        if (
+            a is None
+            or chunk.codec != PCM_CODEC
+            or chunk.sample_rate_hz != a.sample_rate_hz
+            or chunk.channels != a.channels
+            or (self._audio_fed_end_us is not None and chunk.pts_us < self._audio_fed_end_us)
+        ):
+            self.audio_chunks_dropped += 1
+            return
+        keys = [c.pts_us for c in self._audio_pending]
+        self._audio_pending.insert(bisect.bisect_right(keys, chunk.pts_us), chunk)
+        self.audio_chunks_in += 1
 
     def push(self, frame: EncodedFrame) -> list[TsUnit]:
         """Mux ``frame``; returns the unit that ended just before it, if any."""
@@ -97,35 +163,54 @@ class Segmenter:
         if self._container is None:
             if not frame.is_keyframe:
                 raise ValueError("a segment must start with a keyframe")
+            if self.segment < 0:
+                self._drop_audio_before(frame.pts_us)  # nothing before the first picture
             self._open_segment(frame.pts_us)
-        elif frame.is_keyframe and frame.pts_us - self._seg_start_us >= self.segment_us:
+            self._mux(frame)
+            return out
+        self._feed_audio(frame.pts_us)
+        if frame.is_keyframe and frame.pts_us - self._seg_start_us >= self.segment_us:
             unit = self._cut(frame.pts_us, close=True)
             if unit is not None:
                 out.append(unit)
             self._open_segment(frame.pts_us)
+            self._mux(frame)
         elif self._unit_first is not None and (
             frame.pts_us - self._unit_first.pts_us >= self.unit_us
             or (self._last is not None and frame.frame_index != self._last.frame_index + 1)
         ):
             # Also cut where frame indices jump, so every unit holds consecutive frames and
             # first_frame + frame_count always names the frame the next unit should start with.
-            unit = self._cut(frame.pts_us, close=False)
+            unit = self._cut(frame.pts_us, close=False, next_frame=frame)
             if unit is not None:
                 out.append(unit)
-        self._mux(frame)
+        else:
+            self._mux(frame)
         return out
 
     def take_unit(self) -> TsUnit | None:
-        """Cut the current unit now (at a frame boundary) and return it; None if it is empty."""
+        """Cut the current unit now (at a frame boundary) and return it; None if it is empty.
+
+        With an audio track the last muxed frame is still held by the interleaver, so the unit
+        is closed with its segment (the next frame then opens a new segment on a keyframe only;
+        callers use this at the end of a recording).
+        """
         if self._last is None or self._unit_first is None:
             return None
-        return self._cut(self._last.pts_us + self._last_interval_us, close=False)
+        end_us = self._last.pts_us + self._last_interval_us
+        if self._audio_stream is not None:
+            self._feed_audio(end_us)
+            return self._cut(end_us, close=True)
+        return self._cut(end_us, close=False)
 
     def flush(self) -> list[TsUnit]:
         """Close the current segment and return its last unit (marked ``segment_final``)."""
         if self._container is None or self._last is None:
             return []
-        unit = self._cut(self._last.pts_us + self._last_interval_us, close=True)
+        end_us = self._last.pts_us + self._last_interval_us
+        self._feed_audio(end_us)
+        self._audio_pending.clear()  # audio after the last picture has no video to sit with
+        unit = self._cut(end_us, close=True)
         return [unit] if unit is not None else []
 
     def _open_segment(self, start_pts_us: int) -> None:
@@ -134,18 +219,53 @@ class Segmenter:
         self._seg_start_us = start_pts_us
         self._sink = _TsSink()
         container = av.open(
-            self._sink,
-            mode="w",
-            format="mpegts",
-            options={"flush_packets": "1"},
-            buffer_size=4096,
+            self._sink, mode="w", format="mpegts", options=_TS_OPTIONS, buffer_size=4096
         )
         stream = container.add_stream("h264")
         stream.width = self.width
         stream.height = self.height
         stream.time_base = Fraction(1, 90_000)
+        self._audio_stream = None
+        if self.audio is not None:
+            a = self.audio
+            audio_stream: Any = container.add_stream(a.codec, rate=a.sample_rate_hz)
+            audio_stream.layout = "mono" if a.channels == 1 else "stereo"
+            audio_stream.bit_rate = a.bitrate_bps
+            self._audio_stream = audio_stream
         self._container = container
         self._stream = stream
+
+    def _drop_audio_before(self, pts_us: int) -> None:
+        keep = [c for c in self._audio_pending if c.pts_us >= pts_us]
+        self.audio_chunks_dropped += len(self._audio_pending) - len(keep)
+        self._audio_pending = keep
+
+    def _feed_audio(self, before_us: int) -> None:
+        """Encode and mux every queued chunk that starts before ``before_us``."""
+        if self._audio_stream is None:
+            return
+        n = 0
+        while n < len(self._audio_pending) and self._audio_pending[n].pts_us < before_us:
+            n += 1
+        ready, self._audio_pending = self._audio_pending[:n], self._audio_pending[n:]
+        for chunk in ready:
+            self._encode_audio(chunk)
+
+    def _encode_audio(self, chunk: AudioChunk | None) -> None:
+        stream = self._audio_stream
+        frame: Any = None
+        if chunk is not None:
+            pcm = np.frombuffer(chunk.data, dtype="<i2").reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(
+                pcm, format="s16", layout="mono" if chunk.channels == 1 else "stereo"
+            )
+            frame.sample_rate = chunk.sample_rate_hz
+            frame.time_base = Fraction(1, chunk.sample_rate_hz)
+            frame.pts = chunk.pts_us * chunk.sample_rate_hz // 1_000_000
+            self._audio_fed_end_us = chunk.pts_us + chunk.duration_us
+        for packet in stream.encode(frame):
+            self._container.mux(packet)
+            self._unit_audio += 1
 
     def _mux(self, frame: EncodedFrame) -> None:
         packet = av.Packet(frame.data)
@@ -163,13 +283,34 @@ class Segmenter:
         self._unit_count += 1
         self.frames_in += 1
 
-    def _cut(self, end_pts_us: int, *, close: bool) -> TsUnit | None:
+    def _start_next_unit(self, frame: EncodedFrame) -> None:
+        self._unit_first, self._unit_count, self._unit_audio = None, 0, 0
+        self._mux(frame)
+
+    def _cut(
+        self, end_pts_us: int, *, close: bool, next_frame: EncodedFrame | None = None
+    ) -> TsUnit | None:
+        """End the current unit at ``end_pts_us``. With ``next_frame`` (a cut inside a segment)
+        that frame is muxed too and begins the next unit; see the module docstring for why it is
+        muxed before the bytes are taken when there is an audio stream."""
+        first, count, audio_packets = self._unit_first, self._unit_count, self._unit_audio
         if close:
+            if self._audio_stream is not None:
+                self._encode_audio(None)  # drain the encoder into this segment
+                audio_packets = self._unit_audio
             self._container.close()  # writes any muxer tail into the sink
             self._container = None
             self._stream = None
-        first = self._unit_first
-        payload = self._sink.take()
+            self._audio_stream = None
+        if next_frame is not None and self._audio_stream is not None:
+            self._start_next_unit(next_frame)
+            payload = self._sink.take()  # next_frame itself is held back by the interleaver
+        else:
+            payload = self._sink.take()
+            if next_frame is not None:
+                self._start_next_unit(next_frame)
+            else:
+                self._unit_first, self._unit_count, self._unit_audio = None, 0, 0
         if first is None:
             return None
         unit = TsUnit(
@@ -177,12 +318,11 @@ class Segmenter:
             unit=self.unit,
             payload=payload,
             first_frame=first.frame_index,
-            frame_count=self._unit_count,
+            frame_count=count,
             start_pts_us=first.pts_us,
             end_pts_us=end_pts_us,
             segment_final=close,
+            audio_packets=audio_packets,
         )
         self.unit += 1
-        self._unit_first = None
-        self._unit_count = 0
         return unit
