@@ -46,7 +46,7 @@ def test_provision_refuses_until_evidence_is_offloaded(
 ) -> None:
     s = scenario(12.0, {"at_s": 2.0, "action": "double_press"}, {"at_s": 6.0, "action": "hold"})
     bwc("sim", s, "--device", unit.device, *SMALL)
-    again = [
+    again: list[str | Path] = [
         "provision",
         unit.device,
         "--agency-pub",
