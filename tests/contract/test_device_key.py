@@ -51,7 +51,7 @@ def test_software_key_is_private_to_its_owner(tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         SoftwareDeviceKey.generate(path)  # never overwrites an identity
     path.chmod(0o644)
-    with pytest.raises(UsageError, match="device-key.pem"):
+    with pytest.raises(UsageError, match=r"device-key\.pem"):
         SoftwareDeviceKey.load(path)
 
 
