@@ -44,15 +44,22 @@ def export_store(
             rid = re.sub(r"[^A-Za-z0-9._-]", "_", rid).lstrip(".")[:128] or "recording"
         mp4 = out_dir / f"{rid}.mp4"
         tmp = out_dir / f"{TMP_PREFIX}{rid}.mp4"
-        counts = remux_to_mp4((seg.plaintext() for seg in rec.segments), tmp)
-        os.replace(tmp, mp4)
+        counts: dict[str, int] = {}
+        if rec.segments:
+            counts = remux_to_mp4((seg.plaintext() for seg in rec.segments), tmp)
+            os.replace(tmp, mp4)
+            written.append(mp4)
+        # A recording stopped (storage full, power loss) before its first unit was sealed has
+        # signed start/stop events but no video: its JSON says so and no empty MP4 is written.
         meta = export_metadata(rec, counts)
+        if not rec.segments:
+            meta["note"] = "no video was sealed for this recording (see stop_trigger)"
         meta_path = out_dir / f"{rid}.json"
         tmp_meta = out_dir / f"{TMP_PREFIX}{rid}.json"
         tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp_meta, meta_path)
         log.info("exported recording %s (%d units)", rid, rec.report.units)
-        written += [mp4, meta_path]
+        written.append(meta_path)
     return written
 
 
