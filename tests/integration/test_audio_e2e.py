@@ -32,7 +32,7 @@ def video_frames(mp4: Path) -> list[tuple[float, int]]:
         for f in c.decode(video=0):
             plane = f.planes[0]
             rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)
-            assert f.pts is not None
+            assert f.pts is not None and f.time_base is not None
             out.append(
                 (float(f.pts * f.time_base), read_stripe(rows[:STRIPE_HEIGHT_PX, : f.width]))
             )
@@ -47,7 +47,7 @@ def audio_onsets(mp4: Path) -> tuple[float | None, list[float]]:
         if not c.streams.audio:
             return None, []
         for f in c.decode(audio=0):
-            assert f.pts is not None
+            assert f.pts is not None and f.time_base is not None
             t0 = float(f.pts * f.time_base)
             first = t0 if first is None else first
             loud = np.nonzero(np.abs(f.to_ndarray()[0]) > CLICK_THRESHOLD)[0]
