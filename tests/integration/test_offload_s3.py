@@ -393,3 +393,51 @@ def test_put_request_carries_md5_sha256_and_lock(
     assert receipt.version_id and receipt.etag == hashlib.md5(data).hexdigest()
     assert target.exists("f.bin") and not target.exists("g.bin")
     assert target.listing() == {"f.bin": 1000}
+
+
+SCENARIO = """
+duration_s = 8.0
+[[events]]
+at_s = 1.0
+action = "double_press"
+button = "event"
+[[events]]
+at_s = 3.0
+action = "press"
+button = "function"
+[[events]]
+at_s = 4.0
+action = "hold"
+button = "event"
+hold_s = 3.5
+"""
+
+
+def test_simulated_recording_offloaded_then_verified_and_exported_from_s3(
+    s3: S3Settings, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import av
+
+    agency = tmp_path / "agency"
+    device = tmp_path / "device"
+    assert main(["keys", "agency", "--out", str(agency)]) == 0
+    pub = str(agency / "agency-pub.pem")
+    args = ["provision", str(device), "--agency-pub", pub, "--device-id", "u9", "--officer", "o"]
+    assert main(args) == 0
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(SCENARIO)
+    small = ["--set", "camera.width=512", "--set", "camera.height=288"]
+    assert main(["sim", str(scenario), "--device", str(device), *small]) == 0
+    target = ["--set", f"offload.target=s3://{bucket}/fleet"]
+    assert main(["offload", "--device", str(device), *target]) == 0
+    assert not list((device / "evidence").glob("*.bin"))
+    capsys.readouterr()
+    store = f"s3://{bucket}/fleet/u9"
+    assert main(["verify", store]) == 0
+    assert "marker" in capsys.readouterr().out
+    out = tmp_path / "out"
+    assert main(["export", store, "--key", str(agency / "agency-key.pem"), "--out", str(out)]) == 0
+    (mp4,) = out.glob("*.mp4")
+    with av.open(str(mp4)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames > 90
