@@ -69,6 +69,7 @@ _GNSS_FRESH_US = 10_000_000  # a fix older than this is not attached to a unit
 _SPACE_CHECK_US = 1_000_000
 _RESUME_S = 10.0
 _BATTERY_CHECK_US = 1_000_000
+_GESTURE_SLACK_S = 0.25  # the owner's tick interval and queue latency, with margin
 
 
 def _new_id() -> str:
@@ -119,13 +120,20 @@ class Recorder:
         self._battery = battery
         self._new_id = id_factory
         cam = profile.camera
+        # A start is known only after its gesture completes (second press + debounce + the
+        # loop's next tick), while frames keep trimming the buffer; keep that much extra history
+        # so the pre-roll, counted back from the first press, is never short.
+        lookback_s = (
+            self._rc.double_press_window_s + profile.gpio.bounce_ms / 1000 + _GESTURE_SLACK_S
+        )
         self._buffer = PreEventBuffer(
             self._rc.pre_event_s,
             cam.keyframe_interval_s,
             PreEventBuffer.max_bytes_for(
-                cam.bitrate_bps, self._rc.pre_event_s, cam.keyframe_interval_s
+                cam.bitrate_bps, self._rc.pre_event_s + lookback_s, cam.keyframe_interval_s
             ),
             keep_audio=self._rc.pre_event_audio,
+            lookback_s=lookback_s,
         )
         self._gestures = GestureRecogniser(
             self._rc.double_press_window_s,

@@ -7,9 +7,11 @@ Invariants, checked by the property tests:
 
 * the buffer always starts on a keyframe (frames before the first keyframe are dropped at once);
 * time bound: a whole GOP is dropped only when the rest still starts at a keyframe at least
-  ``pre_event_s`` before the newest frame, so the pre-roll is never shorter than asked when that
-  much history exists (picamera2's ``CircularOutput2`` may be up to one GOP short) and never
-  longer than ``pre_event_s`` plus one GOP;
+  ``pre_event_s + lookback_s`` before the newest frame, so the pre-roll is never shorter than
+  asked when that much history exists (picamera2's ``CircularOutput2`` may be up to one GOP
+  short) and never longer than ``pre_event_s`` plus one GOP. ``lookback_s`` covers a press that
+  is recognised after later frames arrived (a double press is known only at its second press,
+  after debounce): the pre-roll counts back from the first press, not from the newest frame;
 * byte bound: above ``max_bytes`` the oldest GOPs are dropped even if the time bound wanted them
   (recorded as ``byte_limited``); the one newest GOP is always kept, so a single GOP larger than
   the ceiling is the only way to exceed it.
@@ -83,10 +85,14 @@ class PreEventBuffer:
         max_bytes: int,
         *,
         keep_audio: bool = False,
+        lookback_s: float = 0.0,
     ) -> None:
-        if pre_event_s < 0 or keyframe_interval_s <= 0 or max_bytes <= 0:
-            raise ValueError("pre_event_s >= 0, keyframe_interval_s > 0 and max_bytes > 0")
+        if pre_event_s < 0 or keyframe_interval_s <= 0 or max_bytes <= 0 or lookback_s < 0:
+            raise ValueError(
+                "pre_event_s >= 0, keyframe_interval_s > 0, max_bytes > 0 and lookback_s >= 0"
+            )
         self.pre_event_us = round(pre_event_s * 1_000_000)
+        self.lookback_us = round(lookback_s * 1_000_000)
         self.keyframe_interval_us = round(keyframe_interval_s * 1_000_000)
         self.max_bytes = max_bytes
         self.keep_audio = keep_audio
@@ -128,7 +134,7 @@ class PreEventBuffer:
         return True
 
     def _trim(self, newest_pts_us: int) -> None:
-        keep_from_us = newest_pts_us - self.pre_event_us
+        keep_from_us = newest_pts_us - self.pre_event_us - self.lookback_us
         # Time bound: the second GOP still starts early enough, so the first is not needed.
         while len(self._gops) >= 2 and self._gops[1].start_pts_us <= keep_from_us:
             self._drop_oldest_gop()

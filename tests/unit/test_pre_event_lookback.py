@@ -1,0 +1,45 @@
+"""A press recognised after later frames arrived still gets its whole pre-roll (lookback_s)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hal.types import EncodedFrame
+from recorder.pre_event_buffer import PreEventBuffer
+
+FPS = 30
+GOP = 30  # 1 s
+
+
+def _frames(until_us: int) -> list[EncodedFrame]:
+    out = []
+    i = 0
+    while (pts := i * 1_000_000 // FPS) <= until_us:
+        out.append(EncodedFrame(b"x" * 100, pts, i % GOP == 0, i))
+        i += 1
+    return out
+
+
+def test_late_recognition_without_lookback_loses_history() -> None:
+    # The case the lookback exists for: press at 10.8 s, recognised at 11.1 s with 2 s asked.
+    buf = PreEventBuffer(2.0, 1.0, 10**9)
+    for f in _frames(11_100_000):
+        buf.push(f)
+    assert buf.drain(10_800_000).captured_s < 2.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    pre_event_ms=st.integers(0, 5000),
+    press_ms=st.integers(6000, 9000),
+    delay_ms=st.integers(0, 800),
+)
+def test_lookback_covers_recognition_delay(pre_event_ms: int, press_ms: int, delay_ms: int) -> None:
+    buf = PreEventBuffer(pre_event_ms / 1000, 1.0, 10**9, lookback_s=0.8)
+    for f in _frames((press_ms + delay_ms) * 1000):
+        buf.push(f)
+    roll = buf.drain(press_ms * 1000)
+    assert roll.captured_s >= pre_event_ms / 1000
+    assert roll.captured_s <= pre_event_ms / 1000 + 1.0  # never more than one GOP extra
+    assert roll.frames[0].is_keyframe
