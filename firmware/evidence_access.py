@@ -65,12 +65,7 @@ def record_boot(
     tryboot: bool,
     notes: Sequence[str] = (),
 ) -> None:
-    """Seal the ``boot`` event, then what the store says about how the previous boot ended.
-
-    An unclean end (power cut, crash, watchdog kill) becomes ``power_loss_discovered`` naming what
-    was lost, and a recording left open is closed by a ``record_stop`` with trigger
-    ``power_loss_recovery``, so the gap in the record is explained by signed evidence.
-    """
+    """Seal the ``boot`` event, then how the previous boot ended (``record_recovery``)."""
 
     def event(kind: str, fields: dict[str, object]) -> None:
         sealer.event(kind, fields, mono_us=clock.monotonic_us(), utc_us=clock.utc_us())
@@ -90,13 +85,28 @@ def record_boot(
             "clock_source": clock.source.value,
         },
     )
+    record_recovery(sealer, clock)
+
+
+def record_recovery(sealer: Sealer, clock: Clock) -> None:
+    """Seal what the store says about how the previous session ended, if anything.
+
+    An unclean end (power cut, crash, watchdog kill) becomes ``power_loss_discovered`` naming what
+    was lost, and a recording left open is closed by a ``record_stop`` with trigger
+    ``power_loss_recovery``, so the gap in the record is explained by signed evidence. These may
+    use the storage reserve: explaining a loss matters more than anything recorded after it.
+    """
     recovery = sealer.recovery
     if recovery is None:
         return
+    mono_us, utc_us = clock.monotonic_us(), clock.utc_us()
+    entries: list[tuple[str, dict[str, object]]] = []
     if recovery.clean_shutdown:
-        event("leftovers_moved", recovery.event_fields())
-        return
-    event("power_loss_discovered", recovery.event_fields())
-    stop = recovery.stop_fields()
-    if stop is not None:
-        event("record_stop", stop)
+        entries.append(("leftovers_moved", recovery.event_fields()))
+    else:
+        entries.append(("power_loss_discovered", recovery.event_fields()))
+        stop = recovery.stop_fields()
+        if stop is not None:
+            entries.append(("record_stop", stop))
+    for kind, fields in entries:
+        sealer.event(kind, fields, mono_us=mono_us, utc_us=utc_us, reserve_ok=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from firmware.evidence_access import open_unit_sealer
+from firmware.evidence_access import open_unit_sealer, record_recovery
 from firmware.identity import Assignment, load_assignment, read_profile, require_provisioned
 from firmware.layout import UnitLayout
 from hal.errors import ConfigError
@@ -61,15 +61,7 @@ def open_sink(layout: UnitLayout, profile: Profile, assignment: Assignment, cloc
 
     key = SoftwareDeviceKey.load(layout.device_key)
     sealer = open_unit_sealer(layout, profile, assignment, key, lambda: clock.source.value)
-    recovery = sealer.recovery
-    now = {"mono_us": clock.monotonic_us(), "utc_us": clock.utc_us()}
-    if recovery is not None and not recovery.clean_shutdown:
-        sealer.event("power_loss_discovered", recovery.event_fields(), reserve_ok=True, **now)
-        stop = recovery.stop_fields()
-        if stop is not None:
-            sealer.event("record_stop", stop, reserve_ok=True, **now)
-    elif recovery is not None:
-        sealer.event("leftovers_moved", recovery.event_fields(), reserve_ok=True, **now)
+    record_recovery(sealer, clock)
     return sealer
 
 
