@@ -46,7 +46,11 @@ def export_store(
         tmp = out_dir / f"{TMP_PREFIX}{rid}.mp4"
         counts: dict[str, int] = {}
         if rec.segments:
-            counts = remux_to_mp4((seg.plaintext() for seg in rec.segments), tmp)
+            counts = remux_to_mp4(
+                (seg.plaintext() for seg in rec.segments),
+                tmp,
+                probe=(seg.plaintext() for seg in rec.segments),
+            )
             os.replace(tmp, mp4)
             written.append(mp4)
         # A recording stopped (storage full, power loss) before its first unit was sealed has

@@ -1,7 +1,13 @@
 """Remuxing a recording's MPEG-TS segments into one MP4 without re-encoding (PyAV stream copy).
 
 Timestamps are shifted per segment so the MP4 timeline is continuous. It never decodes or
-re-encodes a frame: the pictures in the MP4 are the bytes the camera's encoder produced.
+re-encodes a frame: the pictures in the MP4 are the bytes the camera's encoder produced, and
+the sound is the AAC the unit encoded.
+
+An MP4 declares its streams before the first packet, from the first segment's streams. A segment
+may declare an audio stream that carries no packet yet (a pre-roll without pre-event audio), so
+FFmpeg cannot tell its sample rate; ``probe`` (a second pass over the same segments, read only
+until a segment with sound turns up) then supplies the stream's parameters.
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ import av
 from hal.errors import IntegrityError
 
 
-def remux_to_mp4(segments: Iterable[bytes], out_path: Path) -> dict[str, int]:
+def remux_to_mp4(
+    segments: Iterable[bytes], out_path: Path, *, probe: Iterable[bytes] | None = None
+) -> dict[str, int]:
     """Write ``out_path`` from MPEG-TS ``segments`` in order; returns packet counts per stream type.
 
+    ``probe``: the same segments again (lazily), for streams the first segment cannot describe.
     ``IntegrityError`` if a segment cannot be demuxed (the decrypted bytes are not MPEG-TS).
     """
     counts: dict[str, int] = {}
@@ -28,17 +37,57 @@ def remux_to_mp4(segments: Iterable[bytes], out_path: Path) -> dict[str, int]:
         out_streams: dict[str, Any] = {}
         end_s: Fraction | None = None  # end of the timeline written so far, in seconds
         for index, data in enumerate(segments):
+            src = _open_ts(data, index)
             try:
-                src: Any = av.open(io.BytesIO(data), mode="r", format="mpegts")
-            except av.error.FFmpegError as exc:
-                raise IntegrityError(f"segment {index} is not a readable MPEG-TS stream") from exc
-            try:
+                if index == 0:
+                    _add_streams(src, out, out_streams, probe)
                 end_s = _copy_segment(src, out, out_streams, end_s, counts)
             finally:
                 src.close()
     finally:
         out.close()
     return counts
+
+
+def _open_ts(data: bytes, index: int) -> Any:
+    try:
+        return av.open(io.BytesIO(data), mode="r", format="mpegts")
+    except av.error.FFmpegError as exc:
+        raise IntegrityError(f"segment {index} is not a readable MPEG-TS stream") from exc
+
+
+def _described(stream: Any) -> bool:
+    """Whether FFmpeg found enough of ``stream`` to declare it in an MP4."""
+    if stream.type == "audio":
+        return bool(stream.codec_context.sample_rate)
+    return True
+
+
+def _add_streams(
+    src: Any, out: Any, out_streams: dict[str, Any], probe: Iterable[bytes] | None
+) -> None:
+    """The first segment fixes the output's streams; later segments map onto them by type."""
+    missing: set[str] = set()
+    for s in src.streams:
+        if s.type not in ("video", "audio") or s.type in out_streams:
+            continue
+        if _described(s):
+            out_streams[s.type] = out.add_stream_from_template(s)
+        else:
+            missing.add(s.type)
+    if not missing or probe is None:
+        return  # a stream nothing describes is left out (no packet of it exists to copy)
+    for index, data in enumerate(probe):
+        other = _open_ts(data, index)
+        try:
+            for s in other.streams:
+                if s.type in missing and _described(s):
+                    out_streams[s.type] = out.add_stream_from_template(s)
+                    missing.discard(s.type)
+        finally:
+            other.close()
+        if not missing:
+            return
 
 
 def _copy_segment(
@@ -49,10 +98,6 @@ def _copy_segment(
     counts: dict[str, int],
 ) -> Fraction | None:
     streams = [s for s in src.streams if s.type in ("video", "audio")]
-    if not out_streams:
-        # The first segment fixes the output's streams; later segments map onto them by type.
-        for s in streams:
-            out_streams.setdefault(s.type, out.add_stream_from_template(s))
     packets = [
         p
         for p in src.demux(streams)
