@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -85,7 +86,7 @@ def test_chunks_are_raw_pcm_contiguous_on_the_monotonic_clock(
         assert len(c.data) == 2 * CHANNELS * round(c.duration_us * RATE / 1e6)
         assert c.pts_us + c.duration_us <= now()  # delivered after it was captured
     assert chunks[0].pts_us >= started_us - 100_000
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         # Each chunk starts where the previous one ended (to one sample's rounding).
         assert abs(b.pts_us - (a.pts_us + a.duration_us)) <= 1_000_000 // RATE + 1
 
