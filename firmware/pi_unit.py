@@ -22,8 +22,8 @@ from firmware.daemon import Daemon
 from firmware.evidence_access import open_unit_sealer, record_boot
 from firmware.identity import load_assignment, read_profile
 from firmware.layout import UnitLayout
-from hal.errors import ConfigError
-from hal.protocols import Battery, Camera, Gnss, Indicator
+from hal.errors import ConfigError, HardwareError
+from hal.protocols import Battery, Camera, Gnss, Indicator, Microphone
 from hal.software_key import SoftwareDeviceKey
 from hal.system_clock import SystemClock
 from recorder.core import Recorder
@@ -116,6 +116,16 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
         battery,
     )
     daemon = Daemon(recorder)
+    microphone: Microphone | None = None
+    if profile.audio.backend == "alsa":
+        from hal.alsa import AlsaMicrophone
+
+        a = profile.audio
+        microphone = AlsaMicrophone(a.device, a.sample_rate_hz, a.channels, clock)
+    elif profile.audio.backend != "none":
+        raise ConfigError(
+            f"audio.backend {profile.audio.backend!r} cannot run on a Raspberry Pi unit"
+        )
     camera = _camera(profile, assignment.device_id, clock)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -124,6 +134,12 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
         button.on_edge(daemon.edge_sink)
     recorder.start()
     camera.start(daemon.frame_sink)
+    if microphone is not None:
+        try:
+            microphone.start(daemon.audio_sink)
+        except HardwareError as exc:  # a dead microphone must not stop the video
+            log.error("microphone not started, recording video only: %s", exc)
+            microphone = None
     from firmware.supervisor import Watchdog, notify
 
     watchdog = Watchdog()
@@ -137,6 +153,8 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
             watchdog.pet_if_progress(daemon.frames_in)
     finally:
         camera.stop()
+        if microphone is not None:
+            microphone.stop()
         daemon.drain()
         recorder.shutdown("service stop")
         for button in buttons:
