@@ -76,6 +76,12 @@ class TsUnit:
     """Encoded audio packets muxed into this unit's bytes."""
 
 
+_AVIO_BUFFER_BYTES = 1 << 20
+"""The muxer's write buffer. ``flush_packets`` empties it after every packet anyway, so its size
+only sets how many ``write`` calls a frame costs: one for a 1 MiB buffer against about ten
+(each a Python call and a bytes object) with 4 KiB at 10 Mbit/s."""
+
+
 class _TsSink:
     """The file-like the muxer writes into; ``take`` hands the bytes over and forgets them."""
 
@@ -219,7 +225,11 @@ class Segmenter:
         self._seg_start_us = start_pts_us
         self._sink = _TsSink()
         container = av.open(
-            self._sink, mode="w", format="mpegts", options=_TS_OPTIONS, buffer_size=4096
+            self._sink,
+            mode="w",
+            format="mpegts",
+            options=_TS_OPTIONS,
+            buffer_size=_AVIO_BUFFER_BYTES,
         )
         stream = container.add_stream("h264")
         stream.width = self.width
