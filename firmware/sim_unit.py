@@ -41,6 +41,7 @@ from hal.types import ClockSource, EncodedFrame
 from recorder.config import Profile
 from recorder.core import Recorder
 from recorder.evidence.sealer import Sealer
+from recorder.evidence.timestamp import DockAnchor
 from recorder.feedback import Feedback, FeedbackController
 from recorder.offload.runner import OffloadResult
 from recorder.state_machine import State
@@ -100,6 +101,7 @@ class SimulatedUnit:
     outcome: Outcome | None = None
     last_offload: OffloadResult | None = None
     _offload_timer: Handle | None = field(default=None, repr=False)
+    _anchor: DockAnchor | None = field(default=None, repr=False)  # this dock session's TSA anchor
     microphone: SimMicrophone | None = None
     on_status: Callable[[Mapping[str, Any]], None] | None = None
     _closed: bool = field(default=False, repr=False)
@@ -194,6 +196,7 @@ class SimulatedUnit:
         if self._offload_timer is not None:
             self._offload_timer.cancel()
             self._offload_timer = None
+        self._anchor = None
 
     def _offload_round(self) -> None:
         """One offload round through this boot's sealer; a failure waits for the next round."""
@@ -202,6 +205,11 @@ class SimulatedUnit:
 
         off = self.profile.offload
         self.recorder.indicate(Feedback.OFFLOADING)
+        if off.tsa_url:
+            # Anchor the chain head before the round, so the token goes out in the same round.
+            # Never fatal: a TSA failure is a warning (and one signed timestamp_failed event).
+            self._anchor = self._anchor or DockAnchor(off.tsa_url)
+            self._anchor.before_round(self.sealer, self.clock)
         try:
             target = build_target(
                 self.profile, self.assignment.device_id, os.environ, self.layout.root

@@ -29,6 +29,7 @@ from hal.protocols import Clock
 from hal.system_clock import SystemClock
 from recorder.config import Profile, parse_override
 from recorder.evidence.sealer import Sealer
+from recorder.evidence.timestamp import anchor_head
 from recorder.offload.runner import OffloadResult, Retention, offload
 from recorder.offload.targets import OffloadTarget, open_target, target_for_device
 
@@ -113,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
     sealer = open_sink(layout, profile, assignment, clock)
     result: OffloadResult | None = None
     try:
+        if profile.offload.tsa_url:
+            # Before the round, so the token travels with it; never fatal (see timestamp.py).
+            anchored = anchor_head(sealer, profile.offload.tsa_url, clock)
+            if not anchored.anchored:
+                print(f"warning: time anchor failed: {anchored.error}", file=sys.stderr)
         with _stop_on_signal() as flag:
             result = offload(
                 layout.evidence,

@@ -1,4 +1,5 @@
-"""`bwc verify STORE [--trust FILE ...] [--json]`: check a store's evidence without any secret key.
+"""`bwc verify STORE [--trust FILE ...] [--tsa-ca FILE ...] [--json]`: check a store's evidence
+without any secret key; timestamp tokens are checked against --tsa-ca when given.
 
 Exit 0 only if everything is intact; 1 with findings (each naming a file and reason); 2 for usage.
 """
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.evidence.store import open_store_reader
+from recorder.evidence.timestamp import load_tsa_roots
 from recorder.evidence.verify import load_trusted_key, verify_store
 
 
@@ -25,6 +27,15 @@ def add_parser(sub: Any) -> None:
         metavar="FILE",
         help="device public key PEM (or certificate) the evidence must be signed with",
     )
+    p.add_argument(
+        "--tsa-ca",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="PEM CA certificate(s) of the time-stamping authority: timestamp tokens must "
+        "verify to it (without it tokens are reported as unverified)",
+    )
     p.add_argument("--json", action="store_true", help="print a machine-readable report")
     p.set_defaults(func=run)
 
@@ -32,7 +43,8 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     trusted = [load_trusted_key(p) for p in args.trust]
     reader = open_store_reader(args.store)
-    report = verify_store(reader, trusted or None)
+    tsa_roots = [cert for path in args.tsa_ca for cert in load_tsa_roots(path)]
+    report = verify_store(reader, trusted or None, tsa_roots or None)
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:

@@ -18,7 +18,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.x509 import load_pem_x509_certificate
+from cryptography.x509 import Certificate, load_pem_x509_certificate
 
 from hal.errors import IntegrityError, UsageError
 from hal.software_key import fingerprint_raw
@@ -37,6 +37,7 @@ from recorder.evidence.format import (
     parse_entry_name,
 )
 from recorder.evidence.store import StoreReader
+from recorder.evidence.timestamp import TOKEN_KIND, Anchor, check_anchor
 
 HASH_CHUNK = 1 << 20  # 1 MiB reads: large enough that hashing, not Python, sets the pace.
 
@@ -142,6 +143,10 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     offloaded: list[str] = field(default_factory=list)
+    anchors: list[Anchor] = field(default_factory=list)
+    anchored_seq: int | None = None  # highest seq covered by a good (see anchors) timestamp token
+    anchored_at: str | None = None  # that token's gen_time (ISO 8601 UTC)
+    anchor_verified: bool = False  # whether that token's signature was checked (--tsa-ca)
 
     @property
     def all_findings(self) -> list[Finding]:
@@ -194,6 +199,7 @@ class Report:
                 lines.append(f"  mute {s['from_utc_us']} - {s['to_utc_us']}")
             lines.extend(f"  note: {n}" for n in r.notes)
             lines.extend(f"  FINDING {f.file}: {f.reason}" for f in r.findings)
+        lines.extend(_anchor_lines(self))
         lines.extend(f"note: {n}" for n in self.notes)
         lines.extend(f"FINDING {f.file}: {f.reason}" for f in self.findings)
         n = len(self.all_findings)
@@ -251,8 +257,14 @@ def hash_stream(store: StoreReader, name: str) -> tuple[int, str]:
 
 
 class _Verifier:
-    def __init__(self, store: StoreReader, trusted_keys: Sequence[bytes] | None) -> None:
+    def __init__(
+        self,
+        store: StoreReader,
+        trusted_keys: Sequence[bytes] | None,
+        tsa_roots: Sequence[Certificate] | None = None,
+    ) -> None:
         self.store = store
+        self.tsa_roots = list(tsa_roots) if tsa_roots else None
         self.report = Report(store=store.describe(""))
         self.trusted = {fingerprint_raw(k): k for k in trusted_keys or ()}
         self.pinning = trusted_keys is not None and len(trusted_keys) > 0
@@ -311,6 +323,7 @@ class _Verifier:
         self._semantics(entries)
         self._check_payloads(entries, others)
         self._check_orphans(names, entries)
+        self._check_anchors(entries)
         for r in self._recs.values():
             r.key = self.chain_key
             r.pinned = self.report.pinned
@@ -716,6 +729,48 @@ class _Verifier:
                 )
         self.report.boots = boots
 
+    def _check_anchors(self, entries: list[_Entry]) -> None:
+        """Judge every ``timestamp_token`` event (see ``recorder.evidence.timestamp``)."""
+        good = {e.seq: e for e in entries}
+
+        def manifest_bytes(seq: int) -> bytes | None:
+            # Only entries that passed the chain checks count as anchored content.
+            if seq not in good:
+                return None
+            try:
+                return self.store.read(good[seq].name)
+            except OSError:
+                return None
+
+        for e in entries:
+            m = e.manifest
+            if m["type"] != "event" or m["kind"] != TOKEN_KIND:
+                continue
+            try:
+                a = check_anchor(
+                    e.seq,
+                    m["fields"],
+                    m["utc_us"],
+                    manifest_bytes,
+                    self.tsa_roots,
+                    self.path(e.name),
+                )
+            except IntegrityError as exc:
+                self.finding(exc)
+                f = m["fields"]
+                bad = Anchor(
+                    e.seq, _int(f.get("head_seq")), _str(f.get("head_hash")), None, None, "invalid"
+                )
+                self.report.anchors.append(bad)
+                continue
+            self.report.anchors.append(a)
+            if a.head_seq is not None and (
+                self.report.anchored_seq is None or a.head_seq > self.report.anchored_seq
+            ):
+                self.report.anchored_seq = a.head_seq
+                self.report.anchored_at = a.gen_time
+                self.report.anchor_verified = a.status == "verified"
+
     def _open_recordings(self) -> list[RecordingReport]:
         return [r for r in self._recs.values() if not r.closed]
 
@@ -824,10 +879,43 @@ def _str(v: object) -> str | None:
     return v if isinstance(v, str) else None
 
 
+def _int(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+_ANCHOR_STATUS = {
+    "verified": "TSA signature verified (--tsa-ca)",
+    "unverified": "TSA signature not checked (no --tsa-ca)",
+}
+
+
+def _anchor_lines(report: Report) -> list[str]:
+    lines = []
+    for a in report.anchors:
+        how = _ANCHOR_STATUS.get(a.status, "INVALID")
+        lines.append(
+            f"  timestamp token at seq {a.seq}: anchors seq {a.head_seq} at {a.gen_time} "
+            f"({a.tsa_name or a.tsa_url}); {how}"
+        )
+    if report.anchored_seq is not None:
+        lines.append(
+            f"chain anchored up to seq {report.anchored_seq} at {report.anchored_at}"
+            + ("" if report.anchor_verified else " (TSA signature not checked: pass --tsa-ca)")
+        )
+    elif report.head_seq >= 0:
+        lines.append("chain not anchored by any timestamp token")
+    return lines
+
+
 def _num(v: object) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def verify_store(store: StoreReader, trusted_keys: Sequence[bytes] | None = None) -> Report:
-    """Verify everything in ``store``. ``trusted_keys`` are raw Ed25519 public keys to pin."""
-    return _Verifier(store, trusted_keys).run()
+def verify_store(
+    store: StoreReader,
+    trusted_keys: Sequence[bytes] | None = None,
+    tsa_roots: Sequence[Certificate] | None = None,
+) -> Report:
+    """Verify everything in ``store``. ``trusted_keys`` are raw Ed25519 public keys to pin;
+    ``tsa_roots`` the CA certificates that timestamp tokens must chain to (else unverified)."""
+    return _Verifier(store, trusted_keys, tsa_roots).run()
