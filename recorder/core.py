@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -70,6 +71,7 @@ _SPACE_CHECK_US = 1_000_000
 _RESUME_S = 10.0
 _BATTERY_CHECK_US = 1_000_000
 _GESTURE_SLACK_S = 0.25  # the owner's tick interval and queue latency, with margin
+_BACKLOG_UNITS_PER_CALL = 1  # pre-roll units sealed per frame or tick after a press
 
 
 def _new_id() -> str:
@@ -88,6 +90,9 @@ class _Recording:
         self.units = 0
         self.last_index: int | None = None  # last frame index given to the segmenter
         self.last_pts_us = 0  # and its capture time
+        # Pre-roll frames drained at the press and not muxed yet, then the live frames that
+        # arrived meanwhile (in camera order): see ``Recorder._work_backlog``.
+        self.backlog: deque[EncodedFrame] = deque()
         self.last_sealed_frame: int | None = None
         self.end_pts_us: int | None = None
         self.next_reminder_us = 0
@@ -221,6 +226,9 @@ class Recorder:
 
     def tick(self, now_us: int) -> None:
         """Timers: gesture holds and windows, reminders, GNSS, battery and free space."""
+        # Backlog first: the tick that completes a press then returns right after record_start.
+        if self._state is State.RECORDING and self._rec is not None and self._rec.backlog:
+            self._work_backlog(_BACKLOG_UNITS_PER_CALL)
         for gesture in self._gestures.tick(now_us):
             self._on_gesture(gesture)
         rec = self._rec
@@ -318,9 +326,11 @@ class Recorder:
             return
         if not self._write_record_start(rec, preroll.frames[0], preroll.byte_limited):
             return
-        for frame in preroll.frames:
-            if not self._feed_segmenter(frame):
-                return
+        # The press returns as soon as record_start is sealed: sealing a 30 s pre-roll at once
+        # would hold the loop for about a second at 1080p. The pre-roll is muxed and sealed a
+        # unit at a time on the following frames and ticks, before any live frame, so the chain
+        # holds exactly the units (and order) it would have held; a stop seals the rest first.
+        rec.backlog.extend(preroll.frames)
 
     def _write_record_start(self, rec: _Recording, first: EncodedFrame, byte_limited: bool) -> bool:
         captured_s = max(0, rec.press_mono_us - first.pts_us) / 1e6
@@ -362,7 +372,25 @@ class Recorder:
                 return
             if not self._write_record_start(rec, frame, False):
                 return
+        if rec.backlog:
+            rec.backlog.append(frame)  # after the pre-roll still waiting, in camera order
+            self._work_backlog(_BACKLOG_UNITS_PER_CALL)
+            return
         self._feed_segmenter(frame)
+
+    def _work_backlog(self, max_units: int | None) -> bool:
+        """Mux queued frames in order until ``max_units`` more units are sealed (all if None).
+
+        False if the recording had to stop (``_abort`` has then written the stop).
+        """
+        rec = self._rec
+        assert rec is not None
+        target = None if max_units is None else rec.units + max_units
+        while rec.backlog and (target is None or rec.units < target):
+            if not self._feed_segmenter(rec.backlog.popleft()):
+                rec.backlog.clear()
+                return False
+        return True
 
     def _feed_segmenter(self, frame: EncodedFrame) -> bool:
         """Mux one frame and seal the units it completes; False if recording had to stop."""
@@ -439,16 +467,21 @@ class Recorder:
 
     def _frame_at(self, rec: _Recording, t_us: int) -> int | None:
         """The index of the frame captured at ``t_us`` (a gesture completes after it began)."""
-        if rec.last_index is None:
+        newest = rec.backlog[-1] if rec.backlog else None  # newer than what was muxed
+        last_index = newest.frame_index if newest else rec.last_index
+        last_pts_us = newest.pts_us if newest else rec.last_pts_us
+        if last_index is None:
             return None
-        back = round((rec.last_pts_us - t_us) * self._profile.camera.fps / 1_000_000)
-        return max(0, rec.last_index - max(0, back))
+        back = round((last_pts_us - t_us) * self._profile.camera.fps / 1_000_000)
+        return max(0, last_index - max(0, back))
 
     def _stop(self, trigger: str) -> None:
         """Seal the partial unit as final, write ``record_stop``, go back to BUFFERING."""
         rec, seg = self._rec, self._segmenter
         if rec is None or seg is None or not self._fire(StopRequested(0, trigger)):
             return
+        if rec.backlog and not self._work_backlog(None):
+            return  # _abort already wrote the stop
         sealed_all = True
         units = seg.flush()
         for i, unit in enumerate(units):
