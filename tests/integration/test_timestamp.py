@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -326,3 +327,27 @@ def test_entries_up_to_the_anchor_cannot_be_cut_but_later_ones_can(
     # report, or the target's copy, sees at once.
     gone = verify(bwc, copy_without(range(n, later + 1)), "--tsa-ca", tsa.ca_cert, check=None)
     assert gone["anchored_seq"] is None
+
+
+# ---------------------------------------------------------------------- stock tools
+
+
+def test_the_documented_openssl_recipe_verifies_the_anchor(
+    bwc: Bwc, unit: ProvisionedUnit, scenario: ScenarioWriter, tsa: LocalTsa, tmp_path: Path
+) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "evidence-format.md").read_text()
+    match = re.search(r"```sh timestamp-recipe\n(.*?)```", doc, re.S)
+    assert match is not None, "docs/evidence-format.md lost its timestamp-recipe block"
+    store, _ = anchored_store(bwc, unit, scenario, tsa)
+    shutil.copy(tsa.ca_cert, store / "ca.pem")
+    ok = subprocess.run(
+        ["sh", "-e", "-c", match.group(1)], cwd=store, capture_output=True, text=True, check=False
+    )
+    assert ok.returncode == 0 and "Verification: OK" in ok.stdout, ok.stdout + ok.stderr
+    other = start_tsa(tmp_path / "other-tsa", name="Other TSA")
+    other.stop()
+    shutil.copy(other.ca_cert, store / "ca.pem")
+    bad = subprocess.run(
+        ["sh", "-e", "-c", match.group(1)], cwd=store, capture_output=True, text=True, check=False
+    )
+    assert bad.returncode != 0 and "Verification: OK" not in bad.stdout
