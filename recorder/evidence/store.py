@@ -5,7 +5,9 @@ Readers only read: nothing here writes, moves or deletes evidence.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlparse
@@ -36,17 +38,31 @@ class DirectoryStoreReader:
         self.root = root
 
     def names(self) -> list[str]:
-        out = [e.name for e in os.scandir(self.root) if e.is_file()]
+        # Every name but orphans/ itself: a directory, FIFO or dangling symlink named like an
+        # entry must reach the verifier (and fail its read) rather than vanish from the listing.
+        out = [
+            e.name
+            for e in os.scandir(self.root)
+            if not (e.name == ORPHANS_DIR and e.is_dir(follow_symlinks=False))
+        ]
         orphans = self.root / ORPHANS_DIR
         if orphans.is_dir():
-            out += [f"{ORPHANS_DIR}/{e.name}" for e in os.scandir(orphans) if e.is_file()]
+            out += [f"{ORPHANS_DIR}/{e.name}" for e in os.scandir(orphans)]
         return sorted(out)
 
     def read(self, name: str) -> bytes:
-        return (self.root / name).read_bytes()
+        return self._regular(name).read_bytes()
 
     def open(self, name: str) -> BinaryIO:
-        return (self.root / name).open("rb")
+        return self._regular(name).open("rb")
+
+    def _regular(self, name: str) -> Path:
+        """The path of ``name`` if it is a regular file; ``OSError`` otherwise (a FIFO would
+        block a reader forever, a directory or symlink loop is not evidence)."""
+        path = self.root / name
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return path
 
     def exists(self, name: str) -> bool:
         return (self.root / name).is_file()

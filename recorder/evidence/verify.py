@@ -6,6 +6,7 @@ collects them as findings, so one bad file does not hide the others. It never wr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -313,9 +314,11 @@ class _Verifier:
         self.report.entries = len(jsons)
         self.report.head_seq = head
         if head >= 0 and head in jsons:
-            self.report.head_hash = hashlib.sha256(
-                self.store.read(entry_name(head, "json"))
-            ).hexdigest()
+            # An unreadable head is already a finding of _check_chain ("unreadable").
+            with contextlib.suppress(OSError):
+                self.report.head_hash = hashlib.sha256(
+                    self.store.read(entry_name(head, "json"))
+                ).hexdigest()
         self.report.device = self.chain_device
         self._check_store_pub()
         self.report.keys = sorted({e.manifest["key"] for e in entries})
@@ -379,17 +382,25 @@ class _Verifier:
     def _check_chain(self, head: int, jsons: set[int], others: dict[int, set[str]]) -> list[_Entry]:
         good: list[_Entry] = []
         prev_hash: str | None = ZERO_HASH
-        for seq in range(head + 1):
+        expected = 0
+        # Walk the entries present, reporting each run of missing ones once: a single hostile
+        # name like 9999999999.json must cost one finding, not ten billion loop turns.
+        for seq in sorted(jsons):
             name = entry_name(seq, "json")
-            if seq not in jsons:
+            if seq != expected:
+                missing = (
+                    f"entry {expected} is"
+                    if seq - expected == 1
+                    else f"entries {expected} to {seq - 1} are"
+                )
                 self.finding(
                     IntegrityError(
-                        f"entry {seq} is missing (deleted?); the chain is broken here",
-                        path=self.path(name),
+                        f"{missing} missing (deleted?); the chain is broken here",
+                        path=self.path(entry_name(expected, "json")),
                     )
                 )
                 prev_hash = None
-                continue
+            expected = seq + 1
             try:
                 data = self.store.read(name)
             except OSError as exc:
@@ -410,7 +421,8 @@ class _Verifier:
         path = self.path(name)
         try:
             m = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            # RecursionError: hostile nesting depth; the stdlib decoder gives up, so do we.
             raise IntegrityError("manifest is not valid JSON", path=path) from exc
         if not isinstance(m, dict):
             raise IntegrityError("manifest is not a JSON object", path=path)
