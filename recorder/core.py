@@ -47,7 +47,7 @@ from hal.types import AudioChunk, ClockSource, EncodedFrame, GnssFix
 from recorder.config import Profile
 from recorder.feedback import Feedback, FeedbackController
 from recorder.gestures import Gesture, GestureRecogniser
-from recorder.pre_event_buffer import PreEventBuffer
+from recorder.pre_event_buffer import PreEventBuffer, zeroise_frame
 from recorder.sealing import EvidenceSink, JsonValue, UnitMeta
 from recorder.segmenter import PCM_CODEC, AudioTrack, Segmenter, TsUnit
 from recorder.state_machine import (
@@ -318,13 +318,15 @@ class Recorder:
         self._segmenter = Segmenter(
             cam.width, cam.height, self._rc.unit_s, self._rc.segment_s, self._audio_track
         )
-        preroll = self._buffer.drain(press_mono_us)
+        preroll = self._buffer.hand_over(press_mono_us)  # no copy: zeroised once muxed
         for chunk in preroll.audio:  # empty unless pre_event_audio; from the first frame on
             self._segmenter.push_audio(chunk)
         if not preroll.frames:
             log.warning("no keyframe buffered yet; recording starts at the next keyframe")
             return
         if not self._write_record_start(rec, preroll.frames[0], preroll.byte_limited):
+            for frame in preroll.frames:
+                zeroise_frame(frame)
             return
         # The press returns as soon as record_start is sealed: sealing a 30 s pre-roll at once
         # would hold the loop for about a second at 1080p. The pre-roll is muxed and sealed a
@@ -387,9 +389,11 @@ class Recorder:
         assert rec is not None
         target = None if max_units is None else rec.units + max_units
         while rec.backlog and (target is None or rec.units < target):
-            if not self._feed_segmenter(rec.backlog.popleft()):
-                rec.backlog.clear()
-                return False
+            frame = rec.backlog.popleft()
+            ok = self._feed_segmenter(frame)
+            zeroise_frame(frame)  # the muxer has its own copy now
+            if not ok:
+                return False  # _end_recording zeroised the rest
         return True
 
     def _feed_segmenter(self, frame: EncodedFrame) -> bool:
@@ -509,6 +513,10 @@ class Recorder:
         )
 
     def _end_recording(self) -> None:
+        if self._rec is not None:
+            for frame in self._rec.backlog:  # pre-roll never sealed (the store refused)
+                zeroise_frame(frame)
+            self._rec.backlog.clear()
         self._muted = False  # record_stop ends any mute interval (the verifier closes it there)
         self._rec = None
         self._segmenter = None

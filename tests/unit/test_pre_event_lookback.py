@@ -1,4 +1,5 @@
-"""A press recognised after later frames arrived still gets its whole pre-roll (lookback_s)."""
+"""The pre-event buffer on the press path: lookback_s for late-recognised presses, and
+hand_over (no copy) with zeroise_frame."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hal.types import EncodedFrame
-from recorder.pre_event_buffer import PreEventBuffer
+from recorder.pre_event_buffer import PreEventBuffer, zeroise_frame
 
 FPS = 30
 GOP = 30  # 1 s
@@ -43,3 +44,19 @@ def test_lookback_covers_recognition_delay(pre_event_ms: int, press_ms: int, del
     assert roll.captured_s >= pre_event_ms / 1000
     assert roll.captured_s <= pre_event_ms / 1000 + 1.0  # never more than one GOP extra
     assert roll.frames[0].is_keyframe
+
+
+def test_hand_over_moves_storage_without_copy_and_zeroise_frame_clears_it() -> None:
+    buf = PreEventBuffer(1.0, 1.0, 10**9)
+    sent = [EncodedFrame(bytes([i + 1]) * 64, i * 33_333, i == 0, i) for i in range(10)]
+    for f in sent:
+        buf.push(f)
+    roll = buf.hand_over(300_000)
+    assert [f.data for f in roll.frames] == [f.data for f in sent]
+    assert buf.frame_count == 0 and buf.nbytes == 0
+    for f in roll.frames:
+        zeroise_frame(f)
+    assert all(not any(f.data) for f in roll.frames)
+    for f in sent:  # frames that are not a buffer's storage are left alone
+        zeroise_frame(f)
+    assert all(any(f.data) for f in sent)
