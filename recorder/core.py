@@ -47,7 +47,7 @@ from hal.types import AudioChunk, ClockSource, EncodedFrame, GnssFix
 from recorder.config import Profile
 from recorder.feedback import Feedback, FeedbackController
 from recorder.gestures import Gesture, GestureRecogniser
-from recorder.pre_event_buffer import PreEventBuffer, zeroise_frame
+from recorder.pre_event_buffer import PreEventBuffer, detach_frame, zeroise_frame
 from recorder.sealing import EvidenceSink, JsonValue, UnitMeta
 from recorder.segmenter import PCM_CODEC, AudioTrack, Segmenter, TsUnit
 from recorder.state_machine import (
@@ -318,7 +318,7 @@ class Recorder:
         self._segmenter = Segmenter(
             cam.width, cam.height, self._rc.unit_s, self._rc.segment_s, self._audio_track
         )
-        preroll = self._buffer.hand_over(press_mono_us)  # no copy: zeroised once muxed
+        preroll = self._buffer.hand_over(press_mono_us)  # no copy yet: see _work_backlog
         for chunk in preroll.audio:  # empty unless pre_event_audio; from the first frame on
             self._segmenter.push_audio(chunk)
         if not preroll.frames:
@@ -389,10 +389,8 @@ class Recorder:
         assert rec is not None
         target = None if max_units is None else rec.units + max_units
         while rec.backlog and (target is None or rec.units < target):
-            frame = rec.backlog.popleft()
-            ok = self._feed_segmenter(frame)
-            zeroise_frame(frame)  # the muxer has its own copy now
-            if not ok:
+            # Copied out of the buffer's storage (zeroised) one frame at a time, off the press.
+            if not self._feed_segmenter(detach_frame(rec.backlog.popleft())):
                 return False  # _end_recording zeroised the rest
         return True
 

@@ -87,6 +87,20 @@ def zeroise_frame(frame: EncodedFrame) -> None:
         _zeroise(data)
 
 
+def detach_frame(frame: EncodedFrame) -> EncodedFrame:
+    """The frame with immutable bytes of its own; a handed-over buffer's storage is zeroised.
+
+    Needed before muxing: PyAV's ``Packet`` references the caller's memory rather than copying
+    it, and the TS muxer may hold packets (to interleave audio) after ``mux`` returns.
+    """
+    data: object = frame.data
+    if not isinstance(data, bytearray):
+        return frame
+    out = EncodedFrame(bytes(data), frame.pts_us, frame.is_keyframe, frame.frame_index)
+    _zeroise(data)
+    return out
+
+
 class PreEventBuffer:
     """A RAM ring of whole GOPs bounded by time (``pre_event_s`` + one GOP) and by bytes."""
 
@@ -209,8 +223,8 @@ class PreEventBuffer:
     def hand_over(self, press_pts_us: int) -> PreRoll:
         """``drain`` without copying the video: the frames carry this buffer's own storage
         (a ``bytearray`` where ``EncodedFrame`` says bytes), which the caller now owns and must
-        pass to ``zeroise_frame`` once used. No copy is left behind, and the press does not pay
-        for copying and zeroising 30 s of 1080p (~37 MB, ~50 ms) before recording starts."""
+        pass to ``detach_frame`` before use (or ``zeroise_frame`` if unused). The press then
+        does not pay for copying and zeroising 30 s of 1080p (~37 MB, ~50 ms) at once."""
         return self._take(press_pts_us, move=True)
 
     def _take(self, press_pts_us: int, *, move: bool) -> PreRoll:

@@ -11,8 +11,9 @@ in-memory file-like), with ``flush_packets=1`` so every muxed frame reaches the 
   starts with a keyframe (SPS/PPS included, the encoder repeats them) and any prefix of a
   segment's units is itself a demuxable TS.
 
-Cost per frame is one ``av.Packet`` copy of the frame bytes (PyAV copies into its own buffer) and
-the muxer's 188-byte packetisation; no other copies. Single-threaded.
+Cost per frame is the muxer's 188-byte packetisation; no copies of the frame bytes before it
+(``av.Packet`` references the frame's memory, which is why frames must be immutable ``bytes``: the
+muxer may hold a packet to interleave audio after ``mux`` returns). Single-threaded.
 
 Audio (optional ``AudioTrack``): raw s16le ``AudioChunk`` values are queued by ``push_audio`` and
 encoded to AAC by PyAV into the same TS, on the same monotonic timeline as the video. Chunks are

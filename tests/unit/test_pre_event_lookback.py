@@ -1,5 +1,5 @@
 """The pre-event buffer on the press path: lookback_s for late-recognised presses, and
-hand_over (no copy) with zeroise_frame."""
+hand_over (no copy) with detach_frame and zeroise_frame."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hal.types import EncodedFrame
-from recorder.pre_event_buffer import PreEventBuffer, zeroise_frame
+from recorder.pre_event_buffer import PreEventBuffer, detach_frame, zeroise_frame
 
 FPS = 30
 GOP = 30  # 1 s
@@ -54,9 +54,12 @@ def test_hand_over_moves_storage_without_copy_and_zeroise_frame_clears_it() -> N
     roll = buf.hand_over(300_000)
     assert [f.data for f in roll.frames] == [f.data for f in sent]
     assert buf.frame_count == 0 and buf.nbytes == 0
-    for f in roll.frames:
+    detached = [detach_frame(f) for f in roll.frames[:5]]
+    assert [f.data for f in detached] == [f.data for f in sent[:5]]
+    assert all(isinstance(f.data, bytes) for f in detached)
+    for f in roll.frames[5:]:
         zeroise_frame(f)
-    assert all(not any(f.data) for f in roll.frames)
+    assert all(not any(f.data) for f in roll.frames)  # detached ones were zeroised too
     for f in sent:  # frames that are not a buffer's storage are left alone
         zeroise_frame(f)
     assert all(any(f.data) for f in sent)
