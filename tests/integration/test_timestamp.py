@@ -351,3 +351,15 @@ def test_the_documented_openssl_recipe_verifies_the_anchor(
         ["sh", "-e", "-c", match.group(1)], cwd=store, capture_output=True, text=True, check=False
     )
     assert bad.returncode != 0 and "Verification: OK" not in bad.stdout
+
+
+def test_a_replayed_reply_is_refused_by_the_unit(tsa: LocalTsa) -> None:
+    from recorder.evidence.timestamp import TimestampError, http_post, request_token
+
+    first = request_token(tsa.url, b"head manifest bytes")
+    with pytest.raises(TimestampError, match="another nonce"):
+        request_token(tsa.url, b"head manifest bytes", post=lambda url, body, t: first.response_der)
+    with pytest.raises(TimestampError, match="another message imprint"):
+        request_token(tsa.url, b"another head", post=lambda url, body, t: first.response_der)
+    with pytest.raises(TimestampError, match="only http"):
+        http_post("file:///etc/passwd", b"", 1.0)
