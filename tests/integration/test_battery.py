@@ -45,9 +45,9 @@ def test_low_then_critical_battery_warns_then_stops_cleanly(unit: ProvisionedUni
     assert kinds.count("low_battery") == 1
     assert kinds.count("record_start") == 1
     low = next(e for e in events if e["kind"] == "low_battery")
-    assert low["fields"]["level_pct"] < 15.0  # type: ignore[index]
+    assert low["fields"]["level_pct"] < 15.0
     (stop,) = [e for e in events if e["kind"] == "record_stop"]
-    assert stop["fields"]["trigger"] == "low_battery"  # type: ignore[index]
+    assert stop["fields"]["trigger"] == "low_battery"
     assert kinds.index("low_battery") < kinds.index("record_stop")
 
 
@@ -118,7 +118,7 @@ def test_rtc_reset_then_gnss_time_steps_the_clock_in_chain_order(
     reset = steps[0]["fields"]
     assert reset["new_utc_us"] == RTC_RESET_UTC_US  # type: ignore[index]
     gnss_step = steps[sources.index("gnss")]["fields"]
-    assert gnss_step["old_utc_us"] < 1_000_000_000_000_000 < gnss_step["new_utc_us"]  # type: ignore[index,operator]
+    assert gnss_step["old_utc_us"] < 1_000_000_000_000_000 < gnss_step["new_utc_us"]  # type: ignore[index]
     # Wall-clock time went backwards mid-recording; the chain (seq) still orders everything.
     manifests = read_manifests(store)
     utcs = [m["utc_us"] for m in manifests]
