@@ -138,24 +138,50 @@ def request_token(
     der = post(url, req.as_bytes(), timeout_s)
     try:
         resp = decode_timestamp_response(der)
-    except ValueError as exc:
+        status = resp.status
+        if status not in (PKIStatus.GRANTED, PKIStatus.GRANTED_WITH_MODS):
+            raise TimestampError(f"TSA {url} refused: status {status} {resp.status_string}")
+        parsed = _parse(resp)
+    except ValueError as exc:  # the token is parsed lazily: any field may be malformed
         raise TimestampError(f"TSA {url} reply is not a TimeStampResp: {exc}") from exc
-    if resp.status not in (PKIStatus.GRANTED, PKIStatus.GRANTED_WITH_MODS):
-        raise TimestampError(f"TSA {url} refused: status {resp.status} {resp.status_string}")
-    info = resp.tst_info
     digest = hashlib.sha256(message).digest()
-    if info.message_imprint.hash_algorithm != SHA256_OID or info.message_imprint.message != digest:
+    if parsed.imprint_alg != SHA256_OID or parsed.imprint != digest:
         raise TimestampError(f"TSA {url} stamped another message imprint than the one asked for")
-    if req.nonce is not None and info.nonce != req.nonce:
+    if req.nonce is not None and parsed.nonce != req.nonce:
         raise TimestampError(f"TSA {url} reply carries another nonce (replayed reply?)")
-    return Token(der, _iso(resp), info.serial_number, info.nonce)
+    return Token(der, parsed.gen_time, parsed.serial, parsed.nonce)
 
 
-def _iso(resp: TimeStampResponse) -> str:
-    t = resp.tst_info.gen_time
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+@dataclass(frozen=True)
+class _Parsed:
+    imprint_alg: x509.ObjectIdentifier
+    imprint: bytes
+    gen_time: str
+    gen_time_s: float
+    serial: int
+    nonce: int
+    tsa_name: str | None
+
+
+def _parse(resp: TimeStampResponse) -> _Parsed:
+    """Every TSTInfo field we use, read at once; raises ValueError for a malformed token."""
+    info = resp.tst_info
+    t = info.gen_time
+    t = (t if t.tzinfo is not None else t.replace(tzinfo=UTC)).astimezone(UTC)
+    try:
+        name: str | None = str(info.name.value)
+    except (ValueError, KeyError, AttributeError):  # absent, or an unusual GeneralName form
+        name = None
+    resp.time_stamp_token()  # the signed CMS, parsed here so the verifier sees a clean error
+    return _Parsed(
+        imprint_alg=info.message_imprint.hash_algorithm,
+        imprint=info.message_imprint.message,
+        gen_time=t.isoformat().replace("+00:00", "Z"),
+        gen_time_s=t.timestamp(),
+        serial=info.serial_number,
+        nonce=info.nonce,
+        tsa_name=name,
+    )
 
 
 @dataclass(frozen=True)
@@ -328,10 +354,12 @@ def check_anchor(
         raise IntegrityError("timestamp_token without token_b64", path=path)
     try:
         resp = decode_timestamp_response(base64.b64decode(token_b64, validate=True))
-    except ValueError as exc:
+        pki_status = resp.status
+        parsed = _parse(resp)
+    except ValueError as exc:  # also binascii.Error; the token is parsed lazily
         raise IntegrityError(f"timestamp token does not decode: {exc}", path=path) from exc
-    if resp.status not in (PKIStatus.GRANTED, PKIStatus.GRANTED_WITH_MODS):
-        raise IntegrityError(f"timestamp token status {resp.status} is not granted", path=path)
+    if pki_status not in (PKIStatus.GRANTED, PKIStatus.GRANTED_WITH_MODS):
+        raise IntegrityError(f"timestamp token status {pki_status} is not granted", path=path)
     data = manifest_bytes(head_seq)
     if data is None:
         raise IntegrityError(
@@ -347,15 +375,14 @@ def check_anchor(
             f"hashes to {entry_sha256[:16]}… (a token over another head)",
             path=path,
         )
-    imprint = resp.tst_info.message_imprint
     digest = hash_fn(data).digest()
-    if imprint.hash_algorithm != oid or imprint.message != digest:
+    if parsed.imprint_alg != oid or parsed.imprint != digest:
         raise IntegrityError(
             f"timestamp token's message imprint is not the {alg} of entry {head_seq}'s manifest "
             "(a token over another head)",
             path=path,
         )
-    gen_time = _iso(resp)
+    gen_time = parsed.gen_time
     if fields.get("gen_time") not in (None, gen_time):
         raise IntegrityError(
             f"timestamp_token gen_time {fields.get('gen_time')!r} disagrees with the token's "
@@ -369,17 +396,12 @@ def check_anchor(
             builder = builder.add_root_certificate(cert)
         try:
             builder.build().verify(resp, digest)
-        except VerificationError as exc:
+        except (VerificationError, ValueError) as exc:  # ValueError: a malformed embedded cert
             raise IntegrityError(
                 f"timestamp token does not verify against --tsa-ca: {exc}", path=path
             ) from exc
         status = "verified"
     url = fields.get("tsa_url")
-    tsa_s = resp.tst_info.gen_time.replace(tzinfo=UTC).timestamp()
-    try:
-        name: str | None = str(resp.tst_info.name.value)
-    except (ValueError, AttributeError):
-        name = None
     return Anchor(
         seq=seq,
         head_seq=head_seq,
@@ -387,6 +409,6 @@ def check_anchor(
         gen_time=gen_time,
         tsa_url=url if isinstance(url, str) else None,
         status=status,
-        tsa_name=name,
-        device_utc_minus_tsa_s=round(utc_us / 1e6 - tsa_s, 3),
+        tsa_name=parsed.tsa_name,
+        device_utc_minus_tsa_s=round(utc_us / 1e6 - parsed.gen_time_s, 3),
     )
