@@ -34,7 +34,6 @@ from fractions import Fraction
 from typing import Any
 
 import av
-import numpy as np
 
 from hal.types import AudioChunk, EncodedFrame
 
@@ -266,10 +265,14 @@ class Segmenter:
         stream = self._audio_stream
         frame: Any = None
         if chunk is not None:
-            pcm = np.frombuffer(chunk.data, dtype="<i2").reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(
-                pcm, format="s16", layout="mono" if chunk.channels == 1 else "stereo"
+            # Packed s16 straight into the frame's one plane: no numpy (about 12 MB of RSS and
+            # 0.1 s of import on a unit that would load it for nothing else).
+            frame = av.AudioFrame(
+                format="s16",
+                layout="mono" if chunk.channels == 1 else "stereo",
+                samples=len(chunk.data) // (2 * chunk.channels),
             )
+            frame.planes[0].update(chunk.data)
             frame.sample_rate = chunk.sample_rate_hz
             frame.time_base = Fraction(1, chunk.sample_rate_hz)
             frame.pts = chunk.pts_us * chunk.sample_rate_hz // 1_000_000
