@@ -37,8 +37,16 @@ def child() -> dict[str, Any]:
     base_mb = _rss_mb()
     replay = load_replay()
     clip_bytes = sum(len(d) for d, _ in replay.units)
+    from recorder.config import parse_profile
+
+    # Sized exactly as the Recorder sizes it (lookback for a late-recognised press included).
+    profile = parse_profile({})
+    lookback_s = profile.recorder.double_press_window_s + profile.gpio.bounce_ms / 1000 + 0.25
     buf = PreEventBuffer(
-        PRE_EVENT_S, 1.0, PreEventBuffer.max_bytes_for(BITRATE_BPS, PRE_EVENT_S, 1.0)
+        PRE_EVENT_S,
+        1.0,
+        PreEventBuffer.max_bytes_for(BITRATE_BPS, PRE_EVENT_S + lookback_s, 1.0),
+        lookback_s=lookback_s,
     )
     n = len(replay.units)
     peak_nbytes = 0
