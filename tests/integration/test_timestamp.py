@@ -400,3 +400,14 @@ def test_mangled_tokens_are_findings_never_tracebacks(tsa: LocalTsa) -> None:
         except IntegrityError:
             outcomes["invalid"] += 1
     assert outcomes["invalid"] > 1400
+
+
+def test_tsa_ca_that_is_not_a_certificate_is_a_usage_error(
+    bwc: Bwc, unit: ProvisionedUnit, tmp_path: Path
+) -> None:
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate\n")
+    proc = bwc("verify", unit.device / "evidence", "--tsa-ca", bogus, check=2)
+    assert "--tsa-ca" in proc.stderr and "Traceback" not in proc.stderr
+    missing = bwc("verify", unit.device / "evidence", "--tsa-ca", tmp_path / "nope.pem", check=2)
+    assert "--tsa-ca" in missing.stderr
