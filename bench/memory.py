@@ -2,7 +2,7 @@
 
 A child process (so nothing else the benchmarks allocated is counted) imports what the recorder
 imports, loads the replay clip, fills a ``PreEventBuffer`` sized as the recorder sizes it with
-125 s of replayed frames, and reports its peak RSS (``resource.getrusage(...).ru_maxrss``). The
+125 s of replayed frames, and reports its peak RSS (VmHWM from /proc, else ``ru_maxrss``). The
 overhead is peak RSS minus the bytes held in the buffer minus the clip itself (held in RAM by the
 bench as the camera; a unit's encoder hands over frames one at a time).
 
@@ -25,6 +25,16 @@ FILL_S = 125.0
 
 
 def _rss_mb() -> float:
+    """Peak RSS of this process image in MiB: VmHWM, which exec resets. ``ru_maxrss`` is not
+    used when /proc is there because Linux carries it over from the parent across fork+exec,
+    so a child of a big ``make bench`` process would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
