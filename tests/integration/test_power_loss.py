@@ -51,28 +51,32 @@ def test_power_cut_soak(template: tuple[Path, Path], tmp_path: Path) -> None:
         pytest.skip("soak mode: run with make soak (SOAK_TRIALS trials)")
     trials = int(os.environ.get("SOAK_TRIALS", "200"))
     device, agency_key = template
+    out = Path(os.environ.get("SOAK_REPORT", ".bench/soak-power-loss.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
     results: list[TrialResult] = []
     for seed in range(1000, 1000 + trials):
         trial_dir = tmp_path / f"t{seed}"
         results.append(run_trial(trial_dir, device, agency_key, seed))
         if not results[-1].failures:
             _rmtree(trial_dir)
+        # Written after every trial, so an interrupted soak still leaves its figures.
+        out.write_text(json.dumps(_summary(results), indent=2) + "\n")
     failed = [r for r in results if r.failures]
-    summary = {
+    print(json.dumps(_summary(results)))
+    assert not failed, "\n\n".join(r.describe() for r in failed[:5])
+
+
+def _summary(results: list[TrialResult]) -> dict[str, object]:
+    recording = [r.loss_s for r in results if r.open_recording is not None]
+    return {
         "trials": len(results),
         "killed": sum(r.cut.killed for r in results),
-        "cut_while_recording": sum(r.open_recording is not None for r in results),
-        "max_loss_s": max((r.loss_s for r in results), default=0.0),
-        "mean_loss_s_when_recording": _mean(
-            [r.loss_s for r in results if r.open_recording is not None]
-        ),
-        "failures": len(failed),
+        "cut_while_recording": len(recording),
+        "max_loss_s": max(recording, default=0.0),
+        "mean_loss_s_when_recording": _mean(recording),
+        "failures": sum(bool(r.failures) for r in results),
+        "failed_seeds": [r.seed for r in results if r.failures],
     }
-    out = Path(os.environ.get("SOAK_REPORT", ".bench/soak-power-loss.json"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary))
-    assert not failed, "\n\n".join(r.describe() for r in failed[:5])
 
 
 def _mean(values: list[float]) -> float:
