@@ -251,6 +251,15 @@ def run_trial(workdir: Path, template: Path, agency_key: Path, seed: int) -> Tri
             fail(f"no power_loss_discovered on the next boot (events {kinds})")
         elif "buffering" not in kinds[kinds.index("power_loss_discovered") :]:
             fail(f"no buffering after power_loss_discovered (events {kinds})")
+        else:
+            # Leftovers of the interrupted write are named in the signed event and kept aside.
+            (loss,) = [m for m in reboot_entries if m.get("kind") == "power_loss_discovered"]
+            missing = [o for o in loss["fields"]["orphans"] if not (store / o).is_file()]
+            if missing:
+                fail(f"orphans named in power_loss_discovered are not in the store: {missing}")
+            stray = [p.name for p in store.iterdir() if p.name.startswith(".")]
+            if stray:
+                fail(f"temp files left in the store after the reboot: {stray}")
     elif "buffering" not in kinds:
         fail(f"the next boot did not reach buffering (events {kinds})")
 
