@@ -295,8 +295,10 @@ def run_trial(workdir: Path, template: Path, agency_key: Path, seed: int) -> Tri
         ]
         sealed_last = by_id[rid]["last_frame"] if rid in by_id else None
         if sealed_last is None and starts:
-            # Nothing of it was sealed: everything from the press on is the loss.
-            sealed_last = round(int(starts[0]["mono_us"]) * FPS / 1e6) - 1
+            # Nothing of it was sealed: everything from its first (pre-event) frame is the loss.
+            first = starts[0]["fields"].get("first_frame")
+            if isinstance(first, int):
+                sealed_last = first - 1
         if cut.last_frame is None or sealed_last is None:
             fail(f"cannot place the cut (last traced {cut.last_frame}, sealed {sealed_last})")
         else:
