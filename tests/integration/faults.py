@@ -151,11 +151,16 @@ class Cut:
 
 
 def run_and_kill(
-    device: Path, scenario: Path, plan: KillPlan, cwd: Path, poll_s: float = 0.002
+    device: Path,
+    scenario: Path,
+    plan: KillPlan,
+    cwd: Path,
+    poll_s: float = 0.002,
+    extra_sets: dict[str, str] | None = None,
 ) -> Cut:
     """Run ``bwc -vv sim`` and SIGKILL it per ``plan``; returns what it traced before dying."""
     proc = subprocess.Popen(
-        bwc_argv("-vv", "sim", scenario, "--device", device, *set_args()),
+        bwc_argv("-vv", "sim", scenario, "--device", device, *set_args(extra_sets)),
         cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
