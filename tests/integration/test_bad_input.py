@@ -7,16 +7,49 @@ one real recording with a file replaced, added or turned into something else.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from firmware.cli import main
 from tests.integration.conftest import SMALL, Bwc, ProvisionedUnit, write_scenario
+
+
+@dataclass
+class InProcessBwc:
+    """``bwc`` through ``firmware.cli.main`` in this process: the same parser, error mapping and
+    exit codes as the console script, without a Python start-up per case. An exception that
+    escapes ``main`` fails the test with its traceback, which is what "never a traceback" means."""
+
+    cwd: Path
+
+    def __call__(
+        self, *args: str | Path, check: int | None = 0
+    ) -> subprocess.CompletedProcess[str]:
+        out, err = io.StringIO(), io.StringIO()
+        argv = [str(a) for a in args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse's own usage errors
+                code = exc.code if isinstance(exc.code, int) else 2
+        proc = subprocess.CompletedProcess(["bwc", *argv], code, out.getvalue(), err.getvalue())
+        if check is not None and code != check:
+            raise AssertionError(f"bwc {argv} exited {code}: {proc.stderr}")
+        return proc
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> InProcessBwc:
+    return InProcessBwc(tmp_path)
 
 
 def _one_line_error(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
@@ -74,12 +107,12 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     ],
 )
 def test_bad_profile_is_one_line_exit_2(
-    bwc: Bwc, recorded: tuple[Path, Path], tmp_path: Path, text: str, needle: str
+    cli: InProcessBwc, recorded: tuple[Path, Path], tmp_path: Path, text: str, needle: str
 ) -> None:
     agency_pub = recorded[1].with_name("agency-pub.pem")
     profile = tmp_path / "bad-profile.toml"
     profile.write_text(text)
-    proc = bwc(
+    proc = cli(
         "provision",
         tmp_path / "other",
         "--agency-pub",
@@ -95,12 +128,14 @@ def test_bad_profile_is_one_line_exit_2(
     _one_line_error(proc, 2, needle)
 
 
-def test_missing_and_binary_profile(bwc: Bwc, recorded: tuple[Path, Path], tmp_path: Path) -> None:
+def test_missing_and_binary_profile(
+    cli: InProcessBwc, recorded: tuple[Path, Path], tmp_path: Path
+) -> None:
     agency_pub = recorded[1].with_name("agency-pub.pem")
     binary = tmp_path / "binary.toml"
     binary.write_bytes(os.urandom(256) + b"\xff\xfe")
     for profile in (tmp_path / "absent.toml", binary, tmp_path):
-        proc = bwc(
+        proc = cli(
             "provision",
             tmp_path / "other",
             "--agency-pub",
@@ -136,11 +171,11 @@ def test_missing_and_binary_profile(bwc: Bwc, recorded: tuple[Path, Path], tmp_p
     ],
 )
 def test_bad_scenario_is_one_line_exit_2(
-    bwc: Bwc, recorded: tuple[Path, Path], tmp_path: Path, text: str, needle: str
+    cli: InProcessBwc, recorded: tuple[Path, Path], tmp_path: Path, text: str, needle: str
 ) -> None:
     scen = tmp_path / "bad-scenario.toml"
     scen.write_text(text)
-    _one_line_error(bwc("sim", scen, "--device", recorded[0], check=None), 2, needle)
+    _one_line_error(cli("sim", scen, "--device", recorded[0], check=None), 2, needle)
 
 
 @pytest.mark.parametrize(
@@ -157,18 +192,18 @@ def test_bad_scenario_is_one_line_exit_2(
     ],
 )
 def test_bad_set_is_one_line_exit_2(
-    bwc: Bwc, recorded: tuple[Path, Path], tmp_path: Path, override: str, needle: str
+    cli: InProcessBwc, recorded: tuple[Path, Path], tmp_path: Path, override: str, needle: str
 ) -> None:
     scen = write_scenario(tmp_path / "s.toml", 1.0)
-    proc = bwc("sim", scen, "--device", recorded[0], "--set", override, check=None)
+    proc = cli("sim", scen, "--device", recorded[0], "--set", override, check=None)
     _one_line_error(proc, 2, needle)
 
 
 def test_scenario_file_missing_or_a_directory(
-    bwc: Bwc, recorded: tuple[Path, Path], tmp_path: Path
+    cli: InProcessBwc, recorded: tuple[Path, Path], tmp_path: Path
 ) -> None:
     for scen in (tmp_path / "absent.toml", tmp_path):
-        _one_line_error(bwc("sim", scen, "--device", recorded[0], check=None), 2)
+        _one_line_error(cli("sim", scen, "--device", recorded[0], check=None), 2)
 
 
 def test_device_key_readable_by_others_is_one_clear_line(
@@ -204,15 +239,17 @@ def test_damaged_device_key_is_one_line(
         _one_line_error(proc, 2, "device-key" if key.is_file() else str(device))
 
 
-def _key_cases(unit: ProvisionedUnit, tmp_path: Path) -> dict[str, Path]:
+def _key_cases(recorded: tuple[Path, Path], tmp_path: Path) -> dict[str, Path]:
+    device, agency_key = recorded
+    agency_pub = agency_key.with_name("agency-pub.pem")
     garbage = tmp_path / "garbage.pem"
     garbage.write_bytes(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
     random_pem = tmp_path / "random.pem"
     random_pem.write_bytes(os.urandom(300))
     return {
         "missing": tmp_path / "absent.pem",
-        "device key as agency key": unit.device / "identity" / "device-key.pem",
-        "public key as private key": unit.agency_pub,
+        "device key as agency key": device / "identity" / "device-key.pem",
+        "public key as private key": agency_pub,
         "corrupted PEM": garbage,
         "random bytes": random_pem,
         "a directory": tmp_path,
@@ -220,22 +257,24 @@ def _key_cases(unit: ProvisionedUnit, tmp_path: Path) -> dict[str, Path]:
 
 
 def test_bad_agency_key_for_export(
-    bwc: Bwc, recorded: tuple[Path, Path], unit: ProvisionedUnit, tmp_path: Path
+    cli: InProcessBwc, recorded: tuple[Path, Path], tmp_path: Path
 ) -> None:
     device, _ = recorded
-    for name, key in _key_cases(unit, tmp_path).items():
-        proc = bwc("export", device / "evidence", "--key", key, "--out", tmp_path / "o", check=None)
+    for name, key in _key_cases(recorded, tmp_path).items():
+        proc = cli("export", device / "evidence", "--key", key, "--out", tmp_path / "o", check=None)
         assert proc.returncode in (1, 2), name
         _one_line_error(proc, proc.returncode, str(key))
 
 
-def test_bad_agency_pub_for_provision(bwc: Bwc, unit: ProvisionedUnit, tmp_path: Path) -> None:
-    cases = _key_cases(unit, tmp_path)
+def test_bad_agency_pub_for_provision(
+    cli: InProcessBwc, recorded: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cases = _key_cases(recorded, tmp_path)
     del cases["public key as private key"]  # that one is right for provision
-    cases["private key as public key"] = unit.agency_key
-    cases["device public key"] = unit.device / "identity" / "device-pub.pem"
+    cases["private key as public key"] = recorded[1]
+    cases["device public key"] = recorded[0] / "identity" / "device-pub.pem"
     for i, (name, key) in enumerate(cases.items()):
-        proc = bwc(
+        proc = cli(
             "provision",
             tmp_path / f"u{i}",
             "--agency-pub",
@@ -251,11 +290,11 @@ def test_bad_agency_pub_for_provision(bwc: Bwc, unit: ProvisionedUnit, tmp_path:
 
 
 def test_bad_trust_file_for_verify(
-    bwc: Bwc, recorded: tuple[Path, Path], unit: ProvisionedUnit, tmp_path: Path
+    cli: InProcessBwc, recorded: tuple[Path, Path], tmp_path: Path
 ) -> None:
     device, _ = recorded
-    for key in _key_cases(unit, tmp_path).values():
-        proc = bwc("verify", device / "evidence", "--trust", key, check=None)
+    for key in _key_cases(recorded, tmp_path).values():
+        proc = cli("verify", device / "evidence", "--trust", key, check=None)
         assert proc.returncode in (1, 2)
         _one_line_error(proc, proc.returncode)
 
@@ -354,7 +393,7 @@ HOSTILE: dict[str, tuple[str, Callable[[Path], None]]] = {
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_store_never_crashes_verify_or_export(
-    bwc: Bwc, recorded: tuple[Path, Path], tmp_path: Path, case: str
+    cli: InProcessBwc, recorded: tuple[Path, Path], tmp_path: Path, case: str
 ) -> None:
     device, agency_key = recorded
     store = tmp_path / "evidence"
@@ -366,17 +405,17 @@ def test_hostile_store_never_crashes_verify_or_export(
         victim = _first(store, target)
     damage(victim)
 
-    verify = bwc("verify", store, check=None)
+    verify = cli("verify", store, check=None)
     assert "Traceback" not in verify.stderr, verify.stderr
     assert verify.returncode in (1, 2), (case, verify.stdout[-1500:])
     assert len(verify.stderr.strip().splitlines()) <= 1, verify.stderr
     if case in ("deeply nested list", "directory named like an entry"):
-        as_json = bwc("verify", store, "--json", check=None)
+        as_json = cli("verify", store, "--json", check=None)
         assert "Traceback" not in as_json.stderr
         assert as_json.returncode == verify.returncode == 1
         assert json.loads(as_json.stdout)["intact"] is False
 
-    export = bwc("export", store, "--key", agency_key, "--out", tmp_path / "out", check=None)
+    export = cli("export", store, "--key", agency_key, "--out", tmp_path / "out", check=None)
     _one_line_error(export, verify.returncode)
     assert not list((tmp_path / "out").glob("*.mp4")) if (tmp_path / "out").exists() else True
 
@@ -413,3 +452,20 @@ def test_gnss_garbage_is_counted_never_fatal(
     (rec,) = report["recordings"]
     assert rec["stop_trigger"] == "hold"
     assert rec["gnss"], "fixes still arrive between the garbage"
+
+
+def test_hostile_store_through_the_console_script(
+    bwc: Bwc, recorded: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The in-process runner above is the same code; this proves the real process path once."""
+    device, agency_key = recorded
+    store = tmp_path / "evidence"
+    shutil.copytree(device / "evidence", store, symlinks=True)
+    _deep(_first(store, "unit"))
+    _symlink_loop(_first(store, "event"))
+    verify = bwc("verify", store, "--json", check=None)
+    assert "Traceback" not in verify.stderr
+    assert verify.returncode == 1
+    assert json.loads(verify.stdout)["intact"] is False
+    export = bwc("export", store, "--key", agency_key, "--out", tmp_path / "out", check=None)
+    _one_line_error(export, 1)
