@@ -49,7 +49,12 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    # The load average says whether the figures were taken on a shared, busy machine.
+    return (
+        f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, "
+        f"load average {load:.1f}"
+    )
 
 
 class NullIndicator:
