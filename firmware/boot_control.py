@@ -21,12 +21,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from firmware.layout import UnitLayout
-from firmware.update_state import (
-    canonical_json,
-    read_json_file,
-    remove_durably,
-    write_atomic,
-)
+from firmware.update_state import canonical_json, read_json_file
+from hal.durable import remove_durably, write_atomic
 from hal.errors import IntegrityError, UsageError
 
 log = logging.getLogger(__name__)

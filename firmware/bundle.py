@@ -35,7 +35,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from firmware.update_state import canonical_json, fsync_dir
+from firmware.update_state import canonical_json
+from hal.durable import fsync_dir, write_new
 from hal.errors import IntegrityError, UsageError
 from hal.software_key import fingerprint_raw
 
@@ -141,13 +142,7 @@ def generate_key_pair(out_dir: Path, channel: str = "release") -> tuple[Path, Pa
         (paths[0], _labelled(channel, private_pem), 0o600),
         (paths[1], _labelled(channel, public_pem), 0o644),
     ):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fsync_dir(out_dir)
+        write_new(path, data, mode=mode)
     return paths
 
 

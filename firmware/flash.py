@@ -51,13 +51,12 @@ from firmware.update_state import (
     UpdateState,
     canonical_json,
     drain_events,
-    fsync_dir,
     load_state,
     owe_event,
     read_json_file,
     save_state,
-    write_atomic,
 )
+from hal.durable import fsync_dir, write_atomic
 from hal.errors import IntegrityError, RefusedError, UsageError
 
 log = logging.getLogger(__name__)

@@ -38,10 +38,9 @@ from firmware.update_state import (
     drain_events,
     load_state,
     owe_event,
-    remove_durably,
     save_state,
-    write_atomic,
 )
+from hal.durable import remove_durably, write_atomic
 from hal.errors import IntegrityError
 from hal.protocols import DeviceKey
 

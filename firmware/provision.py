@@ -23,7 +23,7 @@ from firmware.evidence_access import open_unit_sealer
 from firmware.flash import init_slots
 from firmware.identity import DEFAULT_PROFILE, Assignment, check_id, read_profile
 from firmware.layout import UnitLayout
-from firmware.update_state import fsync_dir, write_atomic
+from hal.durable import fsync_dir, write_atomic
 from hal.errors import UsageError
 from hal.software_key import SoftwareDeviceKey, fingerprint_raw
 from recorder.evidence.keys import load_agency_public

@@ -33,7 +33,7 @@ from firmware.health import (
 )
 from firmware.identity import Assignment, load_assignment, read_profile, require_provisioned
 from firmware.layout import UnitLayout
-from firmware.update_state import write_atomic
+from hal.durable import write_atomic
 from hal.errors import BwcError
 from hal.gnss_serial import SerialGnss
 from hal.software_key import SoftwareDeviceKey

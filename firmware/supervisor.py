@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware.update_state import write_atomic
+from hal.durable import write_atomic
 from recorder.sealing import EvidenceSink, JsonValue
 
 log = logging.getLogger(__name__)

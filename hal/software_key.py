@@ -7,7 +7,6 @@ can read it. A secure-element backend implements the same ``DeviceKey`` protocol
 from __future__ import annotations
 
 import hashlib
-import os
 import stat
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hal.durable import write_new
 from hal.errors import UsageError
 
 
@@ -42,17 +42,11 @@ class SoftwareDeviceKey:
             serialization.NoEncryption(),
         )
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            write_new(path, pem, mode=0o600)
         except FileExistsError as exc:
             raise UsageError(f"{path}: a key already exists; refusing to overwrite it") from exc
         except OSError as exc:
             raise UsageError(f"{path}: cannot create the device key: {exc.strerror}") from exc
-        try:
-            os.write(fd, pem)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _fsync_dir(path.parent)
         return cls(key)
 
     @classmethod
@@ -99,11 +93,3 @@ class SoftwareDeviceKey:
 
     def fingerprint(self) -> str:
         return fingerprint_raw(self._public_raw)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -7,7 +7,6 @@ PEM blocks, ML-KEM-1024 first, then P-384. Never logs or prints private keys.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.hpke import (
     Suite,
 )
 
+from hal.durable import write_new
 from hal.errors import IntegrityError, UsageError
 from recorder.evidence.format import SUITE_MLKEM1024_P384, SUITE_P384
 
@@ -103,18 +103,9 @@ def generate_agency_keys(out_dir: Path, kem: str = KEM_P384) -> tuple[Path, Path
         pub_pem += ml_key.public_key().public_bytes(pem, spki)
     priv_pem += ec_key.private_bytes(pem, pkcs8, nop)
     pub_pem += ec_key.public_key().public_bytes(pem, spki)
-    _write_new(priv_path, priv_pem, 0o600)
-    _write_new(pub_path, pub_pem, 0o644)
+    write_new(priv_path, priv_pem, mode=0o600)
+    write_new(pub_path, pub_pem, mode=0o644)
     return priv_path, pub_path
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _pem_blocks(path: Path, what: str) -> list[bytes]:

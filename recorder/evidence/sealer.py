@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from hal.durable import fsync_dir, write_atomic
 from hal.errors import IntegrityError, StorageFullError, UsageError
 from hal.protocols import DeviceKey
 from hal.software_key import fingerprint_raw
@@ -213,7 +214,7 @@ class Sealer:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
             _write_durable(store, DEVICE_PUB_NAME, pem)
-            _fsync_dir(store)
+            fsync_dir(store)
         used = _usage(store, exact=capacity_bytes is not None)
         return cls(
             store=store,
@@ -383,9 +384,9 @@ class Sealer:
             if ciphertext is not None:
                 _write_durable(self._store, entry_name(seq, "bin"), ciphertext)
             _write_durable(self._store, entry_name(seq, "sig"), sig)
-            _fsync_dir(self._store)
+            fsync_dir(self._store)
             _write_durable(self._store, entry_name(seq, "json"), manifest)
-            _fsync_dir(self._store)
+            fsync_dir(self._store)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise StorageFullError(errno.ENOSPC, "evidence store full (disk)") from exc
@@ -398,25 +399,8 @@ class Sealer:
 
 
 def _write_durable(directory: Path, name: str, data: bytes) -> None:
-    tmp = directory / f"{TMP_PREFIX}{name}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, directory / name)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write one file of an entry; the caller fsyncs the directory once per entry."""
+    write_atomic(directory / name, data, tmp_name=f"{TMP_PREFIX}{name}", sync_dir=False)
 
 
 def _usage(store: Path, *, exact: bool) -> int:
@@ -468,8 +452,8 @@ def _move_orphans(store: Path, names: Sequence[str], head_seq: int, boot_id: str
         target = f"{boot_id}-{name}"
         os.rename(store / name, orphan_dir / target)
         moved.append(f"{ORPHANS_DIR}/{target}")
-    _fsync_dir(orphan_dir)
-    _fsync_dir(store)
+    fsync_dir(orphan_dir)
+    fsync_dir(store)
     return moved
 
 

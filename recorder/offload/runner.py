@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from hal.durable import fsync_dir
 from hal.errors import IntegrityError
 from hal.protocols import Clock
 from recorder.evidence.format import ORPHANS_DIR, TMP_PREFIX, parse_entry_name
@@ -300,11 +301,7 @@ class _Round:
             self.result.freed_files.append(name)
             self.result.freed_bytes += size
         if leftover or fresh:
-            fd = os.open(self.store_dir, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(self.store_dir)
 
     # ------------------------------------------------------------------ the round
 

@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from hal.durable import fsync_dir
 from hal.errors import BwcError, IntegrityError, RefusedError, StorageFullError, UsageError
 
 if TYPE_CHECKING:
@@ -235,11 +236,7 @@ class DirectoryTarget:
                 # An interrupted transfer leaves no partial file under any name at the target.
                 tmp.unlink(missing_ok=True)
                 raise
-            fd = os.open(dest.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(dest.parent)
         except StorageFullError:
             raise
         except OSError as exc:
