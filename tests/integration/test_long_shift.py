@@ -146,6 +146,7 @@ def test_short_shift_memory_and_fds_stay_flat(
 
 @pytest.mark.slow
 @pytest.mark.soak
+@pytest.mark.timeout(6 * 3600)
 def test_twelve_hour_shift_memory_and_fds_stay_flat(
     bwc: Bwc, unit: ProvisionedUnit, tmp_path: Path
 ) -> None:

@@ -46,6 +46,7 @@ def test_power_cut_at_a_random_moment_recovers(
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(12 * 3600)  # hundreds of trials: far beyond the suite's per-test timeout
 def test_power_cut_soak(template: tuple[Path, Path], tmp_path: Path) -> None:
     if "SOAK_TRIALS" not in os.environ:
         pytest.skip("soak mode: run with make soak (SOAK_TRIALS trials)")
@@ -54,7 +55,8 @@ def test_power_cut_soak(template: tuple[Path, Path], tmp_path: Path) -> None:
     out = Path(os.environ.get("SOAK_REPORT", ".bench/soak-power-loss.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     results: list[TrialResult] = []
-    for seed in range(1000, 1000 + trials):
+    first_seed = int(os.environ.get("SOAK_FIRST_SEED", "1000"))
+    for seed in range(first_seed, first_seed + trials):
         trial_dir = tmp_path / f"t{seed}"
         results.append(run_trial(trial_dir, device, agency_key, seed))
         if not results[-1].failures:
