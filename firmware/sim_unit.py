@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware import __version__
 from firmware.boot_control import SimBootControl
@@ -41,9 +41,7 @@ from hal.types import ClockSource, EncodedFrame
 from recorder.config import Profile
 from recorder.core import Recorder
 from recorder.evidence.sealer import Sealer
-from recorder.evidence.timestamp import DockAnchor
 from recorder.feedback import Feedback, FeedbackController
-from recorder.offload.runner import OffloadResult
 from recorder.state_machine import State
 from simulator.battery import SimBattery
 from simulator.camera import SimCamera
@@ -53,6 +51,10 @@ from simulator.gpio import SimButton, SimDock, SimIndicator, make_pin_factory
 from simulator.microphone import SimMicrophone
 from simulator.power import SimPower
 from simulator.scenario import Scenario, ScenarioEvent
+
+if TYPE_CHECKING:  # the dock's modules load when the unit is first docked, not at boot
+    from recorder.evidence.timestamp import DockAnchor
+    from recorder.offload.runner import OffloadResult
 
 log = logging.getLogger(__name__)
 frame_log = logging.getLogger("firmware.sim_unit.frames")
@@ -208,6 +210,8 @@ class SimulatedUnit:
         if off.tsa_url:
             # Anchor the chain head before the round, so the token goes out in the same round.
             # Never fatal: a TSA failure is a warning (and one signed timestamp_failed event).
+            from recorder.evidence.timestamp import DockAnchor
+
             self._anchor = self._anchor or DockAnchor(off.tsa_url)
             self._anchor.before_round(self.sealer, self.clock)
         try:
