@@ -71,7 +71,12 @@ _SPACE_CHECK_US = 1_000_000
 _RESUME_S = 10.0
 _BATTERY_CHECK_US = 1_000_000
 _GESTURE_SLACK_S = 0.25  # the owner's tick interval and queue latency, with margin
-_BACKLOG_UNITS_PER_CALL = 1  # pre-roll units sealed per frame or tick after a press
+# Pre-roll units sealed per frame or tick after a press. The press itself only seals
+# record_start (so the officer gets feedback at once); the pre-roll, still in RAM, is then sealed
+# this many units per step, before any live frame. A power cut in that window loses the unsealed
+# part of the pre-roll, so the window must be short: at 8 units per step a 30 s buffer is sealed
+# within 4 frames (~0.13 s of camera time at 30 fps), a 120 s buffer within 15 frames.
+_BACKLOG_UNITS_PER_CALL = 8
 
 
 def _new_id() -> str:
