@@ -10,6 +10,7 @@ rollback go through ``PiBootControl`` (autoboot.txt ``[tryboot]``).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import threading
@@ -22,6 +23,13 @@ from firmware.daemon import Daemon
 from firmware.evidence_access import open_unit_sealer, record_boot
 from firmware.identity import load_assignment, read_profile
 from firmware.layout import UnitLayout
+from firmware.supervisor import (
+    RunMarker,
+    Watchdog,
+    notify,
+    read_os_boot_id,
+    record_daemon_restart,
+)
 from hal.errors import ConfigError, HardwareError
 from hal.protocols import Battery, Camera, Gnss, Indicator, Microphone
 from hal.software_key import SoftwareDeviceKey
@@ -85,6 +93,14 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
         slot=slot,
         tryboot=boot.booted_by_tryboot(),
     )
+    # A run that ended without its clean stop in this same OS boot was killed (by the watchdog
+    # or a crash) and restarted by systemd: that restart is itself signed evidence.
+    os_boot_id = read_os_boot_id()
+    marker = RunMarker(layout.run / "daemon.json")
+    previous = marker.begin(os_boot_id, os.getpid(), clock.utc_us())
+    record_daemon_restart(
+        sealer, previous, os_boot_id, mono_us=clock.monotonic_us(), utc_us=clock.utc_us()
+    )
     gpio = profile.gpio
     buttons = [
         GpiozeroButton(name, pin, clock, bounce_ms=gpio.bounce_ms)
@@ -140,8 +156,6 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
         except HardwareError as exc:  # a dead microphone must not stop the video
             log.error("microphone not started, recording video only: %s", exc)
             microphone = None
-    from firmware.supervisor import Watchdog, notify
-
     watchdog = Watchdog()
     if recorder.state is State.BUFFERING:
         notify("READY=1\nSTATUS=buffering")
@@ -152,11 +166,13 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
             recorder.tick(clock.monotonic_us())
             watchdog.pet_if_progress(daemon.frames_in)
     finally:
+        notify("STOPPING=1")
         camera.stop()
         if microphone is not None:
             microphone.stop()
         daemon.drain()
         recorder.shutdown("service stop")
+        marker.end()
         for button in buttons:
             button.close()
         if gnss is not None:
