@@ -145,17 +145,19 @@ def run() -> list[dict[str, Any]]:
             "note": "same files, bare put_object loop, no checks, no lock",
         },
         {
-            "name": "offload_vs_plain_put",
+            "name": "offload_vs_boto3_put",
             "value": round(s3_rate / plain, 2),
-            "unit": "ratio",
-            "goal": 0.5,
-            "note": "runner throughput / plain PUT throughput, same server",
+            "unit": "x boto3 put_object throughput",
+            "goal": ">= 0.8",
+            "note": "runner throughput / a bare put_object loop of the same files into a bucket "
+            "without versioning or lock, same server; the gap is the receipt HeadObject per file "
+            "and Ceph's versioned, locked writes (see docs/offload.md)",
         },
         {
             "name": "shift_10h_10Mbps_offload_h",
             "value": round(shift_h, 2),
             "unit": "h",
-            "goal": 1.0,
+            "goal": None,
             "note": f"{SHIFT_BYTES / 1e9:.0f} GB at the measured S3 offload rate (this machine)",
         },
     ]
