@@ -13,7 +13,7 @@ from typing import Any
 
 from recorder.evidence.store import open_store_reader
 from recorder.evidence.timestamp import load_tsa_roots
-from recorder.evidence.verify import load_trusted_key, verify_store
+from recorder.evidence.verify import load_trusted_key, parse_expected_head, verify_store
 
 
 def add_parser(sub: Any) -> None:
@@ -36,6 +36,14 @@ def add_parser(sub: Any) -> None:
         help="PEM CA certificate(s) of the time-stamping authority: timestamp tokens must "
         "verify to it (without it tokens are reported as unverified)",
     )
+    p.add_argument(
+        "--expect-head",
+        action="append",
+        default=[],
+        metavar="SEQ:SHA256",
+        help="an entry recorded earlier (the head seq and head hash a previous verify printed) "
+        "that must still be in the chain, unchanged: detects entries cut off the end",
+    )
     p.add_argument("--json", action="store_true", help="print a machine-readable report")
     p.set_defaults(func=run)
 
@@ -44,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     trusted = [load_trusted_key(p) for p in args.trust]
     reader = open_store_reader(args.store)
     tsa_roots = [cert for path in args.tsa_ca for cert in load_tsa_roots(path)]
-    report = verify_store(reader, trusted or None, tsa_roots or None)
+    expected = [parse_expected_head(text) for text in args.expect_head]
+    report = verify_store(reader, trusted or None, tsa_roots or None, expected)
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:

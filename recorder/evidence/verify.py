@@ -927,7 +927,64 @@ def verify_store(
     store: StoreReader,
     trusted_keys: Sequence[bytes] | None = None,
     tsa_roots: Sequence[Certificate] | None = None,
+    expected_heads: Sequence[tuple[int, str]] = (),
 ) -> Report:
     """Verify everything in ``store``. ``trusted_keys`` are raw Ed25519 public keys to pin;
-    ``tsa_roots`` the CA certificates that timestamp tokens must chain to (else unverified)."""
-    return _Verifier(store, trusted_keys, tsa_roots).run()
+    ``tsa_roots`` the CA certificates that timestamp tokens must chain to (else unverified);
+    ``expected_heads`` (seq, manifest SHA-256) pairs recorded earlier (``check_expected_head``)."""
+    report = _Verifier(store, trusted_keys, tsa_roots).run()
+    for seq, digest in expected_heads:
+        check_expected_head(store, report, seq, digest)
+    return report
+
+
+def parse_expected_head(text: str) -> tuple[int, str]:
+    """``SEQ:SHA256`` as printed by an earlier ``bwc verify`` (head seq, head hash)."""
+    seq_text, sep, digest = text.partition(":")
+    digest = digest.strip().lower()
+    if (
+        not sep
+        or not seq_text.strip().isdigit()
+        or len(digest) != 64
+        or not all(c in "0123456789abcdef" for c in digest)
+    ):
+        raise UsageError(
+            f"--expect-head {text!r}: use SEQ:SHA256, the head seq and head hash an earlier "
+            "`bwc verify` printed"
+        )
+    return int(seq_text), digest
+
+
+def check_expected_head(store: StoreReader, report: Report, seq: int, digest: str) -> None:
+    """The one check a store cannot make alone: that nothing was cut off its end.
+
+    An agency that recorded the head (seq and manifest hash) at an earlier intake, or a receipt or
+    anchor that names it, passes it here: the entry must still exist with exactly that hash.
+    Because every entry names its predecessor's hash, that also fixes every entry before it.
+    """
+    name = entry_name(seq, "json")
+    where = report.store + "/" + name
+    if seq > report.head_seq:
+        report.findings.append(
+            Finding(
+                where,
+                f"expected head entry {seq} is missing: the chain now ends at "
+                f"{report.head_seq} (entries removed from the end)",
+            )
+        )
+        return
+    try:
+        actual = hashlib.sha256(store.read(name)).hexdigest()
+    except OSError:
+        report.findings.append(Finding(where, f"expected head entry {seq} is unreadable"))
+        return
+    if actual != digest:
+        report.findings.append(
+            Finding(
+                where,
+                f"expected head entry {seq} has hash {actual[:16]}…, not the "
+                f"recorded {digest[:16]}… (the chain was rewritten)",
+            )
+        )
+    else:
+        report.notes.append(f"expected head entry {seq} present with the recorded hash")
