@@ -59,23 +59,21 @@ class ProvisionedUnit:
     agency_pub: Path
 
 
+def provision_unit(
+    root: Path, device_id: str = "CAM-TEST-1", officer: str = "PC-1234"
+) -> ProvisionedUnit:
+    """Agency keys in ROOT/agency and a unit provisioned in ROOT/unit, through `bwc` itself."""
+    bwc = Bwc(root)
+    bwc("keys", "agency", "--out", root / "agency")
+    device = root / "unit"
+    pub = root / "agency" / "agency-pub.pem"
+    bwc("provision", device, "--agency-pub", pub, "--device-id", device_id, "--officer", officer)
+    return ProvisionedUnit(device, root / "agency" / "agency-key.pem", pub)
+
+
 @pytest.fixture
-def unit(tmp_path: Path, bwc: Bwc) -> ProvisionedUnit:
-    bwc("keys", "agency", "--out", tmp_path / "agency")
-    device = tmp_path / "unit"
-    bwc(
-        "provision",
-        device,
-        "--agency-pub",
-        tmp_path / "agency" / "agency-pub.pem",
-        "--device-id",
-        "CAM-TEST-1",
-        "--officer",
-        "PC-1234",
-    )
-    return ProvisionedUnit(
-        device, tmp_path / "agency" / "agency-key.pem", tmp_path / "agency" / "agency-pub.pem"
-    )
+def unit(tmp_path: Path) -> ProvisionedUnit:
+    return provision_unit(tmp_path)
 
 
 def write_scenario(path: Path, duration_s: float, *events: dict[str, Any]) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from firmware.cli import main
-from tests.integration.conftest import SMALL, Bwc, ProvisionedUnit, write_scenario
+from tests.integration.conftest import SMALL, Bwc, ProvisionedUnit, provision_unit, write_scenario
 
 
 @dataclass
@@ -68,18 +68,8 @@ def _one_line_error(proc: subprocess.CompletedProcess[str], code: int, *needles:
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A provisioned unit with one short recording (module-wide: copied by the tests)."""
     root = tmp_path_factory.mktemp("recorded")
+    provision_unit(root, "CAM-BAD-1", "PC-9")
     bwc = Bwc(root)
-    bwc("keys", "agency", "--out", root / "agency")
-    bwc(
-        "provision",
-        root / "unit",
-        "--agency-pub",
-        root / "agency" / "agency-pub.pem",
-        "--device-id",
-        "CAM-BAD-1",
-        "--officer",
-        "PC-9",
-    )
     scen = write_scenario(
         root / "s.toml",
         8.0,

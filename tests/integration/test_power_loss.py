@@ -12,27 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Bwc
+from tests.integration.conftest import provision_unit
 from tests.integration.faults import MAX_LOSS_S, TrialResult, run_trial
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """One provisioned unit, copied for every trial (provisioning generates keys: slow)."""
-    root = tmp_path_factory.mktemp("template")
-    bwc = Bwc(root)
-    bwc("keys", "agency", "--out", root / "agency")
-    bwc(
-        "provision",
-        root / "unit",
-        "--agency-pub",
-        root / "agency" / "agency-pub.pem",
-        "--device-id",
-        "CAM-FAULT-1",
-        "--officer",
-        "PC-77",
-    )
-    return root / "unit", root / "agency" / "agency-key.pem"
+    unit = provision_unit(tmp_path_factory.mktemp("template"), "CAM-FAULT-1", "PC-77")
+    return unit.device, unit.agency_key
 
 
 @pytest.mark.parametrize("seed", [4, 16, 20, 195])  # 195: cut inside the pre-roll flush
