@@ -69,6 +69,7 @@ _CLOCK_STEP_THRESHOLD_US = 1_000_000
 _GNSS_FRESH_US = 10_000_000  # a fix older than this is not attached to a unit
 _SPACE_CHECK_US = 1_000_000
 _RESUME_S = 10.0
+_START_ROOM_S = 2.0  # a press needs room for its pre-roll and about two more seconds
 _BATTERY_CHECK_US = 1_000_000
 _GESTURE_SLACK_S = 0.25  # the owner's tick interval and queue latency, with margin
 # Pre-roll units sealed per frame or tick after a press. The press itself only seals
@@ -311,6 +312,11 @@ class Recorder:
             log.warning("recording refused in state %s (critical=%s)", self._state, self._critical)
             return
         now_mono = self._clock.monotonic_us()
+        if self._evidence.free_bytes() < self._room_to_start():
+            # No room for the pre-roll and a couple of live units: refuse before record_start,
+            # so the officer is never told "recording" by a start the store would end at once.
+            self._refuse_for_space(now_mono)
+            return
         press_utc_us = self._clock.utc_us() - (now_mono - press_mono_us)
         if not self._fire(StartRequested(now_mono, trigger)):
             return
@@ -546,6 +552,21 @@ class Recorder:
         self._fire(Faulted(self._clock.monotonic_us(), trigger))
         self._feedback.show(Feedback.FAULT)
         self._next_space_check_us = self._clock.monotonic_us() + _SPACE_CHECK_US
+
+    def _room_to_start(self) -> float:
+        """Bytes a start needs: the buffered pre-roll plus ``_START_ROOM_S`` at the rate the
+        camera is actually producing (measured from the buffer, not the nominal bitrate)."""
+        buffered_s = self._buffer.duration_s()
+        rate = self._buffer.nbytes / buffered_s if buffered_s > 0 else 0.0
+        return self._buffer.nbytes + rate * _START_ROOM_S
+
+    def _refuse_for_space(self, now_us: int) -> None:
+        """A start asked for with the store (nearly) full: signed storage_full, FAULT, no start."""
+        self._storage_blocked = True
+        self._event("storage_full", {"free_bytes": self._evidence.free_bytes(), "recording": None})
+        self._fire(Faulted(now_us, "storage_full"))
+        self._feedback.show(Feedback.FAULT)
+        self._next_space_check_us = now_us + _SPACE_CHECK_US
 
     def _check_space(self, now_us: int, *, force: bool = False) -> None:
         if not force and now_us < self._next_space_check_us:

@@ -64,8 +64,8 @@ def test_storage_full_verifies_and_next_boot_refuses(
     assert units_after_full, "something was recorded before the store filled"
     assert len(_events(store, "storage_full")) == 1
 
-    # Next boot on the full store: a double press must not seal anything more. (Today the unit
-    # still buffers and writes record_start, then storage_full at once; see docs/resilience.md.)
+    # Next boot on the full store: a double press must not seal anything more, and is refused
+    # before record_start (no "recording started" feedback): a signed storage_full, no recording.
     bwc(
         "sim",
         scenario(6.0, {"at_s": 1.0, "action": "double_press"}),
@@ -75,7 +75,9 @@ def test_storage_full_verifies_and_next_boot_refuses(
     )
     assert files_after_full <= {p.name for p in store.iterdir()}  # no evidence deleted
     assert [m for m in read_manifests(store) if m["type"] == "unit"] == units_after_full
-    assert len(_events(store, "storage_full")) == len(_events(store, "record_start"))
+    assert len(_events(store, "record_start")) == 1
+    refused = _events(store, "storage_full")
+    assert len(refused) == 2 and refused[-1]["fields"]["recording"] is None  # type: ignore[index]
 
     report = bwc.json("verify", store, "--json")
     assert report["intact"] is True

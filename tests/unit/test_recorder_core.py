@@ -390,3 +390,20 @@ def test_full_store_refusing_even_events_does_not_break_handlers() -> None:
     u.run_until(6.0)
     assert u.state() is State.FAULT
     assert u.recorder.events_lost >= 1
+
+
+def test_press_on_a_nearly_full_store_is_refused_before_record_start() -> None:
+    u = Unit(make_profile(pre_event_s=1.0), free=10**9)
+    u.run_until(3.0)
+    u.evidence.free = 100  # far less than the buffered pre-roll needs
+    u.double_press(3.0)
+    u.run_until(4.0)
+    assert u.state() is State.FAULT
+    assert u.evidence.events("record_start") == []
+    (full,) = u.evidence.events("storage_full")
+    assert full["recording"] is None
+    assert "haptic:recording-start" not in u.haptic.history, "no false 'recording' feedback"
+    assert "led:fault" in u.led.history
+    u.evidence.free = 10**9  # offloaded at the dock
+    u.run_until(6.0)
+    assert u.state() is State.BUFFERING
