@@ -3,9 +3,10 @@ target wrappers those tests inject faults with. Test support only."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from hal.software_key import SoftwareDeviceKey
 from hal.types import ClockSource
 from recorder.evidence.keys import generate_agency_keys, load_agency_public
 from recorder.evidence.sealer import Sealer
+from recorder.offload.runner import OffloadResult, ReceiptSink, offload
 from recorder.offload.targets import Body, OffloadTarget, Receipt
 from recorder.sealing import JsonValue, UnitMeta
 
@@ -239,3 +241,47 @@ class CuttingSink:
         if self.count == self.cut_after:
             raise PowerCut(f"after event {kind}")
         return seq
+
+
+def always() -> bool:
+    return True
+
+
+def chain_events(store: Path, kind: str) -> list[dict[str, Any]]:
+    """The fields of every ``kind`` event in the store, in chain order."""
+    out = []
+    for p in sorted(store.glob("*.json")):
+        m = json.loads(p.read_bytes())
+        if m.get("kind") == kind:
+            out.append(m["fields"])
+    return out
+
+
+def receipted(store: Path) -> set[str]:
+    """Files the chain shows as confirmed at a target."""
+    return {str(f["file"]) for e in chain_events(store, "offload_receipt") for f in e["files"]}
+
+
+def freed(store: Path) -> set[str]:
+    """Payloads the chain shows as freed after their receipts."""
+    return {str(f) for e in chain_events(store, "offload_freed") for f in e["files"]}
+
+
+def run_round(
+    unit: Unit,
+    target: OffloadTarget,
+    *,
+    clock: StepClock | None = None,
+    wrap: Callable[[Sealer], ReceiptSink] | None = None,
+    should_continue: Callable[[], bool] = always,
+) -> OffloadResult:
+    """One boot of the unit that runs an offload round and shuts down cleanly, unless cut."""
+    sealer = unit.open_sealer()
+    sink = wrap(sealer) if wrap else sealer
+    try:
+        result = offload(unit.store, target, sink, clock or StepClock(), should_continue)
+    except Exception:
+        unit.shutdown(sealer)  # an error is not a power cut: the unit still shuts down cleanly
+        raise
+    unit.shutdown(sealer)
+    return result

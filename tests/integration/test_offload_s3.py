@@ -24,7 +24,7 @@ from firmware.cli import main
 from hal.errors import IntegrityError, RefusedError
 from recorder.evidence.store import open_store_reader
 from recorder.evidence.verify import verify_store
-from recorder.offload.runner import OffloadResult, ReceiptSink, offload
+from recorder.offload.runner import OffloadResult, ReceiptSink
 from recorder.offload.s3_reader import S3StoreReader
 from recorder.offload.targets import (
     OffloadError,
@@ -40,8 +40,12 @@ from tests.offload_store import (
     StepClock,
     TargetProbe,
     Unit,
+    always,
+    freed,
     make_unit,
+    receipted,
     record,
+    run_round,
     store_files,
 )
 
@@ -97,10 +101,6 @@ def unit(tmp_path: Path) -> Unit:
     return u
 
 
-def always() -> bool:
-    return True
-
-
 def run(
     unit: Unit,
     target: OffloadTarget,
@@ -108,33 +108,10 @@ def run(
     wrap: Callable[[Sealer], ReceiptSink] | None = None,
     should_continue: Callable[[], bool] = always,
 ) -> OffloadResult:
-    sealer = unit.open_sealer()
-    sink = wrap(sealer) if wrap else sealer
-    try:
-        result = offload(unit.store, target, sink, StepClock.now(), should_continue)
-    except Exception:
-        unit.shutdown(sealer)
-        raise
-    unit.shutdown(sealer)
-    return result
-
-
-def receipted(store: Path) -> set[str]:
-    out = set()
-    for p in store.glob("*.json"):
-        m = json.loads(p.read_bytes())
-        if m.get("kind") == "offload_receipt":
-            out |= {f["file"] for f in m["fields"]["files"]}
-    return out
-
-
-def freed(store: Path) -> set[str]:
-    out = set()
-    for p in store.glob("*.json"):
-        m = json.loads(p.read_bytes())
-        if m.get("kind") == "offload_freed":
-            out |= set(m["fields"]["files"])
-    return out
+    # Host time: a real S3 server judges retention dates by its own clock.
+    return run_round(
+        unit, target, clock=StepClock.now(), wrap=wrap, should_continue=should_continue
+    )
 
 
 def test_offload_to_s3_locks_confirms_frees_and_verifies_there(

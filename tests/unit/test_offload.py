@@ -31,31 +31,15 @@ from tests.offload_store import (
     StepClock,
     TargetProbe,
     Unit,
+    always,
+    chain_events,
+    freed,
     make_unit,
+    receipted,
     record,
+    run_round,
     store_files,
 )
-
-
-def always() -> bool:
-    return True
-
-
-def events(store: Path, kind: str) -> list[dict[str, object]]:
-    out = []
-    for p in sorted(store.glob("*.json")):
-        m = json.loads(p.read_bytes())
-        if m.get("kind") == kind:
-            out.append(m["fields"])
-    return out
-
-
-def receipted(store: Path) -> set[str]:
-    return {str(f["file"]) for e in events(store, "offload_receipt") for f in e["files"]}  # type: ignore[attr-defined]
-
-
-def freed(store: Path) -> set[str]:
-    return {str(f) for e in events(store, "offload_freed") for f in e["files"]}  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -76,16 +60,7 @@ def run(
     wrap: Callable[[Sealer], ReceiptSink] | None = None,
     should_continue: Callable[[], bool] = always,
 ) -> OffloadResult:
-    """One boot of the unit that runs an offload round and shuts down cleanly, unless cut."""
-    sealer = unit.open_sealer()
-    sink = wrap(sealer) if wrap else sealer
-    try:
-        result = offload(unit.store, target, sink, StepClock(), should_continue)
-    except Exception:
-        unit.shutdown(sealer)  # an error is not a power cut: the unit still shuts down cleanly
-        raise
-    unit.shutdown(sealer)
-    return result
+    return run_round(unit, target, wrap=wrap, should_continue=should_continue)
 
 
 def test_offload_sends_every_file_then_frees_confirmed_payloads(unit: Unit, tmp_path: Path) -> None:
@@ -121,12 +96,8 @@ def test_receipt_event_names_target_hash_size_and_retention(unit: Unit, tmp_path
     target = DirectoryTarget(tmp_path / "dock")
     clock = StepClock()
     offload(unit.store, target, unit.open_sealer(), clock, always, retention=Retention(10, 20))
-    rows = {
-        f["file"]: f
-        for e in events(unit.store, "offload_receipt")
-        for f in e["files"]  # type: ignore[attr-defined]
-    }
-    assert all(e["target"] == target.url for e in events(unit.store, "offload_receipt"))
+    rows = {f["file"]: f for e in chain_events(unit.store, "offload_receipt") for f in e["files"]}
+    assert all(e["target"] == target.url for e in chain_events(unit.store, "offload_receipt"))
     marked_bin = next(
         json.loads(p.read_bytes())["payload"]["file"]
         for p in sorted(unit.store.glob("*.json"))
