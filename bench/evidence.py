@@ -20,13 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from evidence.format import SUITE_P384
+from evidence.keys import AgencyPublicKey
+from evidence.sealer import Sealer
+from evidence.sealing import UnitMeta
+from evidence.store import DirectoryStoreReader
+from evidence.verify import verify_store
 from hal.software_key import SoftwareDeviceKey
-from recorder.evidence.format import SUITE_P384
-from recorder.evidence.keys import AgencyPublicKey
-from recorder.evidence.sealer import Sealer
-from recorder.evidence.store import DirectoryStoreReader
-from recorder.evidence.verify import verify_store
-from recorder.sealing import UnitMeta
 
 UNIT_BYTES = 1_250_000  # about 1 s of 10 Mbit/s video
 

@@ -15,13 +15,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from evidence.keys import generate_agency_keys, load_agency_public
+from evidence.sealer import Sealer
+from evidence.sealing import UnitMeta
 from hal.software_key import SoftwareDeviceKey
 from hal.types import ClockSource
-from recorder.evidence.keys import generate_agency_keys, load_agency_public
-from recorder.evidence.sealer import Sealer
-from recorder.offload.runner import offload
-from recorder.offload.targets import DirectoryTarget, OffloadTarget, S3Settings, S3Target
-from recorder.sealing import UnitMeta
+from offload.runner import offload
+from offload.targets import DirectoryTarget, OffloadTarget, S3Settings, S3Target
 
 UNIT_BYTES = 1_250_000  # about 1 s of 10 Mbit/s video
 UNITS = 24

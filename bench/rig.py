@@ -17,13 +17,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.media import BITRATE_BPS, FPS, HEIGHT, WIDTH
+from evidence.format import SUITE_P384
+from evidence.keys import AgencyPublicKey
+from evidence.sealer import Sealer
 from hal.software_key import SoftwareDeviceKey
 from hal.types import Pattern
 from recorder.config import Profile, parse_profile
 from recorder.core import Recorder
-from recorder.evidence.format import SUITE_P384
-from recorder.evidence.keys import AgencyPublicKey
-from recorder.evidence.sealer import Sealer
 from recorder.feedback import FeedbackController
 from simulator.clock import VirtualClock
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from evidence.keys import AgencyPublicKey, load_agency_public
+from evidence.sealer import Sealer, new_boot_id
 from firmware import __version__
 from firmware.identity import Assignment
 from firmware.layout import UnitLayout
@@ -16,8 +18,6 @@ from hal.errors import UsageError
 from hal.protocols import Clock, DeviceKey
 from hal.software_key import SoftwareDeviceKey
 from recorder.config import Profile
-from recorder.evidence.keys import AgencyPublicKey, load_agency_public
-from recorder.evidence.sealer import Sealer, new_boot_id
 
 
 def load_recipients(layout: UnitLayout) -> list[AgencyPublicKey]:

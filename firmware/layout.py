@@ -7,7 +7,7 @@ partition plan (see docs/unit-layout.md):
     DEVICE/slots/A, B/      the two root-filesystem slots, each holding one installed firmware
     DEVICE/identity/        device-key.pem (0600), device-pub.pem, agency/*.pem, release-pub.pem
     DEVICE/config/          profile.toml, unit.json (device id, officer id)
-    DEVICE/evidence/        the append-only signed chain (recorder.evidence)
+    DEVICE/evidence/        the append-only signed chain (evidence)
     DEVICE/update/          update state: security_version floor, try-boot attempts, logs
     DEVICE/run/             volatile state of the running boot (lock, status, pid)
 """

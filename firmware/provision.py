@@ -19,6 +19,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from evidence.keys import load_agency_public
 from firmware.evidence_access import open_unit_sealer
 from firmware.flash import init_slots
 from firmware.identity import DEFAULT_PROFILE, Assignment, check_id, read_profile
@@ -26,7 +27,6 @@ from firmware.layout import UnitLayout
 from hal.durable import fsync_dir, write_atomic
 from hal.errors import UsageError
 from hal.software_key import SoftwareDeviceKey, fingerprint_raw
-from recorder.evidence.keys import load_agency_public
 
 log = logging.getLogger(__name__)
 

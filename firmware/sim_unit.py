@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from evidence.sealer import Sealer
 from firmware import __version__
 from firmware.boot_control import SimBootControl
 from firmware.daemon import Daemon
@@ -40,7 +41,6 @@ from hal.software_key import SoftwareDeviceKey
 from hal.types import ClockSource, EncodedFrame
 from recorder.config import Profile
 from recorder.core import Recorder
-from recorder.evidence.sealer import Sealer
 from recorder.feedback import Feedback, FeedbackController
 from recorder.state_machine import State
 from simulator.battery import SimBattery
@@ -53,8 +53,8 @@ from simulator.power import SimPower
 from simulator.scenario import Scenario, ScenarioEvent
 
 if TYPE_CHECKING:  # the dock's modules load when the unit is first docked, not at boot
-    from recorder.evidence.timestamp import DockAnchor
-    from recorder.offload.runner import OffloadResult
+    from evidence.timestamp import DockAnchor
+    from offload.runner import OffloadResult
 
 log = logging.getLogger(__name__)
 frame_log = logging.getLogger("firmware.sim_unit.frames")
@@ -203,14 +203,14 @@ class SimulatedUnit:
     def _offload_round(self) -> None:
         """One offload round through this boot's sealer; a failure waits for the next round."""
         from firmware.commands.offload import build_target
-        from recorder.offload.runner import Retention, offload
+        from offload.runner import Retention, offload
 
         off = self.profile.offload
         self.recorder.indicate(Feedback.OFFLOADING)
         if off.tsa_url:
             # Anchor the chain head before the round, so the token goes out in the same round.
             # Never fatal: a TSA failure is a warning (and one signed timestamp_failed event).
-            from recorder.evidence.timestamp import DockAnchor
+            from evidence.timestamp import DockAnchor
 
             self._anchor = self._anchor or DockAnchor(off.tsa_url)
             self._anchor.before_round(self.sealer, self.clock)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evidence.sealing import EvidenceSink, JsonValue
 from hal.durable import write_atomic
-from recorder.sealing import EvidenceSink, JsonValue
 
 log = logging.getLogger(__name__)
 

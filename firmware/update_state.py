@@ -152,7 +152,7 @@ def save_state(layout: UnitLayout, state: UpdateState) -> None:
 
 
 class EventSink(Protocol):
-    """The part of ``recorder.sealing.EvidenceSink`` the firmware needs: one signed event."""
+    """The part of ``evidence.sealing.EvidenceSink`` the firmware needs: one signed event."""
 
     def event(self, kind: str, fields: Mapping[str, Any], *, mono_us: int, utc_us: int) -> int: ...
 

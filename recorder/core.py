@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from evidence.sealing import EvidenceSink, JsonValue, UnitMeta
 from hal.errors import StorageFullError
 from hal.protocols import Battery, Clock, Gnss
 from hal.types import AudioChunk, ClockSource, EncodedFrame, GnssFix
@@ -48,7 +49,6 @@ from recorder.config import Profile
 from recorder.feedback import Feedback, FeedbackController
 from recorder.gestures import Gesture, GestureRecogniser
 from recorder.pre_event_buffer import PreEventBuffer, detach_frame, zeroise_frame
-from recorder.sealing import EvidenceSink, JsonValue, UnitMeta
 from recorder.segmenter import PCM_CODEC, AudioTrack, Segmenter, TsUnit
 from recorder.state_machine import (
     Booted,

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evidence.keys import generate_agency_keys, load_agency_public
+from evidence.sealer import Sealer
+from evidence.sealing import JsonValue, UnitMeta
 from hal.software_key import SoftwareDeviceKey
 from hal.types import ClockSource
-from recorder.evidence.keys import generate_agency_keys, load_agency_public
-from recorder.evidence.sealer import Sealer
-from recorder.offload.runner import OffloadResult, ReceiptSink, offload
-from recorder.offload.targets import Body, OffloadTarget, Receipt
-from recorder.sealing import JsonValue, UnitMeta
+from offload.runner import OffloadResult, ReceiptSink, offload
+from offload.targets import Body, OffloadTarget, Receipt
 
 T0_UTC_US = 1_780_000_000_000_000
 

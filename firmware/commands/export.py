@@ -9,10 +9,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from recorder.evidence.export import export_store
-from recorder.evidence.keys import load_agency_private
-from recorder.evidence.store import open_store_reader
-from recorder.evidence.verify import load_trusted_key
+from evidence.export import export_store
+from evidence.keys import load_agency_private
+from evidence.verify import load_trusted_key
+from offload.store_url import open_store_reader
 
 
 def add_parser(sub: Any) -> None:

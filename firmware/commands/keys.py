@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from recorder.evidence.keys import KEM_CHOICES, KEM_P384, generate_agency_keys
+from evidence.keys import KEM_CHOICES, KEM_P384, generate_agency_keys
 
 
 def add_parser(sub: Any) -> None:

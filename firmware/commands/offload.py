@@ -1,6 +1,6 @@
 """`bwc offload --device DEVICE [--json]`: one offload round of a unit to its profile's target.
 
-Thin shell over ``recorder.offload``: it reads the unit's profile, identity and the S3 variables
+Thin shell over ``offload``: it reads the unit's profile, identity and the S3 variables
 of the environment, opens the unit's evidence sink (the receipts are signed chain entries of
 their own short session, closed by a ``shutdown`` event), runs the round and prints the result.
 Exit 0 when every file is confirmed at the target; 1 when the round stopped or failed (the
@@ -21,17 +21,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from evidence.sealer import Sealer
+from evidence.timestamp import anchor_head
 from firmware.evidence_access import open_unit_sealer, record_recovery
 from firmware.identity import Assignment, load_assignment, read_profile, require_provisioned
 from firmware.layout import UnitLayout
 from hal.errors import ConfigError
 from hal.protocols import Clock
 from hal.system_clock import SystemClock
+from offload.runner import OffloadResult, Retention, offload
+from offload.targets import OffloadTarget, open_target, target_for_device
 from recorder.config import Profile, parse_override
-from recorder.evidence.sealer import Sealer
-from recorder.evidence.timestamp import anchor_head
-from recorder.offload.runner import OffloadResult, Retention, offload
-from recorder.offload.targets import OffloadTarget, open_target, target_for_device
 
 log = logging.getLogger(__name__)
 

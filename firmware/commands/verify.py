@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from recorder.evidence.store import open_store_reader
-from recorder.evidence.timestamp import load_tsa_roots
-from recorder.evidence.verify import load_trusted_key, parse_expected_head, verify_store
+from evidence.timestamp import load_tsa_roots
+from evidence.verify import load_trusted_key, parse_expected_head, verify_store
+from offload.store_url import open_store_reader
 
 
 def add_parser(sub: Any) -> None:

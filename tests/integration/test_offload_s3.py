@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError
 
+from evidence.verify import verify_store
 from firmware.cli import main
 from hal.errors import IntegrityError, RefusedError
-from recorder.evidence.store import open_store_reader
-from recorder.evidence.verify import verify_store
-from recorder.offload.runner import OffloadResult, ReceiptSink
-from recorder.offload.s3_reader import S3StoreReader
-from recorder.offload.targets import (
+from offload.runner import OffloadResult, ReceiptSink
+from offload.s3_reader import S3StoreReader
+from offload.store_url import open_store_reader
+from offload.targets import (
     OffloadError,
     OffloadTarget,
     Receipt,
@@ -52,7 +52,7 @@ from tests.offload_store import (
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-    from recorder.evidence.sealer import Sealer
+    from evidence.sealer import Sealer
 
 pytestmark = pytest.mark.s3
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from evidence.keys import AgencyPublicKey
+from evidence.sealer import Sealer
+from evidence.sealing import UnitMeta
 from firmware.cli import main
-from recorder.evidence.keys import AgencyPublicKey
-from recorder.evidence.sealer import Sealer
-from recorder.sealing import UnitMeta
 from tests.vectors.evidence_store import build_store, fixed_device_key, write_agency_pair
 
 PAYLOADS = [os.urandom(3000 + i) for i in range(4)]

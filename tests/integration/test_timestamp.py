@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
+from evidence.format import entry_name
+from evidence.sealer import Sealer
+from evidence.timestamp import FAILED_KIND, TOKEN_KIND, anchor_head
 from firmware.evidence_access import open_unit_sealer
 from firmware.identity import load_assignment, read_profile
 from firmware.layout import UnitLayout
 from hal.software_key import SoftwareDeviceKey
 from hal.system_clock import SystemClock
-from recorder.evidence.format import entry_name
-from recorder.evidence.sealer import Sealer
-from recorder.evidence.timestamp import FAILED_KIND, TOKEN_KIND, anchor_head
 from tests.integration.conftest import SMALL, Bwc, ProvisionedUnit, ScenarioWriter
 from tests.tsa import LocalTsa, openssl_ts_available, start_tsa
 
@@ -231,7 +231,7 @@ def test_a_modified_token_is_a_finding(
     store = recorded(bwc, unit, scenario)
 
     def tampering_post(url: str, body: bytes, timeout_s: float) -> bytes:
-        from recorder.evidence.timestamp import http_post
+        from evidence.timestamp import http_post
 
         der = bytearray(http_post(url, body, timeout_s))
         der[-5] ^= 0x01  # inside the TSA's signature value, at the end of the SignerInfo
@@ -354,7 +354,7 @@ def test_the_documented_openssl_recipe_verifies_the_anchor(
 
 
 def test_a_replayed_reply_is_refused_by_the_unit(tsa: LocalTsa) -> None:
-    from recorder.evidence.timestamp import TimestampError, http_post, request_token
+    from evidence.timestamp import TimestampError, http_post, request_token
 
     first = request_token(tsa.url, b"head manifest bytes")
     with pytest.raises(TimestampError, match="another nonce"):
@@ -372,8 +372,8 @@ def test_mangled_tokens_are_findings_never_tracebacks(tsa: LocalTsa) -> None:
 
     from cryptography import x509
 
+    from evidence.timestamp import check_anchor, request_token
     from hal.errors import IntegrityError
-    from recorder.evidence.timestamp import check_anchor, request_token
 
     message = b"head manifest bytes"
     der = request_token(tsa.url, message).response_der

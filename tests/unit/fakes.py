@@ -12,9 +12,9 @@ from typing import Any
 import av
 import numpy as np
 
+from evidence.sealing import JsonValue, UnitMeta
 from hal.errors import StorageFullError
 from hal.types import OFF, ClockSource, EncodedFrame, Pattern
-from recorder.sealing import JsonValue, UnitMeta
 
 
 class FakeClock:

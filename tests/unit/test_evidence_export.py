@@ -11,9 +11,9 @@ import av
 import numpy as np
 import pytest
 
+from evidence.keys import generate_agency_keys, load_agency_public
 from firmware.cli import main
 from hal.software_key import SoftwareDeviceKey
-from recorder.evidence.keys import generate_agency_keys, load_agency_public
 from tests.vectors.evidence_store import build_store
 
 FPS = 25

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from evidence.keys import AgencyPrivateKey, AgencyPublicKey
+from evidence.opener import decrypt_unit, open_store
+from evidence.sealer import Sealer
+from evidence.sealing import UnitMeta
+from evidence.store import DirectoryStoreReader
+from evidence.verify import verify_store
 from hal.errors import IntegrityError
-from recorder.evidence.keys import AgencyPrivateKey, AgencyPublicKey
-from recorder.evidence.opener import decrypt_unit, open_store
-from recorder.evidence.sealer import Sealer
-from recorder.evidence.store import DirectoryStoreReader
-from recorder.evidence.verify import verify_store
-from recorder.sealing import UnitMeta
 from tests.vectors.evidence_store import build_store, fixed_device_key, write_agency_pair
 
 FAST = settings(

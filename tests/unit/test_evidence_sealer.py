@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from hal.errors import IntegrityError, StorageFullError, UsageError
-from hal.software_key import SoftwareDeviceKey
-from recorder.evidence.keys import (
+from evidence.keys import (
     KEM_MLKEM1024_P384,
     generate_agency_keys,
     load_agency_private,
     load_agency_public,
 )
-from recorder.evidence.opener import decrypt_unit
-from recorder.evidence.sealer import Sealer
-from recorder.evidence.store import DirectoryStoreReader
-from recorder.evidence.verify import verify_store
-from recorder.sealing import UnitMeta
+from evidence.opener import decrypt_unit
+from evidence.sealer import Sealer
+from evidence.sealing import UnitMeta
+from evidence.store import DirectoryStoreReader
+from evidence.verify import verify_store
+from hal.errors import IntegrityError, StorageFullError, UsageError
+from hal.software_key import SoftwareDeviceKey
 from tests.vectors.evidence_store import build_store, fixed_device_key, write_agency_pair
 
 BOOT_A = "a" * 32

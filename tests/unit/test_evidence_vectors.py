@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from recorder.evidence.keys import load_agency_private
-from recorder.evidence.opener import open_store
-from recorder.evidence.store import DirectoryStoreReader
-from recorder.evidence.verify import load_trusted_key, verify_store
+from evidence.keys import load_agency_private
+from evidence.opener import open_store
+from evidence.store import DirectoryStoreReader
+from evidence.verify import load_trusted_key, verify_store
 from tests.vectors.evidence_store import VECTORS
 from tests.vectors.regenerate_evidence import GOLDEN_PAYLOADS, generate
 

@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from evidence.format import ZERO_HASH, canonical_json
+from evidence.keys import AgencyPrivateKey, AgencyPublicKey
+from evidence.opener import open_store
+from evidence.store import DirectoryStoreReader
+from evidence.verify import verify_store
 from hal.errors import IntegrityError, RefusedError
-from recorder.evidence.format import ZERO_HASH, canonical_json
-from recorder.evidence.keys import AgencyPrivateKey, AgencyPublicKey
-from recorder.evidence.opener import open_store
-from recorder.evidence.store import DirectoryStoreReader
-from recorder.evidence.verify import verify_store
 from tests.vectors.evidence_store import build_store, fixed_device_key, write_agency_pair
 
 FUZZ = settings(

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from evidence.sealer import Sealer
+from evidence.store import DirectoryStoreReader
+from evidence.verify import verify_store
 from hal.errors import IntegrityError, StorageFullError
-from recorder.evidence.sealer import Sealer
-from recorder.evidence.store import DirectoryStoreReader
-from recorder.evidence.verify import verify_store
-from recorder.offload.plan import ChainState, Entry, build_plan, parse_entry
-from recorder.offload.runner import OffloadResult, ReceiptSink, Retention, offload, scan_store
-from recorder.offload.targets import (
+from offload.plan import ChainState, Entry, build_plan, parse_entry
+from offload.runner import OffloadResult, ReceiptSink, Retention, offload, scan_store
+from offload.targets import (
     DirectoryTarget,
     OffloadTarget,
     Receipt,

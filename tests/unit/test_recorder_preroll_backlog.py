@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from evidence.keys import generate_agency_keys, load_agency_public
+from evidence.sealer import Sealer
+from evidence.store import DirectoryStoreReader
+from evidence.verify import verify_store
 from hal.software_key import SoftwareDeviceKey
 from recorder.core import Recorder
-from recorder.evidence.keys import generate_agency_keys, load_agency_public
-from recorder.evidence.sealer import Sealer
-from recorder.evidence.store import DirectoryStoreReader
-from recorder.evidence.verify import verify_store
 from recorder.feedback import FeedbackController
 from recorder.state_machine import State
 from tests.unit.fakes import FakeClock, RecordingIndicator, h264_frames

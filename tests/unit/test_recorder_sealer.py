@@ -9,13 +9,13 @@ from typing import Any
 
 import av
 
+from evidence.keys import generate_agency_keys, load_agency_private, load_agency_public
+from evidence.opener import open_store
+from evidence.sealer import Sealer
+from evidence.store import DirectoryStoreReader
+from evidence.verify import verify_store
 from hal.software_key import SoftwareDeviceKey
 from recorder.core import Recorder
-from recorder.evidence.keys import generate_agency_keys, load_agency_private, load_agency_public
-from recorder.evidence.opener import open_store
-from recorder.evidence.sealer import Sealer
-from recorder.evidence.store import DirectoryStoreReader
-from recorder.evidence.verify import verify_store
 from recorder.feedback import FeedbackController
 from tests.unit.fakes import FakeClock, RecordingIndicator, h264_frames
 from tests.unit.test_recorder_core import IDENTITY, make_profile

@@ -15,15 +15,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hal.software_key import SoftwareDeviceKey
-from recorder.evidence.keys import (
+from evidence.keys import (
     AgencyPrivateKey,
     AgencyPublicKey,
     load_agency_private,
     load_agency_public,
 )
-from recorder.evidence.sealer import Sealer
-from recorder.sealing import UnitMeta
+from evidence.sealer import Sealer
+from evidence.sealing import UnitMeta
+from hal.software_key import SoftwareDeviceKey
 
 VECTORS = Path(__file__).parent / "evidence"
 

@@ -18,11 +18,11 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from evidence.format import CONTENT_KEY_LEN, entry_name, hpke_info, unit_aad
+from evidence.keys import AgencyPrivateKey
+from evidence.store import DirectoryStoreReader, StoreReader
+from evidence.verify import BootReport, RecordingReport, Report, verify_store
 from hal.errors import IntegrityError, RefusedError
-from recorder.evidence.format import CONTENT_KEY_LEN, entry_name, hpke_info, unit_aad
-from recorder.evidence.keys import AgencyPrivateKey
-from recorder.evidence.store import DirectoryStoreReader, StoreReader
-from recorder.evidence.verify import BootReport, RecordingReport, Report, verify_store
 
 log = logging.getLogger(__name__)
 

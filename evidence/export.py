@@ -13,12 +13,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from evidence.format import TMP_PREFIX
+from evidence.keys import AgencyPrivateKey
+from evidence.opener import Recording, open_store
+from evidence.remux import remux_to_mp4
+from evidence.store import StoreReader
 from hal.errors import UsageError
-from recorder.evidence.format import TMP_PREFIX
-from recorder.evidence.keys import AgencyPrivateKey
-from recorder.evidence.opener import Recording, open_store
-from recorder.evidence.remux import remux_to_mp4
-from recorder.evidence.store import StoreReader
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.hpke import (
     Suite,
 )
 
+from evidence.format import SUITE_MLKEM1024_P384, SUITE_P384
 from hal.durable import write_new
 from hal.errors import IntegrityError, UsageError
-from recorder.evidence.format import SUITE_MLKEM1024_P384, SUITE_P384
 
 KEM_P384 = "p384"
 KEM_MLKEM1024_P384 = "mlkem1024-p384"

@@ -33,10 +33,10 @@ from rfc3161_client import (
     decode_timestamp_response,
 )
 
+from evidence.format import entry_name
+from evidence.sealing import JsonValue
 from hal.errors import BwcError, IntegrityError, UsageError
 from hal.protocols import Clock
-from recorder.evidence.format import entry_name
-from recorder.sealing import JsonValue
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,8 @@ import os
 import stat
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import unquote, urlparse
 
-from hal.errors import UsageError
-from recorder.evidence.format import ORPHANS_DIR
+from evidence.format import ORPHANS_DIR
 
 
 class StoreReader(Protocol):
@@ -69,26 +67,3 @@ class DirectoryStoreReader:
 
     def describe(self, name: str) -> str:
         return str(self.root / name)
-
-
-def open_store_reader(spec: str) -> StoreReader:
-    """A reader for ``spec``: a directory path or a ``file://`` URL. ``UsageError`` if unusable."""
-    parsed = urlparse(spec)
-    if parsed.scheme == "file":
-        path = Path(unquote(parsed.path))
-    elif parsed.scheme == "":
-        path = Path(spec)
-    elif parsed.scheme == "s3":
-        # An offloaded copy in S3; endpoint, credentials and CA come the standard S3 way
-        # (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_CA_BUNDLE).
-        from recorder.offload.s3_reader import S3StoreReader
-        from recorder.offload.targets import S3Settings
-
-        return S3StoreReader(spec, S3Settings())
-    else:
-        raise UsageError(f"{spec}: unsupported store URL scheme {parsed.scheme!r}")
-    if not path.exists():
-        raise UsageError(f"{spec}: store not found")
-    if not path.is_dir():
-        raise UsageError(f"{spec}: store is not a directory")
-    return DirectoryStoreReader(path)

@@ -1,6 +1,6 @@
 """The sealer: encrypts, signs, chains and durably writes units and events into the evidence store.
 
-It implements ``recorder.sealing.EvidenceSink``. On open it finds the chain head and discovers the
+It implements ``evidence.sealing.EvidenceSink``. On open it finds the chain head and discovers the
 leftovers of an unclean previous boot (moving them into ``orphans/``, never deleting anything).
 It must not read the wall clock (times are passed in), log keys or plaintext, or delete evidence.
 
@@ -27,11 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hal.durable import fsync_dir, write_atomic
-from hal.errors import IntegrityError, StorageFullError, UsageError
-from hal.protocols import DeviceKey
-from hal.software_key import fingerprint_raw
-from recorder.evidence.format import (
+from evidence.format import (
     AAD_NAME,
     CIPHER,
     CONTENT_KEY_LEN,
@@ -47,8 +43,12 @@ from recorder.evidence.format import (
     parse_entry_name,
     unit_aad,
 )
-from recorder.evidence.keys import AgencyPublicKey
-from recorder.sealing import JsonValue, UnitMeta
+from evidence.keys import AgencyPublicKey
+from evidence.sealing import JsonValue, UnitMeta
+from hal.durable import fsync_dir, write_atomic
+from hal.errors import IntegrityError, StorageFullError, UsageError
+from hal.protocols import DeviceKey
+from hal.software_key import fingerprint_raw
 
 log = logging.getLogger(__name__)
 

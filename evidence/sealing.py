@@ -3,7 +3,7 @@
 The recorder hands over (1) each sealing unit, about one second of muxed MPEG-TS bytes, as soon as
 it is complete, and (2) each state change as a named event with its fields. The evidence side
 encrypts, signs, chains and durably writes them before the call returns, so whatever a call has
-returned for survives a power cut. Implemented by ``recorder.evidence.sealer.Sealer``.
+returned for survives a power cut. Implemented by ``evidence.sealer.Sealer``.
 """
 
 from __future__ import annotations

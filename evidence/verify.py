@@ -21,9 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509 import Certificate, load_pem_x509_certificate
 
-from hal.errors import IntegrityError, UsageError
-from hal.software_key import fingerprint_raw
-from recorder.evidence.format import (
+from evidence.format import (
     AAD_NAME,
     CIPHER,
     DEVICE_PUB_NAME,
@@ -37,8 +35,10 @@ from recorder.evidence.format import (
     entry_name,
     parse_entry_name,
 )
-from recorder.evidence.store import StoreReader
-from recorder.evidence.timestamp import TOKEN_KIND, Anchor, check_anchor
+from evidence.store import StoreReader
+from evidence.timestamp import TOKEN_KIND, Anchor, check_anchor
+from hal.errors import IntegrityError, UsageError
+from hal.software_key import fingerprint_raw
 
 HASH_CHUNK = 1 << 20  # 1 MiB reads: large enough that hashing, not Python, sets the pace.
 
@@ -742,7 +742,7 @@ class _Verifier:
         self.report.boots = boots
 
     def _check_anchors(self, entries: list[_Entry]) -> None:
-        """Judge every ``timestamp_token`` event (see ``recorder.evidence.timestamp``)."""
+        """Judge every ``timestamp_token`` event (see ``evidence.timestamp``)."""
         good = {e.seq: e for e in entries}
 
         def manifest_bytes(seq: int) -> bytes | None:

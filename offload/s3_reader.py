@@ -11,16 +11,16 @@ import io
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, BinaryIO
 
+from evidence.format import DEVICE_PUB_NAME, parse_entry_name
 from hal.errors import IntegrityError, UsageError
-from recorder.evidence.format import DEVICE_PUB_NAME, parse_entry_name
-from recorder.offload.targets import S3_FAILURES, S3Settings, client_error_code, parse_s3_url
+from offload.targets import S3_FAILURES, S3Settings, client_error_code, parse_s3_url
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 
 class S3StoreReader:
-    """A ``recorder.evidence.store.StoreReader`` over the objects under an S3 prefix."""
+    """A ``evidence.store.StoreReader`` over the objects under an S3 prefix."""
 
     def __init__(self, url: str, settings: S3Settings, *, client: S3Client | None = None) -> None:
         self._bucket, prefix = parse_s3_url(url)

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from evidence.format import ORPHANS_DIR, TMP_PREFIX, parse_entry_name
+from evidence.sealing import JsonValue
 from hal.durable import fsync_dir
 from hal.errors import IntegrityError
 from hal.protocols import Clock
-from recorder.evidence.format import ORPHANS_DIR, TMP_PREFIX, parse_entry_name
-from recorder.offload.plan import (
+from offload.plan import (
     FREED_KIND,
     RECEIPT_KIND,
     ChainState,
@@ -41,14 +42,13 @@ from recorder.offload.plan import (
     freeable_payloads,
     parse_entry,
 )
-from recorder.offload.targets import (
+from offload.targets import (
     CHUNK_BYTES,
     OffloadInterrupted,
     OffloadTarget,
     Receipt,
     hash_file,
 )
-from recorder.sealing import JsonValue
 
 log = logging.getLogger(__name__)
 
