@@ -44,8 +44,8 @@ bench: $(STAMP) ## Run the benchmarks; writes .bench/results.json
 soak: $(STAMP) ## Long fault-injection run (SOAK_TRIALS=200 by default)
 	SOAK_TRIALS=$${SOAK_TRIALS:-200} $(BIN)/python -m pytest -m soak -p no:cacheprovider tests/integration
 
-image: ## Build the Raspberry Pi SD-card image and slot image into build/image (root; see docs/image.md)
-	nice -n 19 bash image/build.sh
+image: $(STAMP) ## Build the Raspberry Pi SD-card image and slot image into build/image (root; see docs/image.md)
+	PYTHON=$(BIN)/python nice -n 19 bash image/build.sh
 
 image-test: $(STAMP) ## Boot build/image under qemu-system-aarch64 and record through it (slow)
 	BWC_IMAGE_TEST=1 $(BIN)/python -m pytest -m image -n 0 -p no:cacheprovider tests/image $(PYTEST_ARGS)

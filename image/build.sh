@@ -72,6 +72,10 @@ if ! arch-test arm64 >/dev/null 2>&1; then
 fi
 [ -z "$SUDO" ] || { echo "image: run as root (mmdebstrap root mode, chroot, file ownership)" >&2; exit 2; }
 
+# The host's CPython must be the unit's minor version: it compiles the unit's bytecode.
+PY=${PYTHON:-python3}
+"$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+  || { echo "image: PYTHON=$PY is not Python 3.11 (the unit's, Debian bookworm's)" >&2; exit 2; }
 mkdir -p "$CACHE" "$OUT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bwc-image.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -83,7 +87,7 @@ PACKAGES=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' image/debian-packages.list | 
 # The kernel package's postinst would build an initramfs under emulation (most of a 33-minute
 # build); divert update-initramfs before anything is configured: our initramfs is made natively.
 ESSENTIAL_HOOK='chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs && ln -s /bin/true "$1/usr/sbin/update-initramfs"'
-MM_ARGS=(--arch=arm64 --variant=minbase --include="$PACKAGES"
+MM_ARGS=(--format=tar --arch=arm64 --variant=minbase --include="$PACKAGES"
   --essential-hook="$ESSENTIAL_HOOK"
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*'
   --dpkgopt='path-exclude=/usr/share/info/*' --dpkgopt='path-exclude=/usr/share/doc/*'
@@ -108,7 +112,7 @@ PLATFORMS=(--platform manylinux_2_36_aarch64 --platform manylinux_2_34_aarch64
   --platform manylinux_2_31_aarch64 --platform manylinux_2_28_aarch64
   --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64)
 if [ ! -d "$WHEELS" ]; then
-  nice -n 19 python3 -m pip download --quiet --no-deps --require-hashes --only-binary=:all: \
+  nice -n 19 "$PY" -m pip download --quiet --no-deps --require-hashes --only-binary=:all: \
     "${PLATFORMS[@]}" --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
     --dest "$WHEELS.part" -r image/requirements-arm64.txt
   mv "$WHEELS.part" "$WHEELS"
@@ -118,11 +122,11 @@ SRC="$WORK/src"
 mkdir "$SRC"
 git ls-files -z --cached --others --exclude-standard | grep -z -E '^(pyproject.toml|README.md|(hal|evidence|offload|recorder|simulator|firmware)/)' \
   | xargs -0 cp --parents -t "$SRC"
-python3 -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$WORK/project-wheel" "$SRC" >&2
+"$PY" -m pip wheel --quiet --no-deps --wheel-dir "$WORK/project-wheel" "$SRC" >&2
 VENV=/opt/bwc/.venv
 SITE="$ROOT$VENV/lib/python3.11/site-packages"
 mkdir -p "$SITE" "$ROOT$VENV/bin"
-python3 -m pip install --quiet --no-deps --no-index --no-compile --only-binary=:all: \
+"$PY" -m pip install --quiet --no-deps --no-index --no-compile --only-binary=:all: \
   "${PLATFORMS[@]}" --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
   --target "$SITE" "$WHEELS"/*.whl "$WORK"/project-wheel/*.whl
 # pip's scripts carry this machine's interpreter; the unit's are written below. direct_url.json
@@ -146,7 +150,7 @@ cp docs/*.md "$ROOT/opt/bwc/docs/"
 cp configs/*.toml "$ROOT/opt/bwc/configs/"
 # The root is read-only at run time, so Python cannot cache bytecode there: compile it now, with
 # hash-based .pyc files (no source mtimes inside), sorted and single-threaded for stable bytes.
-python3 -m compileall -q -j 1 --invalidation-mode unchecked-hash "$SITE" >/dev/null
+"$PY" -m compileall -q -j 1 --invalidation-mode unchecked-hash "$SITE" >/dev/null
 
 # ---------------------------------------------------------------- system configuration
 phase configure
@@ -167,6 +171,8 @@ rm -f "$ROOT"/etc/*- "$ROOT"/var/cache/debconf/*-old "$ROOT"/var/lib/dpkg/*-old
 echo bwc >"$ROOT/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tbwc\n' >"$ROOT/etc/hosts"
 : >"$ROOT/etc/machine-id"          # empty: systemd makes a transient one on the read-only root
+# raspi-firmware's kernel hook fills /boot/firmware inside the chroot; the boot slots are built below.
+rm -rf "$ROOT/boot/firmware"
 mkdir -p "$ROOT/var/lib/bwc" "$ROOT/boot/firmware"
 cat >"$ROOT/etc/fstab" <<EOF
 # The root is mounted read-only by the initramfs (slot A = PARTUUID $DISK_ID-05, B = -06).
@@ -196,7 +202,7 @@ KVER=$(basename "$(ls -d "$ROOT"/lib/modules/* | sort | tail -1)")
 BOOT="$WORK/boot"
 mkdir "$BOOT"
 cp "$ROOT/boot/vmlinuz-$KVER" "$BOOT/vmlinuz"
-python3 image/initramfs.py "$ROOT" "$KVER" image/initramfs-init "$BOOT/initrd.img" "$SOURCE_DATE_EPOCH" $INITRAMFS_MODULES
+"$PY" image/initramfs.py "$ROOT" "$KVER" image/initramfs-init "$BOOT/initrd.img" "$SOURCE_DATE_EPOCH" $INITRAMFS_MODULES
 cp "$ROOT"/usr/lib/raspi-firmware/* "$BOOT/"
 for dtb in bcm2837-rpi-3-b bcm2837-rpi-3-b-plus bcm2837-rpi-3-a-plus bcm2837-rpi-zero-2-w \
            bcm2837-rpi-cm3-io3 bcm2711-rpi-4-b bcm2711-rpi-400 bcm2711-rpi-cm4-io; do
