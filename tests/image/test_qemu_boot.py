@@ -71,6 +71,7 @@ class Console:
     """The VM's serial console, read line by line on a thread and kept for the report."""
 
     proc: subprocess.Popen[bytes]
+    log: Path
     lines: list[str] = field(default_factory=list)
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
@@ -79,11 +80,17 @@ class Console:
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
+        with self.log.open("a") as log:
+            for raw in self.proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                log.write(line + "\n")
+                log.flush()
+                self._append(line)
+
+    def _append(self, line: str) -> None:
+        with self._cond:
+            self.lines.append(line)
+            self._cond.notify_all()
 
     def wait_for(self, pattern: str, timeout_s: float, start: int = 0) -> tuple[int, str]:
         """Index and text of the first line from ``start`` matching ``pattern``."""
@@ -207,7 +214,7 @@ def boot(disk: Path, tmp_path: Path, extra_cmdline: str) -> Console:
     proc = subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    console = Console(proc)
+    console = Console(proc, tmp_path / "console.log")
     console.start()
     return console
 
@@ -263,7 +270,7 @@ def test_image_boots_to_buffering_records_and_the_evidence_verifies_outside(
     finally:
         console.proc.kill()
         console.proc.wait()
-        (tmp_path / "console.log").write_text("\n".join(console.lines) + "\n")
+        shutil.copyfile(tmp_path / "console.log", IMAGE_DIR / "qemu-console.log")
     assert pings >= 2
     assert not any("Watchdog timeout" in line for line in console.lines)
     assert not any(
@@ -271,6 +278,9 @@ def test_image_boots_to_buffering_records_and_the_evidence_verifies_outside(
         for line in console.lines
     )
     unit = copy_out_data(disk, data, tmp_path)
+    # The recorder ran as the service user: what it wrote inside the VM belongs to bwc.
+    sealed = sorted((unit / "evidence").rglob("*"))
+    assert sealed and {p.stat().st_uid for p in sealed} == {BWC_UID}, "written by uid 900"
     bwc = Bwc(tmp_path)
     report = bwc.json(
         "verify", unit / "evidence", "--trust", unit / "identity" / "device-pub.pem", "--json"
