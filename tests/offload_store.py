@@ -196,6 +196,15 @@ class TargetProbe:
             self.before("confirm", receipt.name)
         self.inner.confirm(receipt)
 
+    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+        self.calls.append(("confirm_before_free", receipt.name))
+        if self.before:
+            self.before("confirm_before_free", receipt.name)
+        self.inner.confirm_before_free(receipt, local_path)
+
+    def keep_apart(self, local_dir: Path) -> None:
+        self.inner.keep_apart(local_dir)
+
     def exists(self, name: str) -> bool:
         return self.inner.exists(name)
 

@@ -61,8 +61,8 @@ def test_bwc_offload_to_dock_share_then_verify_both_copies(
     assert main(["offload", "--device", str(layout.root), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["complete"] is True and result["freed_files"] == 5
-    # The simulated unit's profile says target = "file://dock": DEVICE/dock/<device-id>/.
-    copy = layout.root / "dock" / "unit-7"
+    # The simulated unit's profile says target = "file://../dock": DEVICE/../dock/<device-id>/.
+    copy = layout.root.parent / "dock" / "unit-7"
     assert result["target"] == copy.as_uri()
     assert sorted(p.name for p in copy.glob("*.bin")) == payloads
     assert not list(layout.evidence.glob("*.bin"))

@@ -211,6 +211,12 @@ class SwitchingTarget:
     def confirm(self, receipt: Receipt) -> None:
         self._now().confirm(receipt)
 
+    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+        self._now().confirm_before_free(receipt, local_path)
+
+    def keep_apart(self, local_dir: Path) -> None:
+        self._now().keep_apart(local_dir)
+
     def exists(self, name: str) -> bool:
         return self._now().exists(name)
 
