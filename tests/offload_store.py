@@ -14,6 +14,10 @@ from typing import Any
 from evidence.keys import generate_agency_keys, load_agency_public
 from evidence.sealer import Sealer
 from evidence.sealing import JsonValue, UnitMeta
+from firmware.cli import main
+from firmware.evidence_access import open_unit_sealer
+from firmware.identity import load_assignment, read_profile
+from firmware.layout import UnitLayout
 from hal.software_key import SoftwareDeviceKey
 from hal.types import ClockSource
 from offload.runner import OffloadResult, ReceiptSink, offload
@@ -294,3 +298,42 @@ def run_round(
         raise
     unit.shutdown(sealer)
     return result
+
+
+def provisioned(
+    tmp_path: Path, device_id: str = "unit-7", device: Path | None = None
+) -> UnitLayout:
+    """A unit provisioned through `bwc` in ``tmp_path/device`` (or ``device``) with two
+    recordings (one marked) sealed by its own key; agency keys in ``tmp_path/agency``."""
+    if not (tmp_path / "agency" / "agency-pub.pem").exists():
+        assert main(["keys", "agency", "--out", str(tmp_path / "agency")]) == 0
+    device = device or tmp_path / "device"
+    code = main(
+        [
+            "provision",
+            str(device),
+            "--agency-pub",
+            str(tmp_path / "agency" / "agency-pub.pem"),
+            "--device-id",
+            device_id,
+            "--officer",
+            "officer-1",
+        ]
+    )
+    assert code == 0
+    layout = UnitLayout(device)
+    sealer = open_unit_sealer(
+        layout,
+        read_profile(layout.profile),
+        load_assignment(layout),
+        SoftwareDeviceKey.load(layout.device_key),
+        "simulated",
+    )
+    clock = StepClock()
+    sealer.event("boot", {"firmware_version": "0.1.0"}, mono_us=1, utc_us=clock.utc_us())
+    record(sealer, clock, "rec-1", units=3, marked=True)
+    record(sealer, clock, "rec-2", units=2, first_frame=90)
+    sealer.event(
+        "shutdown", {"reason": "test"}, mono_us=clock.monotonic_us(), utc_us=clock.utc_us()
+    )
+    return layout

@@ -342,7 +342,7 @@ def test_power_cut_then_rerun_finds_sent_files_instead_of_resending(
 def test_bwc_offload_and_verify_through_the_cli(
     s3: S3Settings, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.integration.test_offload_cli import provisioned
+    from tests.offload_store import provisioned
 
     layout = provisioned(tmp_path)
     capsys.readouterr()
