@@ -162,6 +162,8 @@ def _print(result: OffloadResult, as_json: bool) -> None:
         f"  {result.receipt_events} receipt events; freed {len(result.freed_files)} payloads "
         f"({result.freed_bytes} bytes)"
     )
+    for name, why in result.mismatched:
+        print(f"offload: {name} kept on the unit: its copy at the target {why}", file=sys.stderr)
     if result.complete:
         print("  complete: every file is confirmed at the target")
     else:
