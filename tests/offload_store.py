@@ -256,6 +256,30 @@ class CuttingSink:
         return seq
 
 
+@dataclass
+class WatchingSink:
+    """A Sealer wrapper that runs ``on_event(kind, fields)`` right after an event is durable:
+    the moment between a receipt and the free, and the moment just before the unlinks."""
+
+    inner: Sealer
+    on_event: Callable[[str, Mapping[str, JsonValue]], None]
+    kinds: list[str] = field(default_factory=list)
+
+    def event(
+        self,
+        kind: str,
+        fields: Mapping[str, JsonValue],
+        *,
+        mono_us: int,
+        utc_us: int,
+        reserve_ok: bool = False,
+    ) -> int:
+        seq = self.inner.event(kind, fields, mono_us=mono_us, utc_us=utc_us, reserve_ok=reserve_ok)
+        self.kinds.append(kind)
+        self.on_event(kind, fields)
+        return seq
+
+
 def always() -> bool:
     return True
 

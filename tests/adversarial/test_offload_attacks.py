@@ -10,12 +10,10 @@ import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from evidence.sealer import Sealer
 from evidence.sealing import JsonValue
 from evidence.store import DirectoryStoreReader
 from evidence.verify import verify_store
@@ -27,6 +25,7 @@ from tests.offload_store import (
     StepClock,
     TargetProbe,
     Unit,
+    WatchingSink,
     chain_events,
     freed,
     make_unit,
@@ -59,30 +58,6 @@ def assert_freed_only_what_target_holds(store: Path, target_root: Path) -> None:
         copy = target_root / name
         assert copy.is_file(), f"{name} freed but absent at the target"
         assert hashlib.sha256(copy.read_bytes()).hexdigest() == digests[name], name
-
-
-@dataclass
-class WatchingSink:
-    """A Sealer wrapper that runs ``on_event(kind, fields)`` right after an event is durable:
-    the moment between a receipt and the free, and the moment just before the unlinks."""
-
-    inner: Sealer
-    on_event: Callable[[str, Mapping[str, JsonValue]], None]
-    kinds: list[str] = field(default_factory=list)
-
-    def event(
-        self,
-        kind: str,
-        fields: Mapping[str, JsonValue],
-        *,
-        mono_us: int,
-        utc_us: int,
-        reserve_ok: bool = False,
-    ) -> int:
-        seq = self.inner.event(kind, fields, mono_us=mono_us, utc_us=utc_us, reserve_ok=reserve_ok)
-        self.kinds.append(kind)
-        self.on_event(kind, fields)
-        return seq
 
 
 def checking_freed_against(
