@@ -83,7 +83,7 @@ class GpioConfig:
 @dataclass(frozen=True)
 class GnssConfig:
     backend: str = field(default="sim", metadata={"choices": ("sim", "serial", "none")})
-    port: str = "/dev/ttyAMA0"
+    port: str = "/dev/serial0"
     baud: int = field(default=9600, metadata={"lo": 1200, "hi": 921_600})
 
 
