@@ -1,0 +1,182 @@
+"""`bwc report` end to end, read by a real browser: a recording with a pre-event part, two markers,
+a mute, a GNSS track and a power cut, reported and then opened in headless Chromium, which must show
+the timeline, both markers, every thumbnail decoded, the track, and no console error or fetch.
+
+Skipped with a reason when Chromium is not installed, except under CI (CI=true), where a missing
+browser fails the run (.ci/run installs Debian's ``chromium``). ``BWC_REPORT_SCREENSHOT=FILE``
+keeps the full-page screenshot for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.integration.chromium import Chromium, find_chromium
+from tests.integration.conftest import SMALL, Bwc, ProvisionedUnit, provision_unit, write_scenario
+
+SETS = [
+    *SMALL,
+    *("--set", "camera.fps=10"),
+    *("--set", "recorder.pre_event_s=4"),
+    *("--set", "recorder.segment_s=6"),
+    *("--set", "recorder.gnss_interval_s=1"),
+]
+PRESS_S, MARKERS_S, MUTE_S, UNMUTE_S, CUT_S = 6.0, (9.0, 17.0), 11.0, 14.5, 22.0
+
+CHECKS_JS = """(() => {
+  const visible = (el) => !!el && el.getBoundingClientRect().width > 0
+      && el.getBoundingClientRect().height > 0;
+  const imgs = [...document.querySelectorAll('#pictures img')];
+  const path = document.querySelector('#gnss-path');
+  return {
+    timeline: visible(document.querySelector('#timeline svg.tl')),
+    timeline_markers: document.querySelectorAll('#timeline .tl-marker').length,
+    visible_markers: [...document.querySelectorAll('#timeline .tl-marker circle')]
+        .filter(visible).length,
+    pre_event: document.querySelectorAll('#timeline rect[data-kind="pre-event"]').length,
+    mute: [...document.querySelectorAll('#timeline rect[data-kind="mute"]')]
+        .filter(visible).length,
+    power_loss: document.querySelectorAll('#timeline .tl-powerloss').length,
+    marker_thumbnails: document.querySelectorAll('figure.thumb.marker').length,
+    thumbnails: imgs.length,
+    thumbnails_decoded: imgs.filter((i) => i.complete && i.naturalWidth > 0
+        && i.naturalHeight > 0).length,
+    thumbnails_visible: imgs.filter(visible).length,
+    gnss_path_px: path ? path.getTotalLength() : 0,
+    scale_bar: visible(document.querySelector('#scale-bar')),
+    events_marker: document.querySelectorAll('#events tr[data-kind="marker"]').length,
+    events_power_loss: document.querySelectorAll('#events tr[data-kind="power-loss"]').length,
+    verdict: document.querySelector('#verdict').textContent.trim(),
+    no_findings: visible(document.querySelector('#no-findings')),
+    fetched: performance.getEntriesByType('resource').map((e) => e.name),
+    text: document.body.innerText,
+  };
+})()"""
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProvisionedUnit, Path]:
+    """A unit that recorded with markers and a mute, lost power, and booted again."""
+    root = tmp_path_factory.mktemp("report")
+    unit = provision_unit(root, "CAM-0042", "PC-1234")
+    bwc = Bwc(root)
+    first = write_scenario(
+        root / "shift.toml",
+        CUT_S + 4,
+        {"at_s": PRESS_S, "action": "double_press", "button": "event"},
+        {"at_s": MARKERS_S[0], "action": "press", "button": "function"},
+        {"at_s": MUTE_S, "action": "double_press", "button": "function"},
+        {"at_s": UNMUTE_S, "action": "double_press", "button": "function"},
+        {"at_s": MARKERS_S[1], "action": "press", "button": "function"},
+        {"at_s": CUT_S, "action": "power_cut"},
+    )
+    bwc("sim", first, "--device", unit.device, *SETS, check=137)
+    bwc("sim", write_scenario(root / "boot.toml", 2.0), "--device", unit.device, *SETS)
+    return unit, root
+
+
+def _chromium() -> str:
+    path = find_chromium()
+    if path is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but no chromium on PATH: .ci/run must install Debian's chromium")
+        pytest.skip("no chromium on PATH (apt-get install chromium) to render the report")
+    return path
+
+
+def test_report_shows_timeline_markers_thumbnails_and_track_in_chromium(
+    recorded: tuple[ProvisionedUnit, Path], tmp_path: Path
+) -> None:
+    browser = _chromium()
+    unit, root = recorded
+    out = tmp_path / "reports"
+    run = Bwc(root)(
+        "report",
+        unit.device / "evidence",
+        "--key",
+        unit.agency_key,
+        "--trust",
+        unit.device / "identity" / "device-pub.pem",
+        "--out",
+        out,
+    )
+    (page,) = sorted(out.glob("*.html"))
+    assert run.stdout.split() == [str(page)]
+    html = page.read_text(encoding="utf-8")
+    # Self-contained: nothing that would reach for a network or another file.
+    for needle in ("http://", "https://", 'src="file:', "<script", "<link"):
+        assert needle not in html, needle
+
+    with Chromium(browser, tmp_path / "profile") as chrome:
+        chrome.open(page.as_uri())
+        checks = chrome.evaluate(CHECKS_JS)
+        shot = tmp_path / "report.png"
+        chrome.screenshot(shot)
+        pdf = chrome.pdf()
+        errors = chrome.errors()
+
+    assert errors == []
+    assert checks["fetched"] == []
+    assert checks["timeline"]
+    assert checks["timeline_markers"] == len(MARKERS_S)
+    assert checks["visible_markers"] == len(MARKERS_S)
+    assert checks["pre_event"] == 1
+    assert checks["mute"] == 1
+    assert checks["power_loss"] == 1
+    assert checks["events_marker"] == len(MARKERS_S)
+    assert checks["events_power_loss"] == 1
+    # Start, press, both markers, end and some regular ones: each decoded and on screen.
+    assert checks["marker_thumbnails"] == len(MARKERS_S)
+    assert checks["thumbnails"] >= 5
+    assert checks["thumbnails_decoded"] == checks["thumbnails"]
+    assert checks["thumbnails_visible"] == checks["thumbnails"]
+    assert checks["gnss_path_px"] > 50
+    assert checks["scale_bar"]
+    assert checks["verdict"].startswith("✔ Verified intact")
+    assert checks["no_findings"]
+    text = checks["text"]
+    for fact in ("CAM-0042", "PC-1234", "Power lost", "Microphone muted", "Marker 2"):
+        assert fact in text, fact
+    assert "T09:00:" in text or "Z" in text  # ISO 8601 UTC times are shown
+
+    assert shot.stat().st_size > 50_000  # a real picture, not an empty page
+    assert pdf.startswith(b"%PDF")
+    keep = os.environ.get("BWC_REPORT_SCREENSHOT")
+    if keep:
+        shutil.copyfile(shot, keep)
+        Path(keep).with_suffix(".pdf").write_bytes(pdf)
+
+
+def test_report_refuses_tampered_evidence_and_never_overwrites(
+    recorded: tuple[ProvisionedUnit, Path], tmp_path: Path
+) -> None:
+    unit, root = recorded
+    bwc = Bwc(root)
+    trust = unit.device / "identity" / "device-pub.pem"
+    out = tmp_path / "reports"
+    args: list[str | Path] = ["--key", unit.agency_key, "--trust", trust, "--out", out]
+    bwc("report", unit.device / "evidence", *args)
+    again = bwc("report", unit.device / "evidence", *args, check=2)
+    assert "never overwritten" in again.stderr
+    assert again.stderr.count("\n") == 1
+
+    bad = bwc("report", unit.device / "evidence", *args, "--every-s", "0", check=2)
+    assert "--every-s" in bad.stderr
+
+    copy = tmp_path / "copy"
+    shutil.copytree(unit.device / "evidence", copy)
+    victim = next(p for p in sorted(copy.glob("*.bin")))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 1
+    victim.write_bytes(bytes(data))
+    tampered_out = tmp_path / "tampered"
+    run = bwc(
+        "report", copy, "--key", unit.agency_key, "--trust", trust, "--out", tampered_out, check=1
+    )
+    assert "integrity" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not list(tampered_out.glob("*.html"))
