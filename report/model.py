@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evidence.opener import Recording
+from report.chain import ChainEvent
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class RecordingFacts:
     anchors: list[Anchor] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    chain_events: list[ChainEvent] = field(default_factory=list)
 
     @property
     def video_start_utc_us(self) -> int | None:
@@ -151,8 +153,10 @@ class RecordingFacts:
         return best
 
 
-def facts_of(rec: Recording, meta: dict[str, Any]) -> RecordingFacts:
-    """``RecordingFacts`` from an opened recording and its export metadata."""
+def facts_of(
+    rec: Recording, meta: dict[str, Any], chain_events: list[ChainEvent] | None = None
+) -> RecordingFacts:
+    """``RecordingFacts`` from an opened recording, its export metadata and its signed events."""
     verification = meta.get("verification") or {}
     units = [_unit_span(m) for m in rec.units]
     explained = {
@@ -220,6 +224,7 @@ def facts_of(rec: Recording, meta: dict[str, Any]) -> RecordingFacts:
             for f in report.all_findings
         ],
         notes=[*report.notes, *rec.report.notes],
+        chain_events=list(chain_events or []),
     )
 
 

@@ -19,6 +19,7 @@ from evidence.keys import AgencyPrivateKey
 from evidence.opener import Recording, open_store
 from evidence.store import StoreReader
 from hal.errors import UsageError
+from report.chain import recording_events
 from report.model import facts_of
 from report.page import Page, build_page
 from report.thumbnails import render_thumbnails, wanted_frames
@@ -45,13 +46,15 @@ def render_html(page: Page) -> str:
 
 def report_page(
     rec: Recording,
+    store: StoreReader,
     generated_utc_us: int,
     tool_version: str,
     interval_s: float | None = None,
 ) -> Page:
     """The page of one opened recording, thumbnails decoded from its sealed video."""
     meta = export_metadata(rec, {})
-    facts = facts_of(rec, meta)
+    events = recording_events(store, rec.report.id, rec.units, rec.store_report.head_seq)
+    facts = facts_of(rec, meta, events)
     segments = {s.index: s for s in rec.segments}
     thumbs = render_thumbnails(
         facts, wanted_frames(facts, interval_s), lambda i: segments[i].iter_plaintext()
@@ -80,7 +83,7 @@ def write_reports(
         raise UsageError(f"--out {out_dir}: cannot create: {exc.strerror}") from exc
     written: list[Path] = []
     for rec in open_store(store, key, trusted_keys):
-        page = report_page(rec, utc_us(), tool_version, interval_s)
+        page = report_page(rec, store, utc_us(), tool_version, interval_s)
         path = out_dir / f"{_file_id(rec.report.id)}.html"
         _write_new(path, render_html(page))
         log.info("report for recording %s: %d thumbnails", rec.report.id, len(page.thumbnails))

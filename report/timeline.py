@@ -5,6 +5,7 @@ Pure: it turns ``RecordingFacts`` into coordinates and sentences; the template d
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ PLOT_X1 = 984
 ROW_H = 30
 TOP = 8
 
-ROWS = ("Video", "Segments", "Sound", "Indicators", "Markers")
+ROWS = ("Video", "Segments", "Sound", "Stealth", "Markers", "Unit events")
 
 TRIGGERS = {
     "double_press": "the officer double-pressed the event button",
@@ -115,7 +116,12 @@ def build_timeline(facts: RecordingFacts) -> Timeline | None:
         clamped = min(max(utc_us, t0), t1)
         return round(PLOT_X0 + (clamped - t0) / span_us * (PLOT_X1 - PLOT_X0), 2)
 
-    tl = Timeline(iso_utc(t0), iso_utc(t1))
+    during = [e for e in facts.chain_events if e.during]
+    names = [
+        n for n in ROWS if (n != "Stealth" or facts.stealth) and (n != "Unit events" or during)
+    ]
+    row = {n: i for i, n in enumerate(names)}
+    tl = Timeline(iso_utc(t0), iso_utc(t1), rows=tuple(names))
     press = facts.press_utc_us
     video_end = facts.units[-1].end_utc_us
     if press is not None and press > t0:
@@ -159,7 +165,7 @@ def build_timeline(facts: RecordingFacts) -> Timeline | None:
         end = iv.to_utc_us if iv.to_utc_us is not None else t1
         tl.spans.append(
             Span(
-                2,
+                row["Sound"],
                 "mute",
                 x(iv.from_utc_us),
                 max(2.0, x(end) - x(iv.from_utc_us)),
@@ -171,7 +177,7 @@ def build_timeline(facts: RecordingFacts) -> Timeline | None:
         end = iv.to_utc_us if iv.to_utc_us is not None else t1
         tl.spans.append(
             Span(
-                3,
+                row["Stealth"],
                 "stealth",
                 x(iv.from_utc_us),
                 max(2.0, x(end) - x(iv.from_utc_us)),
@@ -182,7 +188,11 @@ def build_timeline(facts: RecordingFacts) -> Timeline | None:
     for m in facts.markers:
         tl.marks.append(
             Mark(
-                4, "marker", x(m.utc_us), str(m.number), f"Marker {m.number} at {iso_utc(m.utc_us)}"
+                row["Markers"],
+                "marker",
+                x(m.utc_us),
+                str(m.number),
+                f"Marker {m.number} at {iso_utc(m.utc_us)}",
             )
         )
     if press is not None:
@@ -200,6 +210,10 @@ def build_timeline(facts: RecordingFacts) -> Timeline | None:
     elif facts.stop_utc_us is not None:
         tl.marks.append(
             Mark(0, "stop", x(facts.stop_utc_us), "", f"Stopped at {iso_utc(facts.stop_utc_us)}")
+        )
+    for e in during:
+        tl.marks.append(
+            Mark(row["Unit events"], "unit", x(e.utc_us), e.title, f"{e.title}: {e.detail}")
         )
     tl.ticks = _ticks(t0, t1, x)
     return tl
@@ -299,6 +313,12 @@ def build_events(facts: RecordingFacts) -> list[Event]:
             "The unit lost power while recording; the video sealed before it is complete "
             "(at most one sealing unit, about a second, can be lost).",
         )
+    # The signed discovery of a power loss comes before the stop it leads to (same boot, same
+    # second); everything else from the chain is added after, and the sort below keeps that order.
+    after = [c for c in facts.chain_events if c.kind != "power-loss"]
+    for c in facts.chain_events:
+        if c.kind == "power-loss":
+            add(c.utc_us, c.kind, c.title, c.detail)
     if facts.stop_utc_us is not None:
         detail = f"Stopped because {trigger_text(facts.stop_trigger)}."
         if facts.stop_trigger == "power_loss_recovery":
@@ -307,5 +327,35 @@ def build_events(facts: RecordingFacts) -> list[Event]:
                 "power-loss event and closed it."
             )
         add(facts.stop_utc_us, "stop", "Recording closed", detail)
+    for c in after:
+        add(c.utc_us, c.kind, c.title, c.detail)
+    last_seq = facts.unit_seqs[1] if facts.unit_seqs else None
+    for a in facts.anchors:
+        when = _parse_iso_us(a.gen_time)
+        if when is None or last_seq is None or a.head_seq is None or a.head_seq < last_seq:
+            continue
+        how = {"verified": "signature verified", "unverified": "signature not checked"}.get(
+            a.status, "INVALID"
+        )
+        add(
+            when,
+            "anchor",
+            "Time anchor",
+            f"{a.tsa or 'A time-stamping authority'} signed the chain up to entry {a.head_seq} "
+            f"(this recording included) at {a.gen_time}; {how}.",
+        )
     events.sort(key=lambda e: e.sort_us)
     return events
+
+
+def _parse_iso_us(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -1,6 +1,7 @@
 """`bwc report` end to end, read by a real browser: a recording with a pre-event part, two markers,
-a mute, a GNSS track and a power cut, reported and then opened in headless Chromium, which must show
-the timeline, both markers, every thumbnail decoded, the track, and no console error or fetch.
+a mute, low battery, a GNSS track and a power cut, then docked at the next start, reported from the
+dock's copy and opened in headless Chromium, which must show the timeline, both markers, every
+thumbnail decoded, the track, the offload receipt, and no console error or fetch.
 
 Skipped with a reason when Chromium is not installed, except under CI (CI=true), where a missing
 browser fails the run (.ci/run installs Debian's ``chromium``). ``BWC_REPORT_SCREENSHOT=FILE``
@@ -25,7 +26,7 @@ SETS = [
     *("--set", "recorder.segment_s=6"),
     *("--set", "recorder.gnss_interval_s=1"),
 ]
-PRESS_S, MARKERS_S, MUTE_S, UNMUTE_S, CUT_S = 6.0, (9.0, 17.0), 11.0, 14.5, 22.0
+PRESS_S, MARKERS_S, MUTE_S, UNMUTE_S, LOW_S, CUT_S = 6.0, (9.0, 17.0), 11.0, 14.5, 19.0, 22.0
 
 CHECKS_JS = """(() => {
   const visible = (el) => !!el && el.getBoundingClientRect().width > 0
@@ -50,6 +51,9 @@ CHECKS_JS = """(() => {
     scale_bar: visible(document.querySelector('#scale-bar')),
     events_marker: document.querySelectorAll('#events tr[data-kind="marker"]').length,
     events_power_loss: document.querySelectorAll('#events tr[data-kind="power-loss"]').length,
+    events_offload: document.querySelectorAll('#events tr[data-kind="offload"]').length,
+    unit_events: [...document.querySelectorAll('#timeline .tl-unit text')]
+        .map((t) => t.textContent.trim()),
     verdict: document.querySelector('#verdict').textContent.trim(),
     no_findings: visible(document.querySelector('#no-findings')),
     fetched: performance.getEntriesByType('resource').map((e) => e.name),
@@ -60,7 +64,10 @@ CHECKS_JS = """(() => {
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProvisionedUnit, Path]:
-    """A unit that recorded with markers and a mute, lost power, and booted again."""
+    """A unit that recorded with markers and a mute, lost power, booted again and docked.
+
+    Returns the unit and the dock's copy of its evidence (the unit's own store has freed the
+    offloaded video, so only the copy can be opened)."""
     root = tmp_path_factory.mktemp("report")
     unit = provision_unit(root, "CAM-0042", "PC-1234")
     bwc = Bwc(root)
@@ -72,11 +79,13 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProvisionedUnit,
         {"at_s": MUTE_S, "action": "double_press", "button": "function"},
         {"at_s": UNMUTE_S, "action": "double_press", "button": "function"},
         {"at_s": MARKERS_S[1], "action": "press", "button": "function"},
+        {"at_s": LOW_S, "action": "battery", "level_pct": 12.0},
         {"at_s": CUT_S, "action": "power_cut"},
     )
     bwc("sim", first, "--device", unit.device, *SETS, check=137)
-    bwc("sim", write_scenario(root / "boot.toml", 2.0), "--device", unit.device, *SETS)
-    return unit, root
+    docked = write_scenario(root / "boot.toml", 30.0, {"at_s": 1.0, "action": "dock"})
+    bwc("sim", docked, "--device", unit.device, *SETS)
+    return unit, unit.device / "dock" / "CAM-0042"
 
 
 def _chromium() -> str:
@@ -92,11 +101,11 @@ def test_report_shows_timeline_markers_thumbnails_and_track_in_chromium(
     recorded: tuple[ProvisionedUnit, Path], tmp_path: Path
 ) -> None:
     browser = _chromium()
-    unit, root = recorded
+    unit, copy = recorded
     out = tmp_path / "reports"
-    run = Bwc(root)(
+    run = Bwc(tmp_path)(
         "report",
-        unit.device / "evidence",
+        copy,
         "--key",
         unit.agency_key,
         "--trust",
@@ -128,7 +137,10 @@ def test_report_shows_timeline_markers_thumbnails_and_track_in_chromium(
     assert checks["mute"] == 1
     assert checks["power_loss"] == 1
     assert checks["events_marker"] == len(MARKERS_S)
-    assert checks["events_power_loss"] == 1
+    # The loss as the video shows it, and the signed discovery at the next start.
+    assert checks["events_power_loss"] == 2
+    assert checks["events_offload"] >= 1
+    assert checks["unit_events"] == ["Low battery"]
     # Start, press, both markers, end and some regular ones: each decoded and on screen.
     assert checks["marker_thumbnails"] == len(MARKERS_S)
     assert checks["thumbnails"] >= 5
@@ -139,7 +151,7 @@ def test_report_shows_timeline_markers_thumbnails_and_track_in_chromium(
     assert checks["verdict"].startswith("✔ Verified intact")
     assert checks["no_findings"]
     text = checks["text"]
-    for fact in ("CAM-0042", "PC-1234", "Power lost", "Microphone muted", "Marker 2"):
+    for fact in ("CAM-0042", "PC-1234", "Power lost", "Microphone muted", "Marker 2", "Offloaded"):
         assert fact in text, fact
     assert "T09:00:" in text or "Z" in text  # ISO 8601 UTC times are shown
 
@@ -154,21 +166,21 @@ def test_report_shows_timeline_markers_thumbnails_and_track_in_chromium(
 def test_report_refuses_tampered_evidence_and_never_overwrites(
     recorded: tuple[ProvisionedUnit, Path], tmp_path: Path
 ) -> None:
-    unit, root = recorded
-    bwc = Bwc(root)
+    unit, dock_copy = recorded
+    bwc = Bwc(tmp_path)
     trust = unit.device / "identity" / "device-pub.pem"
     out = tmp_path / "reports"
     args: list[str | Path] = ["--key", unit.agency_key, "--trust", trust, "--out", out]
-    bwc("report", unit.device / "evidence", *args)
-    again = bwc("report", unit.device / "evidence", *args, check=2)
+    bwc("report", dock_copy, *args)
+    again = bwc("report", dock_copy, *args, check=2)
     assert "never overwritten" in again.stderr
     assert again.stderr.count("\n") == 1
 
-    bad = bwc("report", unit.device / "evidence", *args, "--every-s", "0", check=2)
+    bad = bwc("report", dock_copy, *args, "--every-s", "0", check=2)
     assert "--every-s" in bad.stderr
 
     copy = tmp_path / "copy"
-    shutil.copytree(unit.device / "evidence", copy)
+    shutil.copytree(dock_copy, copy)
     victim = next(p for p in sorted(copy.glob("*.bin")))
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 1

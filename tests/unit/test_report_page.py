@@ -3,10 +3,16 @@ which frames become pictures, and the HTML that signed strings cannot break out 
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from evidence.format import entry_name
+from evidence.store import DirectoryStoreReader
+from report.chain import recording_events
 from report.clock_text import duration_text, iso_utc, offset_text
 from report.model import Fix, Gap, Interval, Marker, RecordingFacts, UnitSpan
 from report.page import build_page
@@ -184,3 +190,53 @@ def test_a_recording_without_video_still_renders() -> None:
     assert 'class="tl"' not in html
     assert build_timeline(facts) is None
     assert wanted_frames(facts) == []
+
+
+def test_chain_events_of_a_recording_are_selected_and_worded(tmp_path: Path) -> None:
+    """Events of the unit while it recorded, its power-loss discovery and the receipts and frees
+    that name its files; another recording's events and unrelated receipts are left out."""
+    entries: list[dict[str, Any]] = []
+
+    def event(kind: str, utc_s: float, **fields: Any) -> None:
+        entries.append({"type": "event", "kind": kind, "utc_us": T0 + int(utc_s * 1e6),
+                        "fields": fields})  # fmt: skip
+
+    def unit(utc_s: float) -> None:
+        seq = len(entries)
+        entries.append({"type": "unit", "seq": seq, "utc_us": T0 + int(utc_s * 1e6),
+                        "payload": {"file": entry_name(seq, "bin")}})  # fmt: skip
+
+    event("record_start", 0, recording="r1")
+    unit(1)
+    event("low_battery", 1.5, level_pct=12.4)
+    event("marker", 1.6, recording="r1")
+    event("frame_gap", 1.7, recording="r2", reason="not ours")
+    unit(2)
+    event("power_loss_discovered", 9, open_recording="r1", lost_note="power lost after entry 5")
+    event("power_loss_discovered", 9, open_recording="r0")
+    event("low_battery", 10, level_pct=3)  # after the recording: not drawn as "during"
+    event("offload_receipt", 20, target="s3://b/p", files=[{"file": entry_name(1, "bin")},
+          {"file": entry_name(5, "json")}, {"file": "unrelated"}])  # fmt: skip
+    event("offload_receipt", 21, target="s3://b/p", files=[{"file": "0000000099.bin"}])
+    event("offload_freed", 22, target="s3://b/p", files=[entry_name(1, "bin")])
+    for seq, m in enumerate(entries):
+        (tmp_path / entry_name(seq, "json")).write_text(json.dumps(m))
+    units = [dict(m, seq=i) for i, m in enumerate(entries) if m["type"] == "unit"]
+
+    got = recording_events(DirectoryStoreReader(tmp_path), "r1", units, len(entries) - 1)
+    assert [(e.title, e.during) for e in got] == [
+        ("Low battery", True),
+        ("Power loss discovered at the next start", False),
+        ("Offloaded", False),
+        ("Freed on the unit", False),
+    ]
+    assert got[0].detail == "Battery at 12 %."
+    assert "power lost after entry 5" in got[1].detail
+    assert "s3://b/p confirmed receipt of 2 of this recording's 6 unit files" in got[2].detail
+    assert got[3].detail.startswith("1 of this recording's files freed")
+    facts = _facts(chain_events=got, unit_seqs=(1, 5))
+    tl = build_timeline(facts)
+    assert tl is not None and tl.rows[-1] == "Unit events"
+    assert [m.label for m in tl.marks if m.kind == "unit"] == ["Low battery"]
+    kinds = [e.kind for e in build_events(facts)]
+    assert kinds.index("power-loss") < kinds.index("offload")
