@@ -44,3 +44,32 @@ def offset_text(seconds: float) -> str:
     """Signed offset from the button press: ``-2.0 s``, ``+12.5 s``, ``+1 min 05.3 s``."""
     sign = "-" if seconds < 0 else "+"
     return sign + duration_text(abs(seconds))
+
+
+def parse_iso_us(text: str | None) -> int | None:
+    """Microseconds since the epoch of an ISO 8601 time (UTC if it names no zone), or None."""
+    if not text:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def iso_text(text: str | None) -> str:
+    """An ISO time from elsewhere (a TSA token) in this report's form, or "unknown"."""
+    us = parse_iso_us(text)
+    return iso_utc(us) if us is not None else (text or "unknown")
+
+
+def clock_offset_text(seconds: float | None) -> str:
+    """How far the unit's clock was from a trusted one: ``2.3 s ahead``, ``within 1 s``."""
+    if seconds is None:
+        return "unknown"
+    if abs(seconds) < 1:
+        return "within 1 s"
+    return f"{duration_text(abs(seconds))} {'ahead' if seconds > 0 else 'behind'}"

@@ -76,6 +76,7 @@ class Anchor:
     gen_time: str | None
     tsa: str | None
     status: str  # verified | unverified | invalid
+    unit_minus_tsa_s: float | None = None  # how far the unit's clock was from the TSA's
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,14 @@ def facts_of(
         boot_id=boot.id if boot else None,
         boot_clean=boot.clean if boot else None,
         anchors=[
-            Anchor(a.seq, a.head_seq, a.gen_time, a.tsa_name or a.tsa_url, a.status)
+            Anchor(
+                a.seq,
+                a.head_seq,
+                a.gen_time,
+                _tsa_name(a.tsa_name) or a.tsa_url,
+                a.status,
+                a.device_utc_minus_tsa_s,
+            )
             for a in report.anchors
         ],
         findings=[
@@ -226,6 +234,13 @@ def facts_of(
         notes=[*report.notes, *rec.report.notes],
         chain_events=list(chain_events or []),
     )
+
+
+def _tsa_name(name: str | None) -> str | None:
+    """``<Name(CN=Test TSA)>`` (an X.509 name's repr) as ``CN=Test TSA``."""
+    if name and name.startswith("<Name(") and name.endswith(")>"):
+        return name[6:-2]
+    return name
 
 
 def _unit_span(m: dict[str, Any]) -> UnitSpan:

@@ -20,6 +20,7 @@ from evidence.opener import Recording, open_store
 from evidence.store import StoreReader
 from hal.errors import UsageError
 from report.chain import recording_events
+from report.clock_text import clock_offset_text, iso_text
 from report.model import facts_of
 from report.page import Page, build_page
 from report.thumbnails import render_thumbnails, wanted_frames
@@ -41,6 +42,7 @@ def render_html(page: Page) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals.update(clock_offset=clock_offset_text, iso_text=iso_text)
     return env.get_template("recording.html.j2").render(page=page, f=page.facts)
 
 

@@ -5,11 +5,10 @@ Pure: it turns ``RecordingFacts`` into coordinates and sentences; the template d
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from report.clock_text import clock_utc, duration_text, iso_utc, offset_text
+from report.clock_text import clock_utc, duration_text, iso_utc, offset_text, parse_iso_us
 from report.model import RecordingFacts
 
 WIDTH = 1000
@@ -331,7 +330,7 @@ def build_events(facts: RecordingFacts) -> list[Event]:
         add(c.utc_us, c.kind, c.title, c.detail)
     last_seq = facts.unit_seqs[1] if facts.unit_seqs else None
     for a in facts.anchors:
-        when = _parse_iso_us(a.gen_time)
+        when = parse_iso_us(a.gen_time)
         if when is None or last_seq is None or a.head_seq is None or a.head_seq < last_seq:
             continue
         how = {"verified": "signature verified", "unverified": "signature not checked"}.get(
@@ -342,20 +341,7 @@ def build_events(facts: RecordingFacts) -> list[Event]:
             "anchor",
             "Time anchor",
             f"{a.tsa or 'A time-stamping authority'} signed the chain up to entry {a.head_seq} "
-            f"(this recording included) at {a.gen_time}; {how}.",
+            f"(this recording included) at {iso_utc(when)}; {how}.",
         )
     events.sort(key=lambda e: e.sort_us)
     return events
-
-
-def _parse_iso_us(text: str | None) -> int | None:
-    if not text:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -18,6 +18,7 @@ import pytest
 
 from tests.integration.chromium import Chromium, find_chromium
 from tests.integration.conftest import SMALL, Bwc, ProvisionedUnit, provision_unit, write_scenario
+from tests.tsa import openssl_ts_available, start_tsa
 
 SETS = [
     *SMALL,
@@ -52,6 +53,8 @@ CHECKS_JS = """(() => {
     events_marker: document.querySelectorAll('#events tr[data-kind="marker"]').length,
     events_power_loss: document.querySelectorAll('#events tr[data-kind="power-loss"]').length,
     events_offload: document.querySelectorAll('#events tr[data-kind="offload"]').length,
+    events_anchor: document.querySelectorAll('#events tr[data-kind="anchor"]').length,
+    anchor_rows: document.querySelectorAll('#anchors tbody tr').length,
     unit_events: [...document.querySelectorAll('#timeline .tl-unit text')]
         .map((t) => t.textContent.trim()),
     verdict: document.querySelector('#verdict').textContent.trim(),
@@ -84,7 +87,14 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProvisionedUnit,
     )
     bwc("sim", first, "--device", unit.device, *SETS, check=137)
     docked = write_scenario(root / "boot.toml", 30.0, {"at_s": 1.0, "action": "dock"})
-    bwc("sim", docked, "--device", unit.device, *SETS)
+    # With a time-stamping authority where `openssl ts` can play one, the dock anchors the chain.
+    tsa = start_tsa(root / "tsa") if openssl_ts_available() is None else None
+    try:
+        tsa_set = ["--set", f"offload.tsa_url={tsa.url}"] if tsa else []
+        bwc("sim", docked, "--device", unit.device, *SETS, *tsa_set)
+    finally:
+        if tsa:
+            tsa.stop()
     return unit, unit.device / "dock" / "CAM-0042"
 
 
@@ -141,6 +151,9 @@ def test_report_shows_timeline_markers_thumbnails_and_track_in_chromium(
     assert checks["events_power_loss"] == 2
     assert checks["events_offload"] >= 1
     assert checks["unit_events"] == ["Low battery"]
+    if openssl_ts_available() is None:
+        assert checks["anchor_rows"] >= 1
+        assert checks["events_anchor"] >= 1
     # Start, press, both markers, end and some regular ones: each decoded and on screen.
     assert checks["marker_thumbnails"] == len(MARKERS_S)
     assert checks["thumbnails"] >= 5

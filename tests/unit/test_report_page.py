@@ -13,8 +13,8 @@ import pytest
 from evidence.format import entry_name
 from evidence.store import DirectoryStoreReader
 from report.chain import recording_events
-from report.clock_text import duration_text, iso_utc, offset_text
-from report.model import Fix, Gap, Interval, Marker, RecordingFacts, UnitSpan
+from report.clock_text import clock_offset_text, duration_text, iso_utc, offset_text, parse_iso_us
+from report.model import Anchor, Fix, Gap, Interval, Marker, RecordingFacts, UnitSpan
 from report.page import build_page
 from report.render import render_html
 from report.thumbnails import Thumbnail, interval_for, wanted_frames
@@ -240,3 +240,21 @@ def test_chain_events_of_a_recording_are_selected_and_worded(tmp_path: Path) -> 
     assert [m.label for m in tl.marks if m.kind == "unit"] == ["Low battery"]
     kinds = [e.kind for e in build_events(facts)]
     assert kinds.index("power-loss") < kinds.index("offload")
+
+
+def test_time_anchors_covering_the_recording_are_events_with_the_clock_offset() -> None:
+    anchors = [
+        Anchor(40, 30, "2026-01-01T10:00:05Z", "CN=Test TSA", "unverified", 3600.5),
+        Anchor(12, 8, "2026-01-01T09:00:05Z", "CN=Test TSA", "verified", 0.2),  # before its end
+    ]
+    facts = _facts(anchors=anchors, unit_seqs=(10, 19))
+    (anchor,) = [e for e in build_events(facts) if e.kind == "anchor"]
+    assert anchor.at_iso == "2026-01-01T10:00:05.000Z"
+    assert "up to entry 30" in anchor.detail and "signature not checked" in anchor.detail
+    assert parse_iso_us("2026-01-01T09:00:00Z") == T0
+    assert parse_iso_us("not a time") is None
+    assert clock_offset_text(3600.5) == "1 h 00 min 00 s ahead"
+    assert clock_offset_text(-2.0) == "2.0 s behind"
+    assert clock_offset_text(0.4) == "within 1 s"
+    html = render_html(build_page(facts, [], T0, "0.1.0"))
+    assert "1 h 00 min 00 s ahead" in html and "2026-01-01T10:00:05.000Z" in html
