@@ -11,6 +11,7 @@ keeps the full-page screenshot for a person to look at.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -170,6 +171,11 @@ def test_report_shows_timeline_markers_thumbnails_and_track_in_chromium(
 
     assert shot.stat().st_size > 50_000  # a real picture, not an empty page
     assert pdf.startswith(b"%PDF")
+    # Printed on A4 (210 x 297 mm = 595 x 842 pt, the page size @media print asks for), on more
+    # than one page.
+    boxes = re.findall(rb"/MediaBox \[0 0 ([0-9.]+) ([0-9.]+)\]", pdf)
+    assert len(boxes) >= 2
+    assert all(abs(float(w) - 595) < 2 and abs(float(h) - 842) < 2 for w, h in boxes), boxes
     keep = os.environ.get("BWC_REPORT_SCREENSHOT")
     if keep:
         shutil.copyfile(shot, keep)
