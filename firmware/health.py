@@ -112,13 +112,14 @@ def boot_decision(layout: UnitLayout, boot: BootControl) -> BootPlan:
     """One power-on: the (simulated) bootloader, then the early-boot update service.
 
     With a ``SimulatedBootloader`` this plays the bootloader too; on a Pi the bootloader has
-    already chosen and the device tree tells which slot runs. Re-arming a lost try-boot on a Pi
-    reboots into it at once (``PiBootControl.arm_tryboot``).
+    already chosen and the kernel command line tells which slot runs. Re-arming a lost try-boot
+    never reboots here: the root helper reboots into it later, at a safe moment.
     """
     if isinstance(boot, SimulatedBootloader):
         slot, tryboot = boot.select_boot_slot()
     else:
         slot, tryboot = boot.get_current(), boot.booted_by_tryboot()
+    boot.consume_tryboot()
     primary = boot.get_primary()
     state = load_state(layout)
     pending = state.pending

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from firmware import __version__
@@ -71,7 +70,7 @@ def _camera(profile: Any, device_id: str, clock: SystemClock) -> Camera:
 
 def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: float | None) -> int:
     """Boot and run the real unit until SIGTERM/SIGINT (or ``duration_s``); returns an exit code."""
-    from firmware.boot_control import PiBootControl
+    from firmware.boot_control import MirroredAutoboot, PiBootControl, PiSystem
     from hal.gnss_serial import SerialGnss
     from hal.gpio import GpiozeroButton, GpiozeroIndicator
 
@@ -81,7 +80,9 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
     assignment = load_assignment(layout)
     clock = SystemClock()
     key = SoftwareDeviceKey.load(layout.device_key)
-    boot = PiBootControl(Path(BOOT_PARTITION), _run_command)
+    # The recorder runs unprivileged: it reads the boot selection from the copy the root helper
+    # keeps on the data partition (docs/unit-layout.md, "The root helper").
+    boot = PiBootControl(MirroredAutoboot(layout.autoboot_txt), layout, PiSystem())
     slot = boot.get_current()
     sealer = open_unit_sealer(layout, profile, assignment, key, lambda: clock.source.value)
     record_boot(

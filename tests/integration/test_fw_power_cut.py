@@ -223,6 +223,17 @@ class CuttingBoot:
     def armed_tryboot(self) -> str | None:
         return self.inner.armed_tryboot()
 
+    def is_initialised(self) -> bool:
+        return self.inner.is_initialised()
+
+    def disarm_tryboot(self) -> None:
+        self._tick()
+        self.inner.disarm_tryboot()
+        self._tick()
+
+    def consume_tryboot(self) -> None:
+        self.inner.consume_tryboot()
+
 
 def _staged(template: tuple[Path, Path], tmp_path: Path) -> UnitLayout:
     layout = fresh_unit(template, tmp_path, "staged")
