@@ -23,7 +23,6 @@ from firmware import __version__
 from firmware.boot_control import SimBootControl
 from firmware.daemon import Daemon
 from firmware.evidence_access import open_unit_sealer, record_boot
-from firmware.flash import read_slot_info
 from firmware.health import (
     BootPlan,
     Outcome,
@@ -34,6 +33,7 @@ from firmware.health import (
 )
 from firmware.identity import Assignment, load_assignment, read_profile, require_provisioned
 from firmware.layout import UnitLayout
+from firmware.slot_writer import DirectorySlotWriter
 from hal.durable import write_atomic
 from hal.errors import BwcError
 from hal.gnss_serial import SerialGnss
@@ -307,15 +307,16 @@ def boot_simulated_unit(
     """Power on the simulated unit stored at ``layout``: one boot, up to the buffering state."""
     require_provisioned(layout)
     boot = SimBootControl(layout)
-    plan = boot_decision(layout, boot)
+    slots = DirectorySlotWriter(layout)
+    plan = boot_decision(layout, boot, slots=slots)
     profile = read_profile(layout.profile, overrides)
     assignment = load_assignment(layout)
     layout.run.mkdir(parents=True, exist_ok=True)
     # Like systemd's TIME_EPOCH and fake-hwclock: never start before the running firmware's build.
-    start_utc_us = max(_start_utc_us(layout), earliest_sane_utc_us(layout, plan.slot))
+    start_utc_us = max(_start_utc_us(layout), earliest_sane_utc_us(slots, plan.slot))
     clock = VirtualClock(start_utc_us, ClockSource.RTC, realtime)
     key = SoftwareDeviceKey.load(layout.device_key)
-    slot_info = read_slot_info(layout, plan.slot)
+    slot_info = slots.read_info(plan.slot)
     firmware_version = slot_info.version if slot_info else __version__
     sealer = open_unit_sealer(layout, profile, assignment, key, lambda: clock.source.value)
 
@@ -420,9 +421,16 @@ def boot_simulated_unit(
         device_key=key,
         utc_us=clock.utc_us(),
         slot=plan.slot,
+        slots=slots,
     )
     unit.outcome = commit_or_rollback(
-        layout, boot, health, sealer, mono_us=clock.monotonic_us(), utc_us=clock.utc_us()
+        layout,
+        boot,
+        health,
+        sealer,
+        slots=slots,
+        mono_us=clock.monotonic_us(),
+        utc_us=clock.utc_us(),
     )
     if unit.outcome.action != "nothing_pending":
         log.warning(

@@ -25,6 +25,7 @@ from firmware.fat import FatVolume
 from firmware.health import HealthResult, boot_decision, commit_or_rollback
 from firmware.layout import UnitLayout
 from firmware.sd_card import read_partition_table
+from firmware.slot_writer import DirectorySlotWriter, PartitionSlotWriter, SlotWriter
 from firmware.update_state import PendingTry, UpdateState, save_state
 from tests.pi_bootloader import PiBootloaderModel
 from tests.sd_image import SdImage, build_two_slot_card
@@ -33,6 +34,7 @@ from tests.sd_image import SdImage, build_two_slot_card
 class Rig(Protocol):
     boot: BootControl
     layout: UnitLayout
+    slots: SlotWriter
 
     def power_on(self) -> tuple[str, bool]: ...
 
@@ -45,6 +47,7 @@ class SimRig:
         self.sim = SimBootControl(self.layout)
         self.sim.set_primary("A")
         self.boot: BootControl = self.sim
+        self.slots: SlotWriter = DirectorySlotWriter(self.layout)
 
     def power_on(self) -> tuple[str, bool]:
         result = self.sim.select_boot_slot()
@@ -63,6 +66,7 @@ class PiRig:
         system = PiSystem(self.model.cmdline_path, self.model.device_tree, self.model.reboot)
         self.pi = PiBootControl(FatAutoboot(volume, self.layout.autoboot_txt), self.layout, system)
         self.boot: BootControl = self.pi
+        self.slots: SlotWriter = PartitionSlotWriter(card.path, self.layout)
         self.model.power_on()
 
     def power_on(self) -> tuple[str, bool]:
@@ -138,9 +142,10 @@ def test_boot_decision_and_commit(rig: Rig) -> None:
     rig.reboot_into_tryboot()
     if isinstance(rig, PiRig):
         rig.model.power_on()  # on a Pi the bootloader ran before Linux; boot_decision reads it
-    plan = boot_decision(rig.layout, rig.boot)
+    plan = boot_decision(rig.layout, rig.boot, slots=rig.slots)
     assert (plan.slot, plan.tryboot, plan.attempts) == ("B", True, 1)
-    outcome = commit_or_rollback(rig.layout, rig.boot, HealthResult(True, True, True, True), None)
+    healthy = HealthResult(True, True, True, True)
+    outcome = commit_or_rollback(rig.layout, rig.boot, healthy, None, slots=rig.slots)
     assert outcome.action == "committed"
     assert rig.boot.get_primary() == "B" and rig.boot.get_state("B") == "good"
     assert rig.power_on() == ("B", False)
