@@ -55,7 +55,7 @@ def _pi(layout: UnitLayout, unit: UnitConfig, privileged: bool) -> FirmwareBacke
         autoboot = FatAutoboot(FatVolume(disk, start), layout.autoboot_txt)
         system = PiSystem(reboot=_run)
     else:
-        autoboot = MirroredAutoboot(layout.autoboot_txt)
+        autoboot = MirroredAutoboot(layout.autoboot_txt, layout.autoboot_request)
         system = PiSystem()
     return FirmwareBackends(
         PiBootControl(autoboot, layout, system), PartitionSlotWriter(disk, layout)

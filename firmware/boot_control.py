@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,27 +321,54 @@ class FatAutoboot:
 
 
 class MirroredAutoboot:
-    """The recorder's read-only view: the copy the root helper keeps on the data partition.
+    """The recorder's view: it reads the copy the root helper keeps on the data partition, and
+    asks the helper for a rewrite (docs/unit-layout.md, "The root helper").
 
-    Rewriting is a privileged step (docs/unit-layout.md, "The root helper"): this view refuses it
-    with a ``RefusedError`` naming the helper, rather than failing on a permission error.
+    ``rewrite`` writes ``request`` (the wanted bytes, atomically, on the data partition), which a
+    systemd path unit turns into one run of ``bwc bootctl sync`` as root, then waits up to
+    ``wait_s`` for the mirror to show the new bytes. If the helper does not answer in time it
+    raises ``RefusedError``; the request stays and the boot-time ``sync`` applies it.
     """
 
-    def __init__(self, mirror: Path) -> None:
+    def __init__(
+        self,
+        mirror: Path,
+        request: Path,
+        *,
+        wait_s: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._mirror = mirror
+        self._request = request
+        self._wait_s = wait_s
+        self._sleep = sleep
 
     def read(self) -> bytes:
         try:
             return self._mirror.read_bytes()
         except FileNotFoundError:
             raise UsageError(
-                f"{self._mirror}: missing; the root helper (bwc-bootctl) has not run"
+                f"{self._mirror}: missing; the root helper (bwc bootctl sync) has not run"
             ) from None
 
     def rewrite(self, data: bytes) -> None:
-        raise RefusedError(
-            "rewriting autoboot.txt needs the root helper: request it with `bwc-bootctl commit`"
-        )
+        parse_autoboot(data, str(self._request))
+        write_atomic(self._request, data)
+        waited = 0.0
+        step = 0.05
+        while True:
+            try:
+                if self._mirror.read_bytes() == data:
+                    return
+            except FileNotFoundError:
+                pass
+            if waited >= self._wait_s:
+                raise RefusedError(
+                    f"the root helper did not apply {self._request.name} within "
+                    f"{self._wait_s:.0f} s; it stays requested for the next boot"
+                )
+            self._sleep(step)
+            waited += step
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "fw": "fw",
     "offload": "offload",
+    "bootctl": "bootctl",
 }
 
 log = logging.getLogger(__name__)

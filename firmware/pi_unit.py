@@ -82,7 +82,9 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
     key = SoftwareDeviceKey.load(layout.device_key)
     # The recorder runs unprivileged: it reads the boot selection from the copy the root helper
     # keeps on the data partition (docs/unit-layout.md, "The root helper").
-    boot = PiBootControl(MirroredAutoboot(layout.autoboot_txt), layout, PiSystem())
+    boot = PiBootControl(
+        MirroredAutoboot(layout.autoboot_txt, layout.autoboot_request), layout, PiSystem()
+    )
     slot = boot.get_current()
     sealer = open_unit_sealer(layout, profile, assignment, key, lambda: clock.source.value)
     record_boot(
