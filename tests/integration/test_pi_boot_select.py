@@ -85,15 +85,19 @@ def test_commit_and_tryboot_through_the_bootloader_model(card: SdImage, tmp_path
     assert parse_autoboot(card.mtype(1, "autoboot.txt"), "p1").primary == "B"
     assert model.power_on().partition == 3
     assert (boot.get_current(), boot.booted_by_tryboot(), boot.check_boot()) == ("B", False, [])
-    # The recorder's view reads the mirror the helper keeps, and cannot write.
+    # The recorder's view reads the mirror the helper keeps; a change is only a request.
+    layout = UnitLayout(tmp_path / "unit")
     view = PiBootControl(
-        MirroredAutoboot(UnitLayout(tmp_path / "unit").autoboot_txt),
-        UnitLayout(tmp_path / "unit"),
+        MirroredAutoboot(layout.autoboot_txt, layout.autoboot_request, wait_s=0.1,
+                         sleep=lambda _s: None),
+        layout,
         PiSystem(model.cmdline_path, model.device_tree),
-    )
+    )  # fmt: skip
     assert view.get_primary() == "B"
-    with pytest.raises(RefusedError):
+    with pytest.raises(RefusedError, match="did not apply"):
         view.set_primary("A")
+    assert layout.autoboot_request.read_bytes() == render_autoboot("A")
+    assert card.mtype(1, "autoboot.txt") == render_autoboot("B")
 
 
 def test_a_torn_commit_at_any_byte_still_boots_a_slot(card: SdImage, tmp_path: Path) -> None:
