@@ -145,6 +145,10 @@ class BootControl(Protocol):
         """Called once per boot after the bootloader ran: a one-shot flag it used is spent."""
         ...
 
+    def check_boot(self) -> list[str]:
+        """Disagreements between what booted and what the boot selection says (none: [])."""
+        ...
+
 
 class _SlotStateFile:
     """slot-state.json on the boot partition: the state of each slot, written atomically."""
@@ -236,6 +240,10 @@ class SimBootControl:
 
     def consume_tryboot(self) -> None:
         """Nothing to do: ``select_boot_slot`` (the simulated bootloader) cleared the flag."""
+
+    def check_boot(self) -> list[str]:
+        """The simulated bootloader cannot disagree with itself."""
+        return []
 
     def boot_record(self) -> dict[str, object] | None:
         path = self._layout.boot_json

@@ -253,6 +253,9 @@ class CuttingBoot:
     def consume_tryboot(self) -> None:
         self.inner.consume_tryboot()
 
+    def check_boot(self) -> list[str]:
+        return self.inner.check_boot()
+
 
 def _staged(template: tuple[Path, Path], tmp_path: Path) -> UnitLayout:
     layout = fresh_unit(template, tmp_path, "staged")
