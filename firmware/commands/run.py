@@ -176,5 +176,5 @@ def _run_simulated(
         unit.power_off("scenario_end" if scenario is not None else "operator power off")
     pets = f"; {watchdog.pets} watchdog ping(s)" if watchdog.enabled else ""
     print(f"\nbwc run: powered off; {len(unit.recorder.recordings)} recording(s) this boot{pets}")
-    print(f"  verify: bwc verify {layout.evidence} --trust {layout.device_pub}")
+    print(f"  verify: bwc verify {layout.evidence} --trust {layout.device_pub} --allow-freed")
     return 0

@@ -57,7 +57,7 @@ def test_scenario_run_reports_ready_pets_the_watchdog_and_records(
     assert messages[-1] == "STOPPING=1"
     assert "playing a scenario of 1 event(s)" in proc.stdout
     assert f"1 recording(s) this boot; {pets} watchdog ping(s)" in proc.stdout
-    report = bwc.json("verify", unit.device / "evidence", "--json")
+    report = bwc.json("verify", *unit.trust, unit.device / "evidence", "--json")
     assert report["intact"] is True
 
 
