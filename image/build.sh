@@ -154,9 +154,16 @@ cp configs/*.toml "$ROOT/opt/bwc/configs/"
 
 # ---------------------------------------------------------------- system configuration
 phase configure
-install -m 0644 firmware/systemd/bwc-recorder.service "$ROOT/etc/systemd/system/bwc-recorder.service"
-mkdir -p "$ROOT/etc/systemd/system/multi-user.target.wants"
-ln -sf /etc/systemd/system/bwc-recorder.service "$ROOT/etc/systemd/system/multi-user.target.wants/"
+# The unit's systemd units (recorder, boot-selection root helper, try-boot), enabled as their
+# [Install] sections say: what `systemctl enable` would do, done natively.
+for unit in firmware/systemd/*; do
+  name=$(basename "$unit")
+  install -m 0644 "$unit" "$ROOT/etc/systemd/system/$name"
+  for target in $(sed -n 's/^WantedBy=//p' "$unit"); do
+    mkdir -p "$ROOT/etc/systemd/system/$target.wants"
+    ln -sf "/etc/systemd/system/$name" "$ROOT/etc/systemd/system/$target.wants/$name"
+  done
+done
 # The service user: fixed ids, no login, in the groups the hardware needs (gpio is not a Debian
 # group: create it). useradd/groupadd run under qemu-user; SOURCE_DATE_EPOCH fixes /etc/shadow's
 # "last changed" day.

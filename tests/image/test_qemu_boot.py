@@ -253,6 +253,8 @@ def test_image_boots_to_buffering_records_and_the_evidence_verifies_outside(
         disk,
         tmp_path,
         "systemd.setenv=BWC_SCENARIO=/var/lib/bwc/qemu-scenario.toml "
+        # The QEMU profile keeps simulated boot slots: no Pi boot selection for the helper.
+        "systemd.mask=bwc-bootsel.service systemd.mask=bwc-bootsel-apply.path "
         "systemd.journald.forward_to_console=1 systemd.show_status=1",
     )
     try:
