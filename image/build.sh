@@ -150,7 +150,9 @@ cp docs/*.md "$ROOT/opt/bwc/docs/"
 cp configs/*.toml "$ROOT/opt/bwc/configs/"
 # The root is read-only at run time, so Python cannot cache bytecode there: compile it now, with
 # hash-based .pyc files (no source mtimes inside), sorted and single-threaded for stable bytes.
-"$PY" -m compileall -q -j 1 --invalidation-mode unchecked-hash "$SITE" >/dev/null
+# -d: the unit's own path in co_filename (tracebacks), not this machine's temporary one.
+"$PY" -m compileall -q -j 1 --invalidation-mode unchecked-hash -d "$VENV/lib/python3.11/site-packages" \
+  "$SITE" >/dev/null
 
 # ---------------------------------------------------------------- system configuration
 phase configure

@@ -289,7 +289,16 @@ def test_image_boots_to_buffering_records_and_the_evidence_verifies_outside(
     )
     assert report["intact"] is True, report
     exported = tmp_path / "export"
-    bwc("export", unit / "evidence", "--key", keys / "agency" / "agency-key.pem", "--out", exported)
+    bwc(
+        "export",
+        unit / "evidence",
+        "--trust",
+        unit / "identity" / "device-pub.pem",
+        "--key",
+        keys / "agency" / "agency-key.pem",
+        "--out",
+        exported,
+    )
     assert list(exported.rglob("*.mp4")), "one recording exported as MP4"
     times = IMAGE_DIR / "qemu-times.txt"
     times.write_text(
