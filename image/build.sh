@@ -130,9 +130,10 @@ mkdir -p "$SITE" "$ROOT$VENV/bin"
   "${PLATFORMS[@]}" --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
   --target "$SITE" "$WHEELS"/*.whl "$WORK"/project-wheel/*.whl
 # pip's scripts carry this machine's interpreter; the unit's are written below. direct_url.json
-# names this machine's paths.
+# (and its line in RECORD) names this machine's temporary paths.
 rm -rf "$SITE/bin"
 find "$SITE" -name direct_url.json -delete
+sed -i '/\/direct_url\.json,/d' "$SITE"/*.dist-info/RECORD
 printf 'home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.11\n' >"$ROOT$VENV/pyvenv.cfg"
 ln -s /usr/bin/python3 "$ROOT$VENV/bin/python"
 ln -s python "$ROOT$VENV/bin/python3"
