@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from hal.errors import ConfigError, HardwareError
+from hal.overlay import TextStyle, draw_text
 from hal.protocols import Clock, FrameSink
 from hal.types import EncodedFrame
 
@@ -158,7 +159,6 @@ class Picamera2Camera:
                 self._sink(EncodedFrame(data, pts_us, keyframe, index))
 
     def _burn_in(self, request: Any) -> None:
-        import cv2
         from picamera2 import MappedArray
 
         sensor_ns = request.get_metadata().get("SensorTimestamp")
@@ -168,13 +168,11 @@ class Picamera2Camera:
             utc_us -= self._clock.monotonic_us() - capture_us
         stamp = dt.datetime.fromtimestamp(utc_us / 1e6, tz=dt.UTC)
         text = f"{stamp:%Y-%m-%d %H:%M:%S}Z {self._device_id}"
-        scale = self._width / 1100
-        thickness = max(1, round(self._width / 480))
-        origin = (16, 16 + int(40 * scale))
+        style = TextStyle.for_width(self._width)
+        origin = (16, 16 + int(40 * style.scale))
         with MappedArray(request, "main") as mapped:
             luma = mapped.array[: self._height]  # YUV420: the Y plane is the first rows
-            cv2.putText(luma, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, 16, thickness + 2)
-            cv2.putText(luma, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, 235, thickness)
+            draw_text(luma, text, origin, style)
 
 
 def _make_output(on_frame: Any) -> Any:
