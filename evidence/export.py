@@ -16,7 +16,7 @@ from typing import Any
 from evidence.format import TMP_PREFIX
 from evidence.keys import AgencyPrivateKey
 from evidence.opener import Recording, open_store
-from evidence.remux import remux_to_mp4
+from evidence.remux import RemuxResult, SegmentInput, declared_audio, remux_to_mp4
 from evidence.store import StoreReader
 from hal.errors import UsageError
 
@@ -44,18 +44,28 @@ def export_store(
             rid = re.sub(r"[^A-Za-z0-9._-]", "_", rid).lstrip(".")[:128] or "recording"
         mp4 = out_dir / f"{rid}.mp4"
         tmp = out_dir / f"{TMP_PREFIX}{rid}.mp4"
-        counts: dict[str, int] = {}
+        remuxed = RemuxResult()
         if rec.segments:
-            counts = remux_to_mp4(
-                (seg.plaintext() for seg in rec.segments),
+            # Streams as the signed manifests declare them; each segment placed at the capture
+            # time of its first picture (evidence.remux).
+            remuxed = remux_to_mp4(
+                (
+                    SegmentInput(seg.plaintext(), seg.manifests[0].get("start_pts_us"))
+                    for seg in rec.segments
+                ),
                 tmp,
+                audio=declared_audio(rec.units),
                 probe=(seg.plaintext() for seg in rec.segments),
             )
             os.replace(tmp, mp4)
             written.append(mp4)
         # A recording stopped (storage full, power loss) before its first unit was sealed has
         # signed start/stop events but no video: its JSON says so and no empty MP4 is written.
-        meta = export_metadata(rec, counts)
+        meta = export_metadata(rec, remuxed.counts)
+        meta["timeline"] = {
+            "video_max_step_us": remuxed.video_max_step_us,
+            "overlapping_packets_left_out": remuxed.dropped_overlap,
+        }
         if not rec.segments:
             meta["note"] = "no video was sealed for this recording (see stop_trigger)"
         meta_path = out_dir / f"{rid}.json"
