@@ -36,6 +36,7 @@ from evidence.format import (
     parse_entry_name,
 )
 from evidence.store import StoreReader
+from evidence.times import iso_utc, with_iso_times
 from evidence.timestamp import TOKEN_KIND, Anchor, check_anchor
 from hal.errors import IntegrityError, UsageError
 from hal.software_key import fingerprint_raw
@@ -90,6 +91,9 @@ class RecordingReport:
     last_frame: int | None = None
     start_utc_us: int | None = None
     end_utc_us: int | None = None
+    press_utc_us: int | None = None
+    """The press (or trigger) the recording answers, from record_start: the pre-roll counts
+    back from it. ``start_utc_us``/``end_utc_us`` are when record_start/record_stop were sealed."""
     utc_source: str | None = None
     start_trigger: str | None = None
     stop_trigger: str | None = None
@@ -164,7 +168,7 @@ class Report:
         for rec, r in zip(out["recordings"], self.recordings, strict=True):
             rec["intact"] = r.intact
             del rec["unit_seqs"]
-        return out
+        return with_iso_times(out)  # type: ignore[no-any-return]
 
     def format_text(self) -> str:
         lines = [f"store {self.store}: {self.entries} entries, head seq {self.head_seq}"]
@@ -185,6 +189,10 @@ class Report:
                 f"{r.segments} segments, {r.duration_s:.1f} s, frames {r.first_frame}-"
                 f"{r.last_frame}, start {r.start_trigger}, stop {r.stop_trigger}"
             )
+            lines.append(
+                f"  press {iso_utc(r.press_utc_us)}, record_start {iso_utc(r.start_utc_us)}, "
+                f"record_stop {iso_utc(r.end_utc_us)} (UTC, {r.utc_source} clock)"
+            )
             if r.offloaded_units:
                 lines.append(f"  {r.offloaded_units} unit payloads offloaded (freed on device)")
             for g in r.gaps:
@@ -193,11 +201,12 @@ class Report:
             if r.power_losses:
                 lines.append(f"  power losses: {r.power_losses}")
             for m in r.markers:
-                lines.append(f"  marker at frame {m.get('frame')} (utc_us {m.get('at_utc_us')})")
+                at = m.get("at_utc_us")
+                lines.append(f"  marker at frame {m.get('frame')} ({_iso(at)}, utc_us {at})")
             for s in r.stealth:
-                lines.append(f"  stealth {s['from_utc_us']} - {s['to_utc_us']}")
+                lines.append(f"  stealth {_interval(s)}")
             for s in r.mute:
-                lines.append(f"  mute {s['from_utc_us']} - {s['to_utc_us']}")
+                lines.append(f"  mute {_interval(s)}")
             lines.extend(f"  note: {n}" for n in r.notes)
             lines.extend(f"  FINDING {f.file}: {f.reason}" for f in r.findings)
         lines.extend(_anchor_lines(self))
@@ -666,6 +675,7 @@ class _Verifier:
                 r.profile_digest = _str(f.get("profile_digest")) or b.profile_digest
                 r.boot = boot
                 r.start_utc_us = m["utc_us"]
+                r.press_utc_us = _int(f.get("press_utc_us"))
                 r.utc_source = m["utc_source"]
                 last[rec_id] = e
                 if stealth_on is not None:
@@ -880,6 +890,16 @@ class _Verifier:
                         path=self.path(entry_name(after.first_seq, "json")),
                     )
                 )
+
+
+def _iso(utc_us: object) -> str | None:
+    return iso_utc(utc_us) if isinstance(utc_us, int) else None
+
+
+def _interval(s: dict[str, Any]) -> str:
+    """``from - to`` in ISO and raw µs (an open interval's end is None)."""
+    a, b = s["from_utc_us"], s["to_utc_us"]
+    return f"{_iso(a)} - {_iso(b)} (utc_us {a} - {b})"
 
 
 def _close_interval(intervals: list[dict[str, Any]], utc_us: int) -> None:
