@@ -6,6 +6,7 @@ output under a temp name and renames it, so a half-written file never looks fini
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ def export_store(
         mp4 = out_dir / f"{rid}.mp4"
         tmp = out_dir / f"{TMP_PREFIX}{rid}.mp4"
         remuxed = RemuxResult()
+        audio = declared_audio(rec.units)
         if rec.segments:
             # Streams as the signed manifests declare them; each segment placed at the capture
             # time of its first picture (evidence.remux).
@@ -55,7 +57,7 @@ def export_store(
                     for seg in rec.segments
                 ),
                 tmp,
-                audio=declared_audio(rec.units),
+                audio=audio,
                 probe=(seg.plaintext() for seg in rec.segments),
             )
             os.replace(tmp, mp4)
@@ -63,6 +65,11 @@ def export_store(
         # A recording stopped (storage full, power loss) before its first unit was sealed has
         # signed start/stop events but no video: its JSON says so and no empty MP4 is written.
         meta = export_metadata(rec, remuxed.counts)
+        meta["streams"] = {
+            "audio": None if audio is None else dataclasses.asdict(audio),
+            # Evidence sealed before units declared their streams is described by a probe.
+            "audio_declared_by": "unit manifests" if audio is not None else None,
+        }
         meta["timeline"] = {
             "video_max_step_us": remuxed.video_max_step_us,
             "overlapping_packets_left_out": remuxed.dropped_overlap,

@@ -147,6 +147,7 @@ def run_case(
         assert len(c.streams.audio) == 1, "the recording had sound; the export has no audio"
         assert c.streams.audio[0].codec_context.sample_rate == RATE
     assert meta["audio_packets"] > 0 and meta["audio"]["units_with_audio"] > 0
+    assert meta["streams"]["audio"]["sample_rate_hz"] == RATE  # declared by the signed units
 
     # -- video: stripe contiguous, every step one frame interval --------------------------
     frames = video_frames(mp4)
