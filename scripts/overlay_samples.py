@@ -5,7 +5,7 @@
 For every size in ``hal.overlay.SUPPORTED_RESOLUTIONS`` it writes ``sim-WxH.png``: the first frame
 of the simulated camera, encoded by libx264 and decoded again (what a recording holds), and
 ``pi-WxH.png``: the Pi backend's one-line layout (time and device id) drawn by the same routine
-on a frame with a bright and a dark half, the hardest backgrounds for white text.
+on a frame of alternating bright and dark bands, the hardest backgrounds for white text.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def sim_frame(width: int, height: int) -> np.ndarray:
 
 def pi_frame(width: int, height: int) -> np.ndarray:
     luma = np.full((height, width), 40, dtype=np.uint8)
-    luma[:, width // 2 :] = 220
+    band = max(1, width // 12)
+    for x in range(band, width, 2 * band):
+        luma[:, x : x + band] = 220  # bright bands under the text as well as dark ones
     stamp = dt.datetime.fromtimestamp(START_UTC_US / 1e6, tz=dt.UTC)
     style = TextStyle.for_width(width)
     # The same call as hal.picamera.Picamera2Camera._burn_in.
