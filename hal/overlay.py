@@ -71,6 +71,12 @@ def _cv2() -> Any:
     return cv2
 
 
+def require_cv2() -> None:
+    """Import OpenCV now (``ImportError`` if it is missing), so a backend can find out at start
+    rather than on its first frame."""
+    _cv2()
+
+
 def text_box(text: str, style: TextStyle) -> tuple[int, int, int]:
     """(width, height above the baseline, depth below it) of ``text`` without the outline."""
     cv2 = _cv2()
