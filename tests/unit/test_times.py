@@ -46,3 +46,30 @@ def test_twins_are_added_beside_raw_keys_in_nested_structures() -> None:
             assert out[k] == v
     assert out["markers"][0]["at_utc_us"] == 2_000_000
     assert iso_key("utc_source") is None and iso_key("_utc_us") is None
+
+
+def test_verify_text_and_json_carry_iso_times() -> None:
+    from evidence.verify_report import RecordingReport, Report
+
+    rec = RecordingReport(
+        "rec-1",
+        start_utc_us=1_764_428_980_423_000,
+        end_utc_us=1_764_429_000_000_000,
+        press_utc_us=1_764_428_980_123_000,
+        utc_source="gnss",
+        markers=[{"at_mono_us": 5, "at_utc_us": 1_764_428_990_000_000, "frame": 30}],
+        mute=[{"from_utc_us": 1_764_428_991_000_000, "to_utc_us": None}],
+    )
+    report = Report("store", recordings=[rec])
+    text = report.format_text()
+    assert (
+        "press 2025-11-29T15:09:40.123Z, record_start 2025-11-29T15:09:40.423Z, "
+        "record_stop 2025-11-29T15:10:00.000Z (UTC, gnss clock)" in text
+    )
+    assert "marker at frame 30 (2025-11-29T15:09:50.000Z, utc_us 1764428990000000)" in text
+    assert "mute 2025-11-29T15:09:51.000Z - None" in text
+    (out,) = report.to_json()["recordings"]
+    assert out["press_utc"] == "2025-11-29T15:09:40.123Z"
+    assert out["start_utc_us"] == 1_764_428_980_423_000
+    assert out["markers"][0]["at_utc"] == "2025-11-29T15:09:50.000Z"
+    assert out["mute"][0]["to_utc"] is None
