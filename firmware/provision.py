@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from evidence.keys import AgencyPublicKey, parse_agency_public, public_key_blocks
 from evidence.sealing import JsonValue
+from firmware.backends import firmware_backends
 from firmware.evidence_access import open_unit_sealer
 from firmware.flash import init_slots
 from firmware.identity import (
@@ -237,7 +238,8 @@ def provision(
     if release is not None:
         write_atomic(layout.release_pub, release[0])
     write_atomic(layout.profile, profile_file.read_bytes())
-    init_slots(layout, compatible=profile.unit.compatible)
+    fw = firmware_backends(layout, profile.unit, privileged=True)
+    init_slots(layout, boot=fw.boot, slots=fw.slots, compatible=profile.unit.compatible)
     assignment = Assignment(device_id, officer_id, str(profile_file))
     unit = {
         "device_id": device_id,
