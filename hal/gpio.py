@@ -57,12 +57,13 @@ def make_pin_factory(name: str) -> Any:
     fallback chain (which would silently pick another library, or none, on a broken install).
 
     ``lgpio``: the Raspberry Pi's (Pi 5 and earlier, through /dev/gpiochip*). ``mock``: gpiozero's
-    ``MockFactory``. Raises ``HardwareError`` naming the factory if it cannot be opened.
+    ``MockFactory`` with PWM-capable pins (the haptic motor is PWM, as lgpio's pins are).
+    Raises ``HardwareError`` naming the factory if it cannot be opened.
     """
     if name == "mock":
-        from gpiozero.pins.mock import MockFactory
+        from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-        return MockFactory()
+        return MockFactory(pin_class=MockPWMPin)
     if name != "lgpio":
         raise HardwareError(
             f"unknown GPIO pin factory {name!r} (known: {', '.join(PIN_FACTORIES)})"
