@@ -69,10 +69,16 @@ def make_pin_factory(name: str) -> Any:
             f"unknown GPIO pin factory {name!r} (known: {', '.join(PIN_FACTORIES)})"
         )
     try:
+        import lgpio
         from gpiozero.pins.lgpio import LGPIOFactory
-
+    except ImportError as exc:  # no lgpio module: python3-lgpio (apt) or the `pi` extra
+        raise HardwareError(f"GPIO pin factory lgpio: {type(exc).__name__}: {exc}") from exc
+    # lgpio reports a chip it cannot open (absent, or no permission: the `gpio` group) as its
+    # own ``lgpio.error``, which derives from Exception only.
+    lgpio_error: type[Exception] = getattr(lgpio, "error", RuntimeError)
+    try:
         return LGPIOFactory()
-    except (ImportError, OSError, RuntimeError) as exc:  # no lgpio module, no /dev/gpiochip
+    except (lgpio_error, OSError, RuntimeError) as exc:
         raise HardwareError(f"GPIO pin factory lgpio: {type(exc).__name__}: {exc}") from exc
 
 
