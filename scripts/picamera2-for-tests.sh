@@ -24,7 +24,15 @@ for pkg in libcap-dev libasound2-data; do
 done
 if ! dpkg-query -W -f='${Status}' python3-libcamera 2>/dev/null | grep -q "install ok installed"; then
   list=/etc/apt/sources.list.d/bwc-bookworm-backports.list
-  [ -f "$list" ] || echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee "$list" >/dev/null
+  if [ ! -f "$list" ]; then
+    # The backports suite from the same archive this machine's apt already uses (its first
+    # bookworm source), so nothing here names or assumes a mirror.
+    mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+      | grep -v -- '-security' | head -n 1 \
+      | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) { print $i; exit }}')
+    [ -n "$mirror" ] || { echo "picamera2: not set up (no apt source to add bookworm-backports to)"; exit 0; }
+    echo "deb $mirror bookworm-backports main" | $SUDO tee "$list" >/dev/null
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
     -t bookworm-backports python3-libcamera $need
