@@ -330,7 +330,7 @@ def boot_simulated_unit(
         notes=plan.notes,
     )
 
-    pins = make_pin_factory()
+    pins = make_pin_factory(clock)
     gpio = profile.gpio
     buttons = {
         "event": SimButton("event", gpio.event_pin, clock, pins),
