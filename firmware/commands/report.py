@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from evidence.keys import load_agency_private
-from evidence.verify import load_trusted_key
+from evidence.verify import load_trust
 from firmware import __version__
 from hal.errors import UsageError
 from offload.store_url import open_store_reader
@@ -46,8 +46,9 @@ def add_parser(sub: Any) -> None:
         action="append",
         type=Path,
         default=[],
-        metavar="FILE",
-        help="device public key PEM the evidence must be signed with (repeatable)",
+        metavar="FILE|DIR",
+        help="device public key PEM the evidence must be signed with, or a directory of them "
+        "(the agency's registry); required: origin is part of intact (repeatable)",
     )
     p.add_argument(
         "--every-s",
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.every_s is not None and not 0.5 <= args.every_s <= 86400:
         raise UsageError(f"--every-s {args.every_s:g}: must be from 0.5 to 86400 seconds")
     key = load_agency_private(args.key)
-    trusted = [load_trusted_key(p) for p in args.trust]
+    trusted = load_trust(args.trust)
     reader = open_store_reader(args.store)
     written = write_reports(
         reader,
