@@ -1,4 +1,5 @@
-"""Writes the report: verify and open the store, then one self-contained HTML file per recording.
+"""Writes the report: verify and open the store, then one self-contained HTML file per recording
+(for a store that does not verify, pages that lead with its findings and decrypt nothing).
 
 The page loads nothing: CSS is inline, pictures are ``data:`` URIs, drawings are inline SVG, and a
 Content-Security-Policy forbids any fetch, so it reads the same offline, years later. Jinja2 is
@@ -7,10 +8,12 @@ imported only here, so nothing on the unit's start-up path pays for it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from evidence.export import export_metadata
@@ -18,7 +21,8 @@ from evidence.format import TMP_PREFIX
 from evidence.keys import AgencyPrivateKey
 from evidence.opener import Recording, open_store
 from evidence.store import StoreReader
-from hal.errors import UsageError
+from evidence.verify import verify_store
+from hal.errors import IntegrityError, UsageError
 from report.chain import recording_events
 from report.clock_text import clock_offset_text, iso_text
 from report.model import facts_of
@@ -65,6 +69,15 @@ def report_page(
     return build_page(facts, thumbs, generated_utc_us, tool_version, note)
 
 
+@dataclass
+class Written:
+    """What ``write_reports`` wrote, and whether the store verified."""
+
+    paths: list[Path] = field(default_factory=list)
+    intact: bool = True
+    problem: str | None = None  # the first finding, with a count of the others
+
+
 def write_reports(
     store: StoreReader,
     key: AgencyPrivateKey,
@@ -73,24 +86,67 @@ def write_reports(
     tool_version: str,
     trusted_keys: list[bytes] | None = None,
     interval_s: float | None = None,
-) -> list[Path]:
-    """Write ``out_dir/<recording-id>.html`` for every recording; returns the paths written.
+) -> Written:
+    """Write ``out_dir/<recording-id>.html`` for every recording.
 
-    Refuses (``IntegrityError``, from the opener) before writing anything if verification finds
-    anything. Never overwrites: an existing report is a usage error naming the file.
+    A verified store gets full pages. A store with findings is not decrypted (the opener refuses
+    it): each recording still gets a page that leads with every finding and shows what the signed
+    entries say, marked NOT intact, without pictures; ``Written.intact`` is then False.
+    Never overwrites: an existing report is a usage error naming the file.
     """
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {out_dir}: cannot create: {exc.strerror}") from exc
-    written: list[Path] = []
-    for rec in open_store(store, key, trusted_keys):
+    done = Written()
+    recordings = open_store(store, key, trusted_keys)
+    try:
+        first = next(recordings, None)
+    except IntegrityError as exc:
+        return _write_findings(store, out_dir, utc_us, tool_version, trusted_keys, str(exc))
+    if first is None:
+        return done
+    for rec in itertools.chain([first], recordings):
         page = report_page(rec, store, utc_us(), tool_version, interval_s)
-        path = out_dir / f"{_file_id(rec.report.id)}.html"
-        _write_new(path, render_html(page))
+        done.paths.append(_write_page(out_dir, rec.report.id, page))
         log.info("report for recording %s: %d thumbnails", rec.report.id, len(page.thumbnails))
-        written.append(path)
-    return written
+    return done
+
+
+def _write_findings(
+    store: StoreReader,
+    out_dir: Path,
+    utc_us: Callable[[], int],
+    tool_version: str,
+    trusted_keys: list[bytes] | None,
+    problem: str,
+) -> Written:
+    """Pages for a store that did not verify: its findings first, nothing decrypted."""
+    report = verify_store(store, trusted_keys)
+    boots = {b.id: b for b in report.boots}
+    done = Written(intact=False, problem=problem)
+    for rr in report.recordings:
+        rec = Recording(
+            report=rr,
+            boot=boots.get(rr.boot) if rr.boot else None,
+            store_report=report,
+            device=report.device,
+        )
+        facts = facts_of(rec, export_metadata(rec, {}))
+        note = (
+            "This store did NOT verify (see the findings below), so nothing was decrypted: "
+            "no pictures and no timeline of the video. The facts shown are what its signed "
+            "entries claim and are not established."
+        )
+        page = build_page(facts, [], utc_us(), tool_version, note, decrypted=False)
+        done.paths.append(_write_page(out_dir, rr.id, page))
+    return done
+
+
+def _write_page(out_dir: Path, recording_id: str, page: Page) -> Path:
+    path = out_dir / f"{_file_id(recording_id)}.html"
+    _write_new(path, render_html(page))
+    return path
 
 
 def _file_id(rid: str) -> str:

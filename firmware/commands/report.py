@@ -1,12 +1,14 @@
 """`bwc report STORE --key AGENCY_KEY --out DIR [--trust FILE ...]`: verify, decrypt and write one
 self-contained HTML report per recording (timeline, pictures, GNSS track, verification summary).
 
-Exit 1 with the reason if anything fails verification or decryption; 2 for usage errors.
+A store that does not verify is not decrypted: its pages lead with every finding, and the exit
+status is 1. Exit 2 for usage errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     key = load_agency_private(args.key)
     trusted = [load_trusted_key(p) for p in args.trust]
     reader = open_store_reader(args.store)
-    written = write_reports(
+    done = write_reports(
         reader,
         key,
         args.out,
@@ -74,8 +76,16 @@ def run(args: argparse.Namespace) -> int:
         trusted or None,
         args.every_s,
     )
-    for path in written:
+    for path in done.paths:
         print(path)
-    if not written:
+    if not done.intact:
+        # The pages say it all; stderr says it once, and the exit status says the work failed.
+        print(
+            f"bwc report: integrity failure: {done.problem}; every finding is listed in "
+            f"{'the page(s) above' if done.paths else 'bwc verify'} (nothing was decrypted)",
+            file=sys.stderr,
+        )
+        return 1
+    if not done.paths:
         print("no recordings in the store")
     return 0

@@ -182,7 +182,7 @@ def test_report_shows_timeline_markers_thumbnails_and_track_in_chromium(
         Path(keep).with_suffix(".pdf").write_bytes(pdf)
 
 
-def test_report_refuses_tampered_evidence_and_never_overwrites(
+def test_report_of_tampered_evidence_decrypts_nothing_and_lists_findings(
     recorded: tuple[ProvisionedUnit, Path], tmp_path: Path
 ) -> None:
     unit, dock_copy = recorded
@@ -208,6 +208,13 @@ def test_report_refuses_tampered_evidence_and_never_overwrites(
     run = bwc(
         "report", copy, "--key", unit.agency_key, "--trust", trust, "--out", tampered_out, check=1
     )
-    assert "integrity" in run.stderr
+    assert "integrity failure" in run.stderr and victim.name in run.stderr
+    assert run.stderr.count("\n") == 1
     assert "Traceback" not in run.stderr
-    assert not list(tampered_out.glob("*.html"))
+    # Nothing decrypted, but a page that leads with the findings, for the investigator.
+    (page,) = tampered_out.glob("*.html")
+    assert run.stdout.split() == [str(page)]
+    html = page.read_text(encoding="utf-8")
+    assert "NOT intact" in html and "did NOT verify" in html
+    assert victim.name in html
+    assert "<img" not in html and 'class="tl"' not in html
