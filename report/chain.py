@@ -42,18 +42,40 @@ class ChainEvent:
     during: bool  # inside the recording's time span (drawn on the timeline) or after it
 
 
+class EventEntries:
+    """The store's event entries, each read at most once however many recordings ask.
+
+    Unit manifests are only looked at (to skip them), never kept: a long shift holds tens of
+    thousands of them, and the opener already hands each recording its own.
+    """
+
+    def __init__(self, store: StoreReader) -> None:
+        self._store = store
+        self._seen: dict[int, dict[str, Any] | None] = {}
+
+    def get(self, seq: int) -> dict[str, Any] | None:
+        if seq not in self._seen:
+            m = _read(self._store, seq)
+            self._seen[seq] = m if m is not None and m.get("type") == "event" else None
+        return self._seen[seq]
+
+
 def recording_events(
-    store: StoreReader, recording: str, units: list[dict[str, Any]], head_seq: int
+    store: StoreReader | EventEntries,
+    recording: str,
+    units: list[dict[str, Any]],
+    head_seq: int,
 ) -> list[ChainEvent]:
     """Signed events that concern ``recording`` (whose verified unit manifests are ``units``)."""
     if not units:
         return []
+    entries = store if isinstance(store, EventEntries) else EventEntries(store)
     files = _unit_files(units)
     first_seq, last_seq = units[0]["seq"], units[-1]["seq"]
     out: list[ChainEvent] = []
     for seq in range(max(0, first_seq - 1), head_seq + 1):
-        m = _read(store, seq)
-        if m is None or m.get("type") != "event":
+        m = entries.get(seq)
+        if m is None:
             continue
         kind, fields, utc = m.get("kind"), m.get("fields") or {}, int(m.get("utc_us") or 0)
         during = seq <= last_seq

@@ -23,7 +23,7 @@ from evidence.opener import Recording, open_store
 from evidence.store import StoreReader
 from evidence.verify import verify_store
 from hal.errors import IntegrityError, UsageError
-from report.chain import recording_events
+from report.chain import EventEntries, recording_events
 from report.clock_text import clock_offset_text, iso_text
 from report.model import facts_of
 from report.page import Page, build_page
@@ -52,7 +52,7 @@ def render_html(page: Page) -> str:
 
 def report_page(
     rec: Recording,
-    store: StoreReader,
+    store: StoreReader | EventEntries,
     generated_utc_us: int,
     tool_version: str,
     interval_s: float | None = None,
@@ -100,6 +100,7 @@ def write_reports(
         raise UsageError(f"--out {out_dir}: cannot create: {exc.strerror}") from exc
     done = Written()
     recordings = open_store(store, key, trusted_keys)
+    entries = EventEntries(store)
     try:
         first = next(recordings, None)
     except IntegrityError as exc:
@@ -107,7 +108,7 @@ def write_reports(
     if first is None:
         return done
     for rec in itertools.chain([first], recordings):
-        page = report_page(rec, store, utc_us(), tool_version, interval_s)
+        page = report_page(rec, entries, utc_us(), tool_version, interval_s)
         done.paths.append(_write_page(out_dir, rec.report.id, page))
         log.info("report for recording %s: %d thumbnails", rec.report.id, len(page.thumbnails))
     return done

@@ -160,6 +160,17 @@ def build_timeline(facts: RecordingFacts) -> Timeline | None:
             )
         )
     _segments(facts, tl, x)
+    if press is not None and press > t0 and facts.pre_event_audio is False:
+        tl.spans.append(
+            Span(
+                row["Sound"],
+                "nosound",
+                x(t0),
+                x(press) - x(t0),
+                "no sound",
+                "The pre-event part keeps no sound (agency policy, recorder.pre_event_audio)",
+            )
+        )
     for iv in facts.mute:
         end = iv.to_utc_us if iv.to_utc_us is not None else t1
         tl.spans.append(
