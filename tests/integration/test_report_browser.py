@@ -87,7 +87,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProvisionedUnit,
         {"at_s": CUT_S, "action": "power_cut"},
     )
     bwc("sim", first, "--device", unit.device, *SETS, check=137)
-    docked = write_scenario(root / "boot.toml", 30.0, {"at_s": 1.0, "action": "dock"})
+    docked = write_scenario(root / "boot.toml", 8.0, {"at_s": 1.0, "action": "dock"})
     # With a time-stamping authority where `openssl ts` can play one, the dock anchors the chain.
     tsa = start_tsa(root / "tsa") if openssl_ts_available() is None else None
     try:
