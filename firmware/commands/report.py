@@ -28,19 +28,26 @@ def add_parser(sub: Any) -> None:
         description="Verifies STORE (as `bwc verify`), decrypts it with the agency key and writes "
         "DIR/<recording-id>.html per recording: a timeline, pictures decoded from the sealed "
         "video, the GNSS track and the verification summary. Each page is self-contained and "
-        "offline (nothing is fetched) and prints to PDF from a browser.",
+        "offline (nothing is fetched) and prints to PDF from a browser. A store that does not "
+        "verify is not decrypted: its pages list every finding and the exit status is 1.",
     )
     p.add_argument(
         "store",
+        metavar="STORE",
         help="evidence directory (DEVICE/evidence), an offloaded copy, file:// or s3:// URL",
     )
     p.add_argument(
-        "--key", required=True, type=Path, help="the agency private key (agency-key.pem)"
+        "--key",
+        required=True,
+        type=Path,
+        metavar="AGENCY_KEY",
+        help="the agency private key (agency-key.pem)",
     )
     p.add_argument(
         "--out",
         required=True,
         type=Path,
+        metavar="DIR",
         help="directory for <recording-id>.html (never overwritten)",
     )
     p.add_argument(
