@@ -165,6 +165,8 @@ def _write_new(path: Path, text: str) -> None:
         fd = os.open(tmp, flags, 0o644)
     except FileExistsError as exc:
         raise UsageError(f"--out {tmp}: a leftover temp file is in the way; remove it") from exc
+    except OSError as exc:
+        raise UsageError(f"--out {tmp}: cannot write: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -174,5 +176,21 @@ def _write_new(path: Path, text: str) -> None:
             os.link(tmp, path)  # fails if the report exists: never overwrite
         except FileExistsError as exc:
             raise UsageError(f"--out {path}: exists; reports are never overwritten") from exc
+        except OSError:
+            # No hard links here (an exFAT or SMB share): write the name itself, still exclusive.
+            _write_exclusive(path, text, flags)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_exclusive(path: Path, text: str, flags: int) -> None:
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileExistsError as exc:
+        raise UsageError(f"--out {path}: exists; reports are never overwritten") from exc
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot write: {exc.strerror}") from exc
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())

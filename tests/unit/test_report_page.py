@@ -4,6 +4,7 @@ which frames become pictures, and the HTML that signed strings cannot break out 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,12 @@ import pytest
 
 from evidence.format import entry_name
 from evidence.store import DirectoryStoreReader
+from hal.errors import UsageError
 from report.chain import recording_events
 from report.clock_text import clock_offset_text, duration_text, iso_utc, offset_text, parse_iso_us
 from report.model import Anchor, Fix, Gap, Interval, Marker, RecordingFacts, UnitSpan
 from report.page import build_page
-from report.render import render_html
+from report.render import _write_exclusive, _write_new, render_html
 from report.thumbnails import Thumbnail, interval_for, wanted_frames
 from report.timeline import PLOT_X0, PLOT_X1, build_events, build_timeline
 from report.track import build_track
@@ -258,3 +260,27 @@ def test_time_anchors_covering_the_recording_are_events_with_the_clock_offset() 
     assert clock_offset_text(0.4) == "within 1 s"
     html = render_html(build_page(facts, [], T0, "0.1.0"))
     assert "1 h 00 min 00 s ahead" in html and "2026-01-01T10:00:05.000Z" in html
+
+
+def test_report_files_are_written_whole_never_over_a_file_or_through_a_link(
+    tmp_path: Path,
+) -> None:
+    page = tmp_path / "rec.html"
+    _write_new(page, "one")
+    assert page.read_text() == "one"
+    assert [p.name for p in tmp_path.iterdir()] == ["rec.html"]  # no temp file left
+    with pytest.raises(UsageError, match="never overwritten"):
+        _write_new(page, "two")
+    assert page.read_text() == "one"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    planted = tmp_path / "planted.html"
+    planted.symlink_to(victim)
+    with pytest.raises(UsageError, match="never overwritten"):
+        _write_new(planted, "evil")
+    assert victim.read_text() == "keep"
+    # Where hard links are not available the name itself is created exclusively.
+    with pytest.raises(UsageError, match="never overwritten"):
+        _write_exclusive(planted, "evil", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)
+    _write_exclusive(tmp_path / "new.html", "three", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    assert (tmp_path / "new.html").read_text() == "three"
