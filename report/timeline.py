@@ -30,6 +30,8 @@ TRIGGERS = {
     "power_loss_recovery": "the unit lost power; closed when it next started",
 }
 
+MAX_LISTED_SEGMENTS = 20
+
 XMap = Callable[[int], float]
 """UTC microseconds to the SVG's x coordinate."""
 
@@ -289,7 +291,8 @@ def build_events(facts: RecordingFacts) -> list[Event]:
         )
     if press is not None:
         add(press, "press", "Recording started", f"Started by {trigger_text(facts.start_trigger)}.")
-    if facts.segments > 1:
+    # Segment starts are listed while there are few; a long shift's hundreds are on the timeline.
+    if 1 < facts.segments <= MAX_LISTED_SEGMENTS:
         seen: set[int] = set()
         for u in facts.units:
             if u.segment not in seen and u.segment > 0:

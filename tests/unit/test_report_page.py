@@ -3,6 +3,7 @@ which frames become pictures, and the HTML that signed strings cannot break out 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -284,3 +285,13 @@ def test_report_files_are_written_whole_never_over_a_file_or_through_a_link(
         _write_exclusive(planted, "evil", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)
     _write_exclusive(tmp_path / "new.html", "three", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     assert (tmp_path / "new.html").read_text() == "three"
+
+
+def test_segment_starts_are_listed_only_while_few() -> None:
+    few = [e.kind for e in build_events(_facts(units=_units(12)))]
+    assert few.count("segment") == 2  # segments 2 and 3 of 3
+    many = _units(100)
+    many = [dataclasses.replace(u, segment=i) for i, u in enumerate(many)]
+    assert "segment" not in [e.kind for e in build_events(_facts(units=many))]
+    tl = build_timeline(_facts(units=many))
+    assert tl is not None and len([s for s in tl.spans if s.kind.startswith("segment")]) == 100
