@@ -4,6 +4,7 @@ which frames become pictures, and the HTML that signed strings cannot break out 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from report.clock_text import clock_offset_text, duration_text, iso_utc, offset_
 from report.model import Anchor, Fix, Gap, Interval, Marker, RecordingFacts, UnitSpan
 from report.page import build_page
 from report.render import _write_exclusive, _write_new, render_html
-from report.thumbnails import Thumbnail, interval_for, wanted_frames
+from report.thumbnails import Thumbnail, Wanted, interval_for, render_thumbnails, wanted_frames
 from report.timeline import PLOT_X0, PLOT_X1, build_events, build_timeline
 from report.track import build_track
 
@@ -295,3 +296,63 @@ def test_segment_starts_are_listed_only_while_few() -> None:
     assert "segment" not in [e.kind for e in build_events(_facts(units=many))]
     tl = build_timeline(_facts(units=many))
     assert tl is not None and len([s for s in tl.spans if s.kind.startswith("segment")]) == 100
+
+
+def _ts_of_grey_frames(count: int, fps: int) -> bytes:
+    """An H.264 MPEG-TS whose frame k is a flat grey of level 20 * k + 10."""
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    out: Any = av.open(buf, mode="w", format="mpegts")
+    stream = out.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    stream.options = {"preset": "ultrafast", "tune": "zerolatency", "bf": "0"}
+    for k in range(count):
+        img = np.full((48, 64, 3), 20 * k + 10, dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = k
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+    return buf.getvalue()
+
+
+def _grey(thumb: Thumbnail) -> float:
+    import base64
+
+    import cv2
+    import numpy as np
+
+    jpeg = base64.b64decode(thumb.data_uri.split(",", 1)[1])
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert img is not None
+    return float(img.mean())
+
+
+@pytest.mark.parametrize("claimed_fps", [10, 5])
+def test_thumbnails_are_the_frames_the_units_name_and_say_when_timing_disagrees(
+    claimed_fps: int,
+) -> None:
+    ts = _ts_of_grey_frames(10, fps=10)
+    step = 1_000_000 // claimed_fps * 5
+    units = [
+        UnitSpan(1, 0, 100, 5, T0, T0 + step, True),
+        UnitSpan(2, 0, 105, 5, T0 + step, T0 + 2 * step, False),
+    ]
+    facts = _facts(units=units, press_utc_us=T0 + step, markers=[Marker(1, T0, 107)])
+    wanted = [
+        Wanted(100, "start", "Start"),
+        Wanted(104, "interval", "+x"),
+        Wanted(107, "marker", "Marker 1"),
+    ]
+    thumbs = render_thumbnails(facts, wanted, lambda _segment: [ts])
+    assert [t.frame for t in thumbs] == [100, 104, 107]
+    for t in thumbs:
+        assert _grey(t) == pytest.approx(20 * (t.frame - 100) + 10, abs=4)
+        assert t.width == 320 and t.height == 240
+    assert thumbs[2].at_iso == iso_utc(T0 + step + 2 * step // 5)
+    approximate = ["approximate" in t.label for t in thumbs]
+    assert approximate == ([False] * 3 if claimed_fps == 10 else [False, True, True])
