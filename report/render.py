@@ -59,7 +59,13 @@ def report_page(
 ) -> Page:
     """The page of one opened recording, thumbnails decoded from its sealed video."""
     meta = export_metadata(rec, {})
-    events = recording_events(store, rec.report.id, rec.units, rec.store_report.head_seq)
+    events = recording_events(
+        store,
+        rec.report.id,
+        rec.units,
+        rec.store_report.head_seq,
+        rec.boot.first_seq if rec.boot else None,
+    )
     facts = facts_of(rec, meta, events)
     segments = {s.index: s for s in rec.segments}
     thumbs = render_thumbnails(

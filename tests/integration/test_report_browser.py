@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from firmware import __version__
 from tests.integration.chromium import Chromium, find_chromium
 from tests.integration.conftest import SMALL, Bwc, ProvisionedUnit, provision_unit, write_scenario
 from tests.tsa import openssl_ts_available, start_tsa
@@ -165,7 +166,8 @@ def test_report_shows_timeline_markers_thumbnails_and_track_in_chromium(
     assert checks["verdict"].startswith("✔ Verified intact")
     assert checks["no_findings"]
     text = checks["text"]
-    for fact in ("CAM-0042", "PC-1234", "Power lost", "Microphone muted", "Marker 2", "Offloaded"):
+    facts = ("CAM-0042", "PC-1234", "Power lost", "Microphone muted", "Marker 2", "Offloaded")
+    for fact in (*facts, f"Unit started\tfirmware {__version__}; slot A"):
         assert fact in text, fact
     assert "T09:00:" in text or "Z" in text  # ISO 8601 UTC times are shown
 
