@@ -380,13 +380,16 @@ def verify_payload(f: BinaryIO, header: BundleHeader) -> None:
 
 
 def open_bundle(path: Path) -> BinaryIO:
+    """The bundle file, open for reading; a missing or unreadable file is a usage error."""
     try:
         st = path.stat()
         if not stat.S_ISREG(st.st_mode):
-            raise BundleFormatError(f"{path}: not a regular file")
+            raise UsageError(f"{path}: not a regular file")
         return path.open("rb")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
     except OSError as exc:
-        raise BundleFormatError(f"{path}: cannot read ({exc.strerror})") from None
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 # ---------------------------------------------------------------------------------------------

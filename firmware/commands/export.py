@@ -17,7 +17,12 @@ from offload.store_url import open_store_reader
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("export", help="verify, decrypt and export recordings as MP4 + JSON")
-    p.add_argument("store", help="evidence directory or file:// URL")
+    p.add_argument(
+        "store",
+        metavar="STORE",
+        help="evidence directory, offloaded copy or offload target: a directory, file:// or "
+        "s3://bucket/prefix URL",
+    )
     p.add_argument(
         "--key", required=True, type=Path, help="the agency private key (agency-key.pem)"
     )

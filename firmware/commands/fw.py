@@ -28,18 +28,59 @@ def add_parser(sub: Any) -> None:
     fw = p.add_subparsers(dest="fw_command", required=True, parser_class=type(p))
 
     k = fw.add_parser("keygen", help="create a firmware signing key pair")
-    k.add_argument("--out", required=True, type=Path, metavar="DIR")
-    k.add_argument("--channel", choices=("release", "development"), default="release")
+    k.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="directory for release-key.pem (private, 0600) and release-pub.pem",
+    )
+    k.add_argument(
+        "--channel",
+        choices=("release", "development"),
+        default="release",
+        help="release (default) or development: a release unit refuses development bundles",
+    )
     k.set_defaults(func=run_keygen)
 
     b = fw.add_parser("build", help="build one signed bundle from a file or directory")
-    b.add_argument("payload", type=Path, metavar="PAYLOAD")
-    b.add_argument("--version", required=True, metavar="X.Y.Z")
-    b.add_argument("--security-version", required=True, type=int, metavar="N")
-    b.add_argument("--compatible", required=True, metavar="ID")
-    b.add_argument("--key", required=True, type=Path, metavar="FILE")
-    b.add_argument("--out", required=True, type=Path, metavar="BUNDLE")
-    b.add_argument("--min-battery", type=int, default=30, metavar="PCT")
+    b.add_argument(
+        "payload", type=Path, metavar="PAYLOAD", help="the slot image: a file or a directory"
+    )
+    b.add_argument(
+        "--version", required=True, metavar="X.Y.Z", help="the firmware version, e.g. 1.2.0"
+    )
+    b.add_argument(
+        "--security-version",
+        required=True,
+        type=int,
+        metavar="N",
+        help="anti-rollback level: units refuse a bundle below their floor, which rises to N "
+        "when this bundle commits",
+    )
+    b.add_argument(
+        "--compatible",
+        required=True,
+        metavar="ID",
+        help="hardware id the bundle is for (bwc-sim for the simulated unit)",
+    )
+    b.add_argument(
+        "--key",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the private signing key (release-key.pem from bwc fw keygen)",
+    )
+    b.add_argument(
+        "--out", required=True, type=Path, metavar="BUNDLE", help="the bundle file to write"
+    )
+    b.add_argument(
+        "--min-battery",
+        type=int,
+        default=30,
+        metavar="PCT",
+        help="battery level a unit needs before it accepts this bundle (default 30)",
+    )
     b.add_argument(
         "--build-utc",
         type=int,
@@ -50,21 +91,32 @@ def add_parser(sub: Any) -> None:
     b.set_defaults(func=run_build)
 
     i = fw.add_parser("inspect", help="show a bundle's manifest; --trust checks its signature")
-    i.add_argument("bundle", type=Path, metavar="BUNDLE")
-    i.add_argument("--trust", type=Path, metavar="PUB")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("bundle", type=Path, metavar="BUNDLE", help="the bundle file")
+    i.add_argument(
+        "--trust",
+        type=Path,
+        metavar="PUB",
+        help="release-pub.pem: also check the signature and payload (exit 1 if they fail)",
+    )
+    i.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     i.set_defaults(func=run_inspect)
 
     f = fw.add_parser("flash", help="preflight, plan, write the inactive slot and arm a try-boot")
-    f.add_argument("bundle", type=Path, metavar="BUNDLE")
-    f.add_argument("--device", required=True, type=Path, metavar="DEVICE")
-    f.add_argument("--dry-run", action="store_true")
-    f.add_argument("--json", action="store_true")
+    f.add_argument("bundle", type=Path, metavar="BUNDLE", help="the bundle file")
+    f.add_argument(
+        "--device", required=True, type=Path, metavar="DEVICE", help="the unit's directory"
+    )
+    f.add_argument("--dry-run", action="store_true", help="preflight and plan only; write nothing")
+    f.add_argument(
+        "--json", action="store_true", help="print JSON lines (plan, progress, result) on stdout"
+    )
     f.set_defaults(func=run_flash)
 
     s = fw.add_parser("status", help="slots, primary, booted slot, floor and pending try-boot")
-    s.add_argument("--device", required=True, type=Path, metavar="DEVICE")
-    s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--device", required=True, type=Path, metavar="DEVICE", help="the unit's directory"
+    )
+    s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     s.set_defaults(func=run_status)
 
 
@@ -120,6 +172,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     from firmware.bundle import (
+        BundleFormatError,
         load_trusted_key,
         open_bundle,
         read_header,
@@ -129,7 +182,10 @@ def run_inspect(args: argparse.Namespace) -> int:
 
     trusted = load_trusted_key(args.trust) if args.trust else None
     with open_bundle(args.bundle) as f:
-        header = read_header(f)
+        try:
+            header = read_header(f)
+        except BundleFormatError as exc:
+            raise BundleFormatError(f"{args.bundle}: {exc}") from None
         problem = ""
         if trusted is not None:
             try:
@@ -248,11 +304,13 @@ class _RichObserver:
 
 
 def run_flash(args: argparse.Namespace) -> int:
+    from firmware.bundle import open_bundle
     from firmware.flash import flash, preflight
 
     layout = UnitLayout(args.device)
     if not args.device.is_dir():
         raise UsageError(f"--device {args.device}: no such unit directory")
+    open_bundle(args.bundle).close()  # a missing or unreadable file is a usage error (exit 2)
     try:
         facts = _unit_facts(layout)
         plan = preflight(layout, args.bundle, facts)

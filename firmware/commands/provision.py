@@ -18,11 +18,29 @@ def add_parser(sub: Any) -> None:
         "unit's signed audit chain. Prints the path of the unit's public identity.",
     )
     p.add_argument("device", type=Path, metavar="DEVICE", help="the unit's storage directory")
-    p.add_argument("--agency-pub", type=Path, required=True, metavar="FILE")
-    p.add_argument("--device-id", required=True, metavar="ID")
-    p.add_argument("--officer", required=True, metavar="ID")
-    p.add_argument("--profile", type=Path, metavar="FILE", help="default: configs/sim.toml")
-    p.add_argument("--release-pub", type=Path, metavar="FILE", help="firmware release public key")
+    p.add_argument(
+        "--agency-pub",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the agency public key evidence is encrypted to (agency-pub.pem from bwc keys agency)",
+    )
+    p.add_argument("--device-id", required=True, metavar="ID", help="the unit's id, e.g. CAM-0042")
+    p.add_argument(
+        "--officer", required=True, metavar="ID", help="the officer the unit is assigned to"
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="config profile (TOML); default: the simulated unit's configs/sim.toml",
+    )
+    p.add_argument(
+        "--release-pub",
+        type=Path,
+        metavar="FILE",
+        help="public key firmware bundles must be signed with (release-pub.pem)",
+    )
     p.set_defaults(func=run)
 
 

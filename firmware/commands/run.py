@@ -37,7 +37,13 @@ KEY_HELP = "  ".join(f"[{k}] {v[2]}" for k, v in KEYS.items()) + "  [q] power of
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("run", help="the recorder daemon on the profile's backends")
-    p.add_argument("--device", type=Path, default=Path(DEFAULT_DEVICE), metavar="DEVICE")
+    p.add_argument(
+        "--device",
+        type=Path,
+        default=Path(DEFAULT_DEVICE),
+        metavar="DEVICE",
+        help="the provisioned unit's directory (default: $BWC_DEVICE, else /var/lib/bwc/unit)",
+    )
     add_set_option(p)
     p.add_argument(
         "--duration-s",

@@ -34,8 +34,16 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("sim", help="boot the simulated unit in DEVICE and play a scenario")
-    p.add_argument("scenario", type=Path, metavar="SCENARIO")
-    p.add_argument("--device", type=Path, required=True, metavar="DEVICE")
+    p.add_argument(
+        "scenario", type=Path, metavar="SCENARIO", help="scenario file (TOML, see the README)"
+    )
+    p.add_argument(
+        "--device",
+        type=Path,
+        required=True,
+        metavar="DEVICE",
+        help="the provisioned unit's directory; each run is its next boot",
+    )
     add_set_option(p)
     p.add_argument("--realtime", action="store_true", help="pace simulated time to the wall clock")
     p.add_argument("--json", action="store_true", help="print a JSON summary of the boot on stdout")

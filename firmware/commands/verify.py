@@ -18,7 +18,12 @@ from offload.store_url import open_store_reader
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("verify", help="verify the signed evidence in STORE")
-    p.add_argument("store", help="evidence directory (e.g. DEVICE/evidence) or file:// URL")
+    p.add_argument(
+        "store",
+        metavar="STORE",
+        help="a unit's evidence directory (DEVICE/evidence), an offloaded copy, or a dock share "
+        "or offload target holding several units: a directory, file:// or s3://bucket/prefix URL",
+    )
     p.add_argument(
         "--trust",
         action="append",

@@ -1,0 +1,63 @@
+"""CONTRACT §2 across commands: a missing file is a usage error (exit 2) everywhere, said once.
+
+Runs ``bwc`` in-process (``firmware.cli.main``, the console script's entry point) to stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from firmware.cli import main
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("site")
+    assert main(["keys", "agency", "--out", str(root / "ag")]) == 0
+    assert main(["fw", "keygen", "--out", str(root / "rel")]) == 0
+    unit = [str(root / "unit"), "--device-id", "CAM-1", "--officer", "PC-1"]
+    pub = str(root / "ag" / "agency-pub.pem")
+    assert main(["provision", *unit, "--agency-pub", pub]) == 0
+    return root
+
+
+MISSING = "nope-missing.file"
+
+CASES = {
+    "fw flash": "fw flash {m} --device {r}/unit",
+    "fw inspect": "fw inspect {m}",
+    "fw inspect --trust": "fw inspect {r}/rel/release-pub.pem --trust {m}",
+    "fw build payload": "fw build {m} --version 1.0.0 --security-version 1 --compatible bwc-sim "
+    "--key {r}/rel/release-key.pem --out {r}/b.bundle",
+    "fw build --key": "fw build {r}/rel --version 1.0.0 --security-version 1 --compatible bwc-sim "
+    "--key {m} --out {r}/b.bundle",
+    "provision --agency-pub": "provision {r}/u2 --agency-pub {m} --device-id X --officer Y",
+    "provision --profile": "provision {r}/u3 --agency-pub {r}/ag/agency-pub.pem --device-id X "
+    "--officer Y --profile {m}",
+    "provision --release-pub": "provision {r}/u4 --agency-pub {r}/ag/agency-pub.pem "
+    "--device-id X --officer Y --release-pub {m}",
+    "sim": "sim {m} --device {r}/unit",
+    "verify": "verify {m}",
+    "verify --trust": "verify {r}/unit/evidence --trust {m}",
+    "export": "export {m} --key {r}/ag/agency-key.pem --out {r}/e",
+    "export --key": "export {r}/unit/evidence --key {m} --out {r}/e",
+    "fw status": "fw status --device {m}",
+    "offload": "offload --device {m}",
+    "run": "run --device {m}",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_missing_file_is_a_usage_error_named_once(
+    case: str, site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = CASES[case].format(m=site / MISSING, r=site).split()
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.count(MISSING) == 1, f"the file is named once: {err}"
+    words = " ".join(argv[:2]) if argv[0] == "fw" else argv[0]
+    assert err.startswith(f"bwc {words}: "), err
