@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     layout = UnitLayout(args.device)
     agency = args.device.parent / "agency"
+    agency_key = agency / "agency-key.pem"
     if not layout.is_provisioned():
         print(f"First run: provisioning a demo unit in {args.device}")
         if not (agency / "agency-pub.pem").exists():
@@ -44,13 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         if code:
             return code
-        print(f"Demo agency keys: {agency}/agency-key.pem (private) and agency-pub.pem")
+        print(f"Demo agency keys: {agency_key} (private) and {agency}/agency-pub.pem")
     print(
-        "When you are done, check and play what you recorded:\n"
-        f"  .venv/bin/bwc verify {layout.evidence} --trust {layout.device_pub}\n"
-        f"  .venv/bin/bwc export {layout.evidence} --key {agency}/agency-key.pem --out exported\n"
+        "Keys press the simulated buttons (listed under the status). When you power off (q), "
+        "the exact bwc verify and bwc export commands for what the unit then holds are printed."
     )
-    run_args = ["run", "--device", str(args.device)]
+    run_args = ["run", "--device", str(args.device), "--hint-agency-key", str(agency_key)]
     if args.duration_s is not None:
         run_args += ["--duration-s", str(args.duration_s)]
     return bwc_main(run_args)

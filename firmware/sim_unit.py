@@ -54,7 +54,7 @@ from simulator.scenario import Scenario, ScenarioEvent
 
 if TYPE_CHECKING:  # the dock's modules load when the unit is first docked, not at boot
     from evidence.timestamp import DockAnchor
-    from offload.runner import OffloadResult
+    from offload.runner import OffloadProgress, OffloadResult
 
 log = logging.getLogger(__name__)
 frame_log = logging.getLogger("firmware.sim_unit.frames")
@@ -106,6 +106,8 @@ class SimulatedUnit:
     _anchor: DockAnchor | None = field(default=None, repr=False)  # this dock session's TSA anchor
     microphone: SimMicrophone | None = None
     on_status: Callable[[Mapping[str, Any]], None] | None = None
+    offload_progress: OffloadProgress | None = None  # the current or last round's progress
+    on_offload_progress: Callable[[OffloadProgress], None] | None = None
     _closed: bool = field(default=False, repr=False)
 
     # -- running -------------------------------------------------------------------------------
@@ -225,6 +227,7 @@ class SimulatedUnit:
                 self.clock,
                 self.dock.docked,
                 retention=Retention(off.retention_days, off.marked_retention_days),
+                progress=self._offload_progressed,
             )
         except BwcError as exc:
             # Nothing unconfirmed was freed; the next round resumes where this one stopped.
@@ -234,6 +237,11 @@ class SimulatedUnit:
         self.last_offload = result
         if result.complete:
             self.recorder.indicate(Feedback.OFFLOAD_COMPLETE)
+
+    def _offload_progressed(self, progress: OffloadProgress) -> None:
+        self.offload_progress = progress
+        if self.on_offload_progress is not None:
+            self.on_offload_progress(progress)
 
     # -- scenario helpers ----------------------------------------------------------------------
 
@@ -425,7 +433,8 @@ def boot_simulated_unit(
         layout, boot, health, sealer, mono_us=clock.monotonic_us(), utc_us=clock.utc_us()
     )
     if unit.outcome.action != "nothing_pending":
-        log.warning(
+        # Commands print it as a first-class line (firmware.boot_outcome); the log keeps it too.
+        log.info(
             "firmware: %s slot %s %s", unit.outcome.action, unit.outcome.slot, unit.outcome.reason
         )
     return unit

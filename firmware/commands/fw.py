@@ -354,6 +354,7 @@ def run_flash(args: argparse.Namespace) -> int:
 
 def unit_status(layout: UnitLayout) -> dict[str, Any]:
     """Everything `bwc fw status` shows, as one JSON-ready dict."""
+    from firmware.boot_outcome import last_firmware_event
     from firmware.flash import read_slot_info
     from firmware.update_state import load_state
 
@@ -373,8 +374,12 @@ def unit_status(layout: UnitLayout) -> dict[str, Any]:
             "source": info.source if info else None,
         }
     pending = state.pending
+    last = last_firmware_event(layout.evidence)
     return {
         "device": str(layout.root),
+        "last_firmware_event": None
+        if last is None
+        else {"seq": last.seq, "kind": last.kind, "utc_us": last.utc_us, "fields": last.fields},
         "slots": slots,
         "primary": boot.get_primary(),
         "booted": record["slot"] if record else None,
@@ -419,4 +424,10 @@ def run_status(args: argparse.Namespace) -> int:
         print("pending   none", file=out)
     if status["owed_events"]:
         print(f"to seal   {', '.join(status['owed_events'])} (at the next boot)", file=out)
+    last = status["last_firmware_event"]
+    if last is not None:
+        from firmware.boot_outcome import FirmwareEvent
+
+        event = FirmwareEvent(last["seq"], last["kind"], last["utc_us"], last["fields"])
+        print(f"last      {event.describe()}", file=out)
     return 0

@@ -13,26 +13,32 @@ import os
 import select
 import sys
 import termios
+import time
 import tty
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from firmware.commands.sim import add_set_option, parse_sets
+from firmware.commands.sim import add_set_option, parse_sets, plural
 from firmware.layout import UnitLayout
 
 DEFAULT_DEVICE = os.environ.get("BWC_DEVICE", "/var/lib/bwc/unit")
 STEP_US = 100_000
 
 KEYS = {
-    "r": ("double_press", "event", "start recording (event button, double press)"),
-    "s": ("hold", "event", "stop recording (event button, held 3.5 s)"),
-    "m": ("press", "function", "marker (function button, press)"),
-    "h": ("hold", "function", "stealth on/off (function button, held 3.5 s)"),
-    "t": ("trigger", "trigger", "auto-activation line (holster/light bar) for 1 s"),
-    "d": ("dock", "dock", "put in / take out of the dock"),
+    "r": ("double_press", "event", "record"),
+    "m": ("press", "function", "marker"),
+    "s": ("hold", "event", "stop (hold)"),
+    "u": ("double_press", "function", "mute"),
+    "h": ("hold", "function", "stealth (hold)"),
+    "t": ("trigger", "trigger", "trigger line"),
+    "d": ("dock", "dock", "dock/undock"),
 }
-KEY_HELP = "  ".join(f"[{k}] {v[2]}" for k, v in KEYS.items()) + "  [q] power off"
+KEY_HELP = " ".join(f"[{k}] {v[2]}" for k, v in KEYS.items()) + " [q] power off"
+HOLD_MARGIN_S = 0.5
+"""A held key holds the simulated button this much longer than the profile's ``hold_s``."""
+REDRAW_S = 0.1
+"""Fastest redraw of the status while an offload round runs (wall seconds)."""
 
 
 def add_parser(sub: Any) -> None:
@@ -52,6 +58,14 @@ def add_parser(sub: Any) -> None:
         metavar="S",
         help="power off cleanly after S seconds (default: run until q, Ctrl-C or SIGTERM)",
     )
+    p.add_argument(
+        "--hint-agency-key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="agency private key to name in the export command printed at power-off "
+        "(the demo's; a unit never holds an agency private key)",
+    )
     p.set_defaults(func=run)
 
 
@@ -63,49 +77,78 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_sets(args.set)
     profile = read_profile(layout.profile, overrides)
     if profile.camera.backend == "sim":
-        return _run_simulated(layout, overrides, args.duration_s)
+        return _run_simulated(layout, overrides, args.duration_s, args.hint_agency_key)
     from firmware.pi_unit import run_pi_unit
 
     return run_pi_unit(layout, overrides, args.duration_s)
 
 
-def _status_line(status: Mapping[str, Any], docked: bool) -> str:
-    gnss = status.get("gnss") or {}
-    battery = status.get("battery") or {}
-    where = (
-        f"{gnss['lat_deg']:.5f},{gnss['lon_deg']:.5f} ({gnss.get('satellites', 0)} sats)"
-        if gnss.get("lat_deg") is not None
-        else "no fix"
-    )
-    rec = status.get("recording")
-    parts = [
-        f"{str(status['state']).upper():<9}",
-        f"buffer {float(status['buffer_s']):5.1f} s",
-        f"rec {rec[:8]}" if rec else "not recording",
-        f"GNSS {where}",
-        f"battery {float(battery.get('level_pct', 0)):.0f}%" if battery else "battery ?",
-    ]
-    if status.get("stealth"):
-        parts.append("STEALTH")
-    if docked:
-        parts.append("DOCKED")
-    return " | ".join(parts)
-
-
 def _run_simulated(
-    layout: UnitLayout, overrides: Mapping[str, Any], duration_s: float | None
+    layout: UnitLayout,
+    overrides: Mapping[str, Any],
+    duration_s: float | None,
+    agency_key: Path | None,
 ) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from firmware.boot_outcome import boot_lines
+    from firmware.hints import format_hints, unit_hints
     from firmware.sim_unit import boot_simulated_unit
+    from firmware.status_view import StatusTracker, clock_s, read_snapshot, render_status
     from simulator.scenario import ScenarioEvent
 
     unit = boot_simulated_unit(layout, overrides, realtime=True)
     interactive = sys.stdin.isatty()
-    out = sys.stdout
-    print(f"bwc run: simulated unit {unit.assignment.device_id} on slot {unit.plan.slot}")
-    print(KEY_HELP if interactive else "stdin is not a terminal: keys disabled")
+    console = Console(highlight=False)
+    firmware = boot_lines(unit.plan, unit.outcome)
+    print(
+        f"bwc run: simulated unit {unit.assignment.device_id} on slot {unit.plan.slot} "
+        f"({unit.plan.version})"
+    )
+    for line in firmware:
+        print(f"bwc run: {line}")
+    if not interactive:
+        print("bwc run: stdin is not a terminal: keys disabled")
+    tracker = StatusTracker()
+    keys = KEY_HELP if interactive else ""
+    live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+    printed: set[int] = set()
+    last_draw = [0.0]
+    docked = [False]
+
+    def draw(force: bool = True, powered: bool = True) -> None:
+        wall = time.monotonic()
+        if not force and wall - last_draw[0] < REDRAW_S:
+            return
+        last_draw[0] = wall
+        if powered:
+            docked[0] = unit.dock.docked()
+        snap = read_snapshot(
+            unit,
+            tracker,
+            wall_s=wall,
+            keys=keys if powered else "",
+            firmware=firmware,
+            docked=docked[0],
+        )
+        if live is not None:
+            live.update(render_status(snap), refresh=True)
+            return
+        # Not a terminal (a log, a pipe): each notice once, as a plain line.
+        for t_us, notice in tracker.notices:
+            key = hash((t_us, notice))
+            if key not in printed:
+                printed.add(key)
+                print(f"bwc run: [{clock_s(t_us / 1e6)}] {notice.symbol} {notice.text}")
+
+    unit.on_offload_progress = lambda _progress: draw(force=False)
+    hold_s = unit.profile.recorder.hold_s + HOLD_MARGIN_S
     saved = termios.tcgetattr(sys.stdin) if interactive else None
     end_us = round(duration_s * 1_000_000) if duration_s is not None else None
     try:
+        if live is not None:
+            live.start()
         if interactive:
             tty.setcbreak(sys.stdin)
         while end_us is None or unit.clock.monotonic_us() < end_us:
@@ -117,27 +160,30 @@ def _run_simulated(
                     break
                 if key in KEYS:
                     action, button, _ = KEYS[key]
-                    at_s = unit.clock.monotonic_us() / 1e6
                     if action == "dock":
                         action = "undock" if unit.dock.docked() else "dock"
                     unit.schedule(
                         ScenarioEvent(
-                            at_s=at_s,
+                            at_s=unit.clock.monotonic_us() / 1e6,
                             action=action,
                             button=button,
-                            hold_s=1.0 if action == "trigger" else 3.5,
+                            hold_s=1.0 if action == "trigger" else hold_s,
                         )
                     )
-            if interactive:
-                line = _status_line(unit.recorder.status(), unit.dock.docked())
-                out.write("\r" + line[:160].ljust(160))
-                out.flush()
+            draw()
     except KeyboardInterrupt:
         pass
     finally:
         if saved is not None:
             termios.tcsetattr(sys.stdin, termios.TCSADRAIN, saved)
+        unit.on_offload_progress = None
         unit.power_off("operator power off")
-    print(f"\nbwc run: powered off; {len(unit.recorder.recordings)} recording(s) this boot")
-    print(f"  verify: bwc verify {layout.evidence} --trust {layout.device_pub}")
+        draw(powered=False)
+        if live is not None:
+            live.stop()
+    n = len(unit.recorder.recordings)
+    print(f"bwc run: powered off; {plural(n, 'recording')} this boot")
+    hints = unit_hints(layout, unit.profile, unit.assignment.device_id, agency_key=agency_key)
+    print("Check" + (" and play" if agency_key else "") + " what the unit holds:")
+    print(format_hints(hints))
     return 0

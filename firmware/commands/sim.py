@@ -16,6 +16,11 @@ from firmware.layout import UnitLayout
 from hal.errors import UsageError
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 recording``, ``2 recordings``, ``0 recordings``."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
 def add_set_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set",
@@ -51,6 +56,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from firmware.boot_outcome import boot_lines, outcome_json
     from firmware.sim_unit import boot_simulated_unit
     from simulator.scenario import parse_scenario
 
@@ -68,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         "device": str(args.device),
         "boot_slot": unit.plan.slot,
         "firmware": unit.outcome.action if unit.outcome else None,
+        "firmware_boot": outcome_json(unit.plan, unit.outcome),
         "recordings": unit.recorder.recordings,
         "frames": unit.daemon.frames_in,
         "chain_head": unit.sealer.head_seq,
@@ -76,9 +83,11 @@ def run(args: argparse.Namespace) -> int:
         json.dump(summary, sys.stdout)
         sys.stdout.write("\n")
     else:
+        for line in boot_lines(unit.plan, unit.outcome):
+            print(f"bwc sim: {line}")
         print(
             f"bwc sim: {scenario.duration_s:g} s simulated on slot {unit.plan.slot}: "
-            f"{len(unit.recorder.recordings)} recording(s), {unit.daemon.frames_in} frames, "
-            f"chain head {unit.sealer.head_seq}"
+            f"{plural(len(unit.recorder.recordings), 'recording')}, "
+            f"{plural(unit.daemon.frames_in, 'frame')}, chain head {unit.sealer.head_seq}"
         )
     return 0
