@@ -147,7 +147,9 @@ def render_status(s: StatusSnapshot) -> RenderableType:
     for button, held_s in s.holds:
         grid.add_row("holding", _hold_text(s, button, held_s))
     if s.docked or s.offload is not None:
-        grid.add_row("dock", _dock_text(s))
+        grid.add_row("dock", Text("in the dock" if s.docked else "out of the dock", style="bold"))
+    if s.offload is not None:
+        grid.add_row("offload", _offload_text(s.offload))
     for line in s.firmware:
         grid.add_row("firmware", Text(line.removeprefix("firmware: ")))
     parts: list[RenderableType] = [grid]
@@ -298,12 +300,8 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _dock_text(s: StatusSnapshot) -> Text:
-    t = Text("in the dock" if s.docked else "out of the dock", style="bold" if s.docked else "")
-    o = s.offload
-    if o is None:
-        return t
-    t.append("  ")
+def _offload_text(o: OffloadView) -> Text:
+    t = Text()
     if o.failed:
         t.append("offload round failed; retrying", style="bold red")
         return t
@@ -339,6 +337,7 @@ class StatusTracker:
     had_fix: bool | None = None
     offload_failed: bool = False
     last_progress: OffloadProgress | None = None
+    last_recording: str = ""  # the recording in progress, described for its stop notice
     round_started_wall_s: float = 0.0
 
     def observe(
@@ -355,6 +354,8 @@ class StatusTracker:
             symbol, text, style = spec
             if fb is Feedback.MARKER:
                 text = f"marker {status.get('markers', '?')} added (signed)"
+            elif fb is Feedback.STOP and self.last_recording:
+                text = f"recording stopped and sealed: {self.last_recording}"
             elif fb is Feedback.FAULT and status.get("storage_blocked"):
                 text = "fault: storage full, recording stopped and sealed"
             elif fb is Feedback.FAULT:
@@ -363,6 +364,15 @@ class StatusTracker:
             elif fb in (Feedback.OFFLOADING, Feedback.OFFLOAD_COMPLETE):
                 self.offload_failed = False
             self._add(now_us, Notice(symbol, text, style))
+        since = status.get("recording_since_mono_us")
+        if isinstance(since, int):
+            markers = int(status.get("markers") or 0)
+            pre = status.get("pre_event_captured_s")
+            self.last_recording = (
+                f"{clock_s((now_us - since) / 1e6)} since the press"
+                + (f" plus {pre:.1f} s before it" if isinstance(pre, int | float) else "")
+                + f", {markers} marker{'s' if markers != 1 else ''}"
+            )
         fix = _fresh_fix(status.get("gnss"))
         if self.had_fix is not None and fix is not None and not self.had_fix:
             self._add(now_us, Notice("⌖", "GNSS fix acquired", "green"))
