@@ -108,6 +108,12 @@ def add_parser(sub: Any) -> None:
     )
     f.add_argument("--dry-run", action="store_true", help="preflight and plan only; write nothing")
     f.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="install a lower version than the installed one at the same security_version "
+        "(refused without it; a lower security_version is always refused)",
+    )
+    f.add_argument(
         "--json", action="store_true", help="print JSON lines (plan, progress, result) on stdout"
     )
     f.set_defaults(func=run_flash)
@@ -305,7 +311,7 @@ class _RichObserver:
 
 def run_flash(args: argparse.Namespace) -> int:
     from firmware.bundle import open_bundle
-    from firmware.flash import flash, preflight
+    from firmware.flash import check_downgrade, flash, preflight, read_slot_info
 
     layout = UnitLayout(args.device)
     if not args.device.is_dir():
@@ -314,6 +320,9 @@ def run_flash(args: argparse.Namespace) -> int:
     try:
         facts = _unit_facts(layout)
         plan = preflight(layout, args.bundle, facts)
+        plan = check_downgrade(
+            plan, read_slot_info(layout, plan.primary), allow=args.allow_downgrade
+        )
     except RefusedError as exc:
         if args.json:
             _emit({"event": "refused", "reason": str(exc)})
