@@ -6,6 +6,7 @@ Exit 1 with the reason if anything fails verification or decryption; 2 for a wro
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ def add_parser(sub: Any) -> None:
         metavar="FILE",
         help="device public key PEM the evidence must be signed with",
     )
+    p.add_argument("--json", action="store_true", help="print the files written as JSON on stdout")
     p.set_defaults(func=run)
 
 
@@ -43,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     trusted = [load_trusted_key(p) for p in args.trust]
     reader = open_store_reader(args.store)
     written = export_store(reader, key, args.out, trusted or None)
+    if args.json:
+        print(json.dumps({"out": str(args.out), "written": [str(p) for p in written]}))
+        return 0
     for path in written:
         print(path)
     if not written:

@@ -41,6 +41,7 @@ def add_parser(sub: Any) -> None:
         default="release",
         help="release (default) or development: a release unit refuses development bundles",
     )
+    k.add_argument("--json", action="store_true", help="print the paths as JSON on stdout")
     k.set_defaults(func=run_keygen)
 
     b = fw.add_parser("build", help="build one signed bundle from a file or directory")
@@ -88,6 +89,7 @@ def add_parser(sub: Any) -> None:
         metavar="SECONDS",
         help="build time (default: $SOURCE_DATE_EPOCH, else now)",
     )
+    b.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
     b.set_defaults(func=run_build)
 
     i = fw.add_parser("inspect", help="show a bundle's manifest; --trust checks its signature")
@@ -141,6 +143,9 @@ def run_keygen(args: argparse.Namespace) -> int:
     from firmware.bundle import generate_key_pair
 
     private, public = generate_key_pair(args.out, args.channel)
+    if args.json:
+        _emit({"channel": args.channel, "private_key": str(private), "public_key": str(public)})
+        return 0
     print(f"{args.channel} signing key: {private} (keep it offline)")
     print(f"public key for units:  {public}")
     return 0
@@ -167,6 +172,9 @@ def run_build(args: argparse.Namespace) -> int:
         build_utc_s=build_utc_s,
         min_battery_pct=args.min_battery,
     )
+    if args.json:
+        _emit({"bundle": str(args.out), "manifest": manifest.to_dict()})
+        return 0
     print(
         f"{args.out}: {manifest.channel} bundle {manifest.version} "
         f"(security_version {manifest.security_version}, {manifest.compatible}), "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,9 @@ def add_parser(sub: Any) -> None:
         metavar="FILE",
         help="public key firmware bundles must be signed with (release-pub.pem)",
     )
+    p.add_argument(
+        "--json", action="store_true", help="print the unit's identity as JSON on stdout"
+    )
     p.set_defaults(func=run)
 
 
@@ -55,5 +59,17 @@ def run(args: argparse.Namespace) -> int:
         profile_path=args.profile,
         release_pub=args.release_pub,
     )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "device": str(args.device),
+                    "device_id": args.device_id,
+                    "officer": args.officer,
+                    "device_pub": str(result.device_pub),
+                }
+            )
+        )
+        return 0
     print(result.device_pub)
     return 0

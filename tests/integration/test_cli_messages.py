@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from firmware.cli import main
+from tests.integration.conftest import SMALL, write_scenario
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +62,39 @@ def test_a_missing_file_is_a_usage_error_named_once(
     assert err.count(MISSING) == 1, f"the file is named once: {err}"
     words = " ".join(argv[:2]) if argv[0] == "fw" else argv[0]
     assert err.startswith(f"bwc {words}: "), err
+
+
+def test_json_answers_parse(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    capsys.readouterr()
+    assert main(["keys", "agency", "--out", str(site / "ag2"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["public_key"].endswith("agency-pub.pem")
+    assert main(["fw", "keygen", "--out", str(site / "rel2"), "--json"]) == 0
+    keys = json.loads(capsys.readouterr().out)
+    assert keys["channel"] == "release"
+    build = ["fw", "build", str(site / "ag2"), "--version", "1.0.0", "--security-version", "1"]
+    out = ["--compatible", "bwc-sim", "--key", keys["private_key"], "--out", str(site / "j.bwc")]
+    assert main([*build, *out, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["manifest"]["version"] == "1.0.0"
+    unit = [str(site / "u-json"), "--device-id", "CAM-J", "--officer", "PC-J", "--json"]
+    assert main(["provision", *unit, "--agency-pub", str(site / "ag2" / "agency-pub.pem")]) == 0
+    assert json.loads(capsys.readouterr().out)["device_id"] == "CAM-J"
+    record = write_scenario(
+        site / "rec.toml",
+        6.0,
+        {"at_s": 1.0, "action": "double_press", "button": "event"},
+        {"at_s": 2.0, "action": "hold", "button": "event", "hold_s": 3.5},
+    )
+    sets = [*SMALL, "--set", "recorder.pre_event_s=1"]
+    assert main(["sim", str(record), "--device", str(site / "u-json"), *sets, "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["recordings"]) == 1
+    evidence = str(site / "u-json" / "evidence")
+    key = str(site / "ag2" / "agency-key.pem")
+    trust = str(site / "u-json" / "identity" / "device-pub.pem")
+    code = main(
+        ["export", evidence, "--key", key, "--trust", trust, "--out", str(site / "x"), "--json"]
+    )
+    assert code == 0
+    written = json.loads(capsys.readouterr().out)["written"]
+    assert sorted(Path(w).suffix for w in written) == [".json", ".mp4"]

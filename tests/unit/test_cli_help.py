@@ -69,3 +69,20 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.strip() == f"bwc {__version__}"
+
+
+def test_every_command_a_machine_reads_has_json() -> None:
+    """Every leaf command but the interactive daemon (``run``) can answer in JSON."""
+    leaves: dict[str, set[str]] = {}
+    for path, action, _ in _all():
+        if isinstance(action, _Named):
+            leaves.setdefault(path, set())
+        elif path in leaves:
+            leaves[path].update(action.option_strings)
+    parents = {p.rsplit(" ", 1)[0] for p in leaves}
+    without = sorted(
+        p
+        for p, opts in leaves.items()
+        if p not in parents and p != "bwc run" and "--json" not in opts
+    )
+    assert without == []
