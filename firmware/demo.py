@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             return code
         print(f"Demo agency keys: {agency_key} (private) and {agency}/agency-pub.pem")
     print(
-        "Keys press the simulated buttons (listed under the status). When you power off (q), "
-        "the exact bwc verify and bwc export commands for what the unit then holds are printed."
+        "Keys press the simulated buttons (listed under the status). At power off (q) the\n"
+        "bwc verify and bwc export commands for what the unit then holds are printed."
     )
     run_args = ["run", "--device", str(args.device), "--hint-agency-key", str(agency_key)]
     if args.duration_s is not None:

@@ -40,6 +40,9 @@ GNSS_STALE_S = 10.0
 
 MAX_NOTICES = 4
 
+HOLD_SHOWN_S = 0.4
+"""A button held this long is shown as a hold in progress (a press is shorter)."""
+
 _PATTERNS = {p.name: p for p in all_patterns()}
 
 LED_STYLES = {
@@ -145,7 +148,8 @@ def render_status(s: StatusSnapshot) -> RenderableType:
     grid.add_row("GNSS", _gnss_text(s))
     grid.add_row("battery", _battery_text(s))
     for button, held_s in s.holds:
-        grid.add_row("holding", _hold_text(s, button, held_s))
+        if held_s >= HOLD_SHOWN_S:  # shorter is a press on its way up, not a hold
+            grid.add_row("holding", _hold_text(s, button, held_s))
     if s.docked or s.offload is not None:
         grid.add_row("dock", Text("in the dock" if s.docked else "out of the dock", style="bold"))
     if s.offload is not None:
@@ -199,7 +203,11 @@ def _state_text(s: StatusSnapshot) -> Text:
             t.append(f" · id {s.recording_id[:8]}", style="dim")
     elif s.state == "buffering":
         t.append("◌ BUFFERING", style="bold green")
-        t.append(f"  pre-event buffer {s.buffer_s:4.1f} of {s.pre_event_s:g} s (RAM only)")
+        if s.buffer_s >= s.pre_event_s:
+            # It keeps up to a GOP more than asked, so the pre-roll is never short.
+            t.append(f"  pre-event buffer full: {s.buffer_s:.1f} s ready (RAM only)")
+        else:
+            t.append(f"  pre-event buffer {s.buffer_s:4.1f} of {s.pre_event_s:g} s (RAM only)")
     elif s.state == "fault":
         t.append("✖ FAULT", style="bold red")
         if s.storage_blocked:
@@ -320,7 +328,7 @@ def _offload_text(o: OffloadView) -> Text:
     if o.rate_bps:
         t.append(f" · {human_bytes(o.rate_bps)}/s")
     if o.eta_s is not None:
-        t.append(f" · {o.eta_s:.0f} s left")
+        t.append(f" · {o.eta_s:.0f} s left" if o.eta_s >= 1 else " · <1 s left")
     return t
 
 
@@ -354,6 +362,10 @@ class StatusTracker:
             symbol, text, style = spec
             if fb is Feedback.MARKER:
                 text = f"marker {status.get('markers', '?')} added (signed)"
+            elif fb is Feedback.RECORDING_START:
+                pre = status.get("pre_event_captured_s")
+                if isinstance(pre, int | float):
+                    text = f"recording started, with {pre:.1f} s from before the press"
             elif fb is Feedback.STOP and self.last_recording:
                 text = f"recording stopped and sealed: {self.last_recording}"
             elif fb is Feedback.FAULT and status.get("storage_blocked"):

@@ -50,7 +50,7 @@ def test_a_shift_as_the_view_shows_it(unit: ProvisionedUnit) -> None:
             "haptic:recording-start",
             "tone:recording-start",
         ]
-        assert "recording started" in [n.text for n in snap.notices]
+        assert any(n.text.startswith("recording started, with 4.") for n in snap.notices)
         text = status_text(snap)
         assert "REC  00:00:01 since the press" in text and "buffer" not in text
 

@@ -23,7 +23,7 @@ def _demo_hints(root: Path, device: Path) -> list[str]:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "power off (q)" in proc.stdout, "the start says where the commands will be"
+    assert "At power off (q) the" in proc.stdout, "the start says where the commands will be"
     tail = proc.stdout.split("what the unit holds:\n", 1)[1]
     return [line.strip() for line in tail.splitlines() if line.startswith("  ") and "#" not in line]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from firmware.status_view import (
-    NOTICE_US,
     RECENT_US,
     Notice,
     OffloadView,
@@ -64,6 +63,16 @@ def test_recording_shows_elapsed_time_pre_event_and_markers_not_an_empty_buffer(
     assert "buffer" not in text, "the handed-over RAM buffer is not the recording's figure"
     assert "● led:recording (solid)" in text
     assert "≋ haptic:marker (80 ms)" in text and "♪ tone:marker (40 ms)" in text
+
+
+def test_a_full_buffer_says_it_is_ready_rather_than_over_its_length() -> None:
+    text = status_text(replace(BASE, buffer_s=31.3))
+    assert "pre-event buffer full: 31.3 s ready" in text and "of 30 s" not in text
+
+
+def test_a_press_is_not_shown_as_a_hold() -> None:
+    assert "holding" not in status_text(replace(BASE, holds=(("event", 0.1),)))
+    assert "holding" in status_text(replace(BASE, holds=(("event", 0.5),)))
 
 
 def test_a_recording_waiting_for_its_first_keyframe_says_so() -> None:
@@ -164,8 +173,16 @@ def test_tracker_turns_feedback_into_notices_that_expire() -> None:
     tracker.observe(2_000_000, [Feedback.MARKER, Feedback.BUFFERING], status)
     texts = [n.text for _, n in tracker.notices]
     assert texts == ["recording started", "marker 1 added (signed)"]
-    tracker.observe(1_000_000 + NOTICE_US, [], status)
-    assert [n.text for _, n in tracker.notices] == ["marker 1 added (signed)"]
+    status = {"recording_since_mono_us": 1_000_000, "pre_event_captured_s": 30.2, "markers": 1}
+    tracker.observe(3_000_000, [Feedback.RECORDING_START], status)
+    assert tracker.notices[-1][1].text == "recording started, with 30.2 s from before the press"
+    tracker.observe(73_000_000, [], status)
+    tracker.observe(73_100_000, [Feedback.STOP], {"recording_since_mono_us": None})
+    assert tracker.notices[-1][1].text == (
+        "recording stopped and sealed: 00:01:12 since the press plus 30.2 s before it, 1 marker"
+    )
+    tracker.observe(200_000_000, [], {})
+    assert tracker.notices == [], "notices expire"
 
 
 def test_tracker_reports_gnss_fix_changes_and_storage_faults() -> None:
