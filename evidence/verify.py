@@ -174,15 +174,20 @@ class Report:
             lines.append(f"  signed by device key {fp} ({pin})")
         if self.device is not None:
             lines.append(f"  device {self.device}")
-        for b in self.boots:
-            lines.append(
-                f"  boot {b.id}: entries {b.first_seq}-{b.last_seq}, "
-                f"{'clean shutdown' if b.clean else 'no clean shutdown'}"
-            )
+        for i, b in enumerate(self.boots):
+            if b.clean:
+                end = "clean shutdown"
+            elif i == len(self.boots) - 1:
+                # The newest boot of a copy taken mid-shift (or of a unit still on) has no
+                # shutdown entry yet: that is where the store ends, not a fault.
+                end = "no shutdown entry yet: the store ends while the unit was on"
+            else:
+                end = "ended without a clean shutdown (power lost; see the next boot)"
+            lines.append(f"  boot {b.id}: entries {b.first_seq}-{b.last_seq}, {end}")
         for r in self.recordings:
             lines.append(
-                f"recording {r.id}: {'INTACT' if r.intact else 'BROKEN'}; {r.units} units in "
-                f"{r.segments} segments, {r.duration_s:.1f} s, frames {r.first_frame}-"
+                f"recording {r.id}: {'INTACT' if r.intact else 'BROKEN'}; {_n(r.units, 'unit')} "
+                f"in {_n(r.segments, 'segment')}, {r.duration_s:.1f} s, frames {r.first_frame}-"
                 f"{r.last_frame}, start {r.start_trigger}, stop {r.stop_trigger}"
             )
             if r.offloaded_units:
@@ -206,6 +211,10 @@ class Report:
         n = len(self.all_findings)
         lines.append("result: INTACT" if n == 0 else f"result: {n} finding(s); NOT intact")
         return "\n".join(lines)
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 # ---------------------------------------------------------------------- trusted keys
