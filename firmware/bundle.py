@@ -126,7 +126,10 @@ def _read_key_file(path: Path) -> tuple[str, bytes]:
 def generate_key_pair(out_dir: Path, channel: str = "release") -> tuple[Path, Path]:
     """Create ``<channel>-key.pem`` (0600) and ``<channel>-pub.pem``; never overwrite a key."""
     private_name, public_name = key_file_names(channel)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out_dir}: cannot create directory: {exc.strerror}") from None
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()

@@ -51,7 +51,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="version", version=f"bwc {__version__}", help="print the version"
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
+    )
     chosen = _command_named(argv)
     for name, module_name in COMMANDS.items():
         if chosen is None or name == chosen:

@@ -25,7 +25,9 @@ from hal.errors import IntegrityError, RefusedError, UsageError
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("fw", help="firmware bundles, A/B slots and updates")
-    fw = p.add_subparsers(dest="fw_command", required=True, parser_class=type(p))
+    fw = p.add_subparsers(
+        dest="fw_command", required=True, parser_class=type(p), metavar="SUBCOMMAND"
+    )
 
     k = fw.add_parser("keygen", help="create a firmware signing key pair")
     k.add_argument(

@@ -15,7 +15,7 @@ from evidence.keys import KEM_CHOICES, KEM_P384, generate_agency_keys
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("keys", help="create key pairs")
-    kinds = p.add_subparsers(dest="kind", required=True)
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     a = kinds.add_parser(
         "agency",
         help="agency key pair for evidence encryption (agency-key.pem 0600, agency-pub.pem)",

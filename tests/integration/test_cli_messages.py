@@ -98,3 +98,25 @@ def test_json_answers_parse(site: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert code == 0
     written = json.loads(capsys.readouterr().out)["written"]
     assert sorted(Path(w).suffix for w in written) == [".json", ".mp4"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        ([], "required: COMMAND"),
+        (["fw"], "required: SUBCOMMAND"),
+        (["keys"], "required: KIND"),
+        (["fw", "keygen", "--out", "/proc/no/such/dir"], "--out /proc/no/such/dir: cannot create"),
+        (["keys", "agency", "--out", "/proc/no/such/dir"], "/proc/no/such/dir: cannot create"),
+    ],
+)
+def test_usage_errors_are_one_line_in_a_person_s_words(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert says in err and err.strip().count("\n") <= 1, err
