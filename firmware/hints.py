@@ -6,8 +6,9 @@ They must be right in every state of the unit, and copy-pasteable as printed:
   the recordings are exported from the dock copy; ``bwc offload`` first copies whatever is not
   there yet (what was recorded after undocking, and the unit's latest events), then the dock copy
   is verified and exported, pinned to the same key.
-Verify and export are strict (CONTRACT §3): ``--trust`` is always given; the dock copy must hold
-every payload, so it needs no ``--allow-freed``. Nothing here writes anything.
+Verify and export are strict (CONTRACT §3): ``--trust`` is always given; the unit's own store is
+verified with ``--allow-freed`` once it offloaded; the dock copy must hold every payload. Nothing
+here writes anything.
 """
 
 from __future__ import annotations
@@ -105,9 +106,18 @@ def unit_hints(
                 (exe, "offload", "--device", str(layout.root)),
             )
         )
+        hints.append(
+            Hint(
+                "check the unit's own store: the video it freed is explained by signed receipts",
+                (exe, "verify", store, *trust, "--allow-freed"),
+            )
+        )
         store = dock
         hints.append(
-            Hint("check the dock copy (no secret key needed)", (exe, "verify", store, *trust))
+            Hint(
+                "check the dock copy, which must hold every payload (no secret key needed)",
+                (exe, "verify", store, *trust),
+            )
         )
     else:
         hints.append(

@@ -108,9 +108,9 @@ def run_shift(bwc: Bwc, unit: ProvisionedUnit, tmp_path: Path, hours: float) -> 
     fd_growth = max(samples.fds[q4]) - max(samples.fds[q2])
 
     store = unit.device / "evidence"
-    report = bwc.json("verify", store, "--json")
+    report = bwc.json("verify", *unit.trust, store, "--json")
     out = tmp_path / "export"
-    bwc("export", store, "--key", unit.agency_key, "--out", out)
+    bwc("export", *unit.trust, store, "--key", unit.agency_key, "--out", out)
     for rec in report["recordings"]:
         frames = read_frame_numbers(out / f"{rec['id']}.mp4")
         assert frames == list(range(rec["first_frame"], rec["last_frame"] + 1)), rec["id"]

@@ -61,9 +61,10 @@ def test_printed_hints_run_as_printed_before_and_after_docking(
     )
     bwc("sim", dock_then_record, "--device", unit.device, *QUICK)
     commands = _demo_hints(tmp_path, unit.device)
-    assert [shlex.split(c)[1] for c in commands] == ["offload", "verify", "export"]
+    assert [shlex.split(c)[1] for c in commands] == ["offload", "verify", "verify", "export"]
     dock_copy = f"{unit.device}/dock/CAM-TEST-1"
-    assert all(dock_copy in c for c in commands[1:]), commands
+    assert "--allow-freed" in commands[1] and f"{unit.device}/evidence" in commands[1]
+    assert all(dock_copy in c for c in commands[2:]), commands
     _run_as_printed(tmp_path, commands)
     exported = tmp_path / "exported-2"
     assert len(list(exported.glob("*.mp4"))) == 2, "both recordings, from the dock copy"
