@@ -101,8 +101,7 @@ def unit_hints(
     if dock is not None and has_offloaded(layout):
         hints.append(
             Hint(
-                "the unit offloaded to its dock and freed the video there; copy what the dock "
-                "does not hold yet (docking does this on its own)",
+                "the dock holds the video the unit freed: first copy what it does not hold yet",
                 (exe, "offload", "--device", str(layout.root)),
             )
         )

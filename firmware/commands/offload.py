@@ -23,6 +23,7 @@ from typing import Any
 
 from evidence.sealer import Sealer
 from evidence.timestamp import anchor_head
+from firmware.commands.sim import plural
 from firmware.evidence_access import open_unit_sealer, record_recovery
 from firmware.identity import Assignment, load_assignment, read_profile, require_provisioned
 from firmware.layout import UnitLayout
@@ -149,17 +150,18 @@ def _print(result: OffloadResult, as_json: bool) -> None:
         return
     print(f"offload to {result.target}")
     print(
-        f"  sent {result.uploaded_files} files ({result.uploaded_bytes} bytes), "
+        f"  sent {plural(result.uploaded_files, 'file')} ({result.uploaded_bytes} bytes), "
         f"{result.found_files} already there, {result.confirmed_before} confirmed before"
     )
     print(
-        f"  {result.receipt_events} receipt events; freed {len(result.freed_files)} payloads "
-        f"({result.freed_bytes} bytes)"
+        f"  {plural(result.receipt_events, 'receipt event')}; freed "
+        f"{plural(len(result.freed_files), 'payload')} ({result.freed_bytes} bytes)"
     )
     if result.complete:
         print("  complete: every file is confirmed at the target")
     else:
         print(
-            f"  not complete ({result.stopped or 'stopped'}): {result.pending_files} files left",
+            f"  not complete ({result.stopped or 'stopped'}): "
+            f"{plural(result.pending_files, 'file')} left",
             file=sys.stderr,
         )
