@@ -1,4 +1,4 @@
-"""Downgrade policy: a lower version at the same security_version needs --allow-downgrade."""
+"""The technician's firmware lines: downgrade policy, and commit or rollback reported as lines."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from firmware.cli import main
 from tests.integration.conftest import SMALL, write_scenario
 
 
-def _bundle(root: Path, version: str, security_version: int) -> Path:
+def _bundle(root: Path, version: str, security_version: int, *extra: str) -> Path:
     out = root / f"fw-{version}.bundle"
     payload = root / f"payload-{version}"
     payload.mkdir()
     (payload / "version.txt").write_text(version)
+    for name in extra:
+        (payload / name).write_text("")
     key = root / "rel" / "release-key.pem"
     build = ["fw", "build", str(payload), "--version", version, "--key", str(key)]
     rest = ["--security-version", str(security_version), "--compatible", "bwc-sim"]
@@ -99,3 +101,29 @@ def test_fw_status_shows_the_last_signed_firmware_outcome(
     status = json.loads(capsys.readouterr().out)
     assert status["last_firmware_event"]["kind"] == "firmware_commit"
     assert status["last_firmware_event"]["fields"]["version"] == "2.0.0"
+
+
+def test_a_failed_try_boot_is_a_first_class_rollback_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keys", "agency", "--out", str(tmp_path / "ag")]) == 0
+    assert main(["fw", "keygen", "--out", str(tmp_path / "rel")]) == 0
+    device = tmp_path / "unit"
+    pub = str(tmp_path / "ag" / "agency-pub.pem")
+    release = str(tmp_path / "rel" / "release-pub.pem")
+    ids = ["--device-id", "CAM-3", "--officer", "PC-3", "--release-pub", release]
+    assert main(["provision", str(device), "--agency-pub", pub, *ids]) == 0
+    # The simulator's fault knob: a payload holding HEALTH_FAIL fails its health check.
+    bad = _bundle(tmp_path, "3.0.0", 1, "HEALTH_FAIL")
+    assert main(["fw", "flash", str(bad), "--device", str(device)]) == 0
+    boot = write_scenario(tmp_path / "boot.toml", 1.0)
+    capsys.readouterr()
+    assert main(["sim", str(boot), "--device", str(device), *SMALL, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["firmware_boot"]["action"] == "rolled_back"
+    assert main(["sim", str(boot), "--device", str(device), *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "firmware: rolled back" not in out, "the rollback is reported once, by its boot"
+    assert main(["fw", "status", "--device", str(device)]) == 0
+    out = capsys.readouterr().out
+    assert "last      rolled back 3.0.0 in slot B (health check failed: " in out
