@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Group, RenderableType
+from rich.console import RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -156,21 +156,15 @@ def render_status(s: StatusSnapshot) -> RenderableType:
         grid.add_row("offload", _offload_text(s.offload))
     for line in s.firmware:
         grid.add_row("firmware", Text(line.removeprefix("firmware: ")))
-    parts: list[RenderableType] = [grid]
-    if s.notices:
-        notes = Text()
-        for i, n in enumerate(s.notices):
-            if i:
-                notes.append("\n")
-            notes.append(f"{n.symbol} {n.text}", style=n.style)
-        parts.append(notes)
+    for i, n in enumerate(s.notices):
+        grid.add_row("" if i else "just now", Text(f"{n.symbol} {n.text}", style=n.style))
+    if s.keys:
+        grid.add_row("keys", Text(s.keys, style="dim"))
     when = datetime.fromtimestamp(s.utc_us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     return Panel(
-        Group(*parts),
+        grid,
         title=f"[b]{s.device_id}[/b]  {when} ({s.utc_source})",
         title_align="left",
-        subtitle=Text(s.keys, style="dim") if s.keys else None,
-        subtitle_align="left",
     )
 
 
