@@ -24,8 +24,10 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "verify": "verify",
     "export": "export",
+    "report": "report",
     "fw": "fw",
     "offload": "offload",
+    "bootctl": "bootctl",
 }
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,8 @@ def _command_named(argv: Sequence[str] | None) -> str | None:
 def _command_path(args: argparse.Namespace) -> str:
     """``bwc fw flash``, ``bwc keys agency``: the words that name the command that ran."""
     words = ["bwc", args.command]
-    words += [w for w in (getattr(args, "fw_command", None), getattr(args, "kind", None)) if w]
+    subcommands = ("fw_command", "kind", "verb")
+    words += [w for w in (getattr(args, name, None) for name in subcommands) if w]
     return " ".join(words)
 
 

@@ -59,7 +59,7 @@ def dock_store(layout: UnitLayout, profile: Profile, device_id: str) -> str | No
     if target.startswith("file://"):
         rest = target[len("file://") :].removeprefix("localhost")
         base = Path(rest) if rest.startswith("/") else layout.root / rest
-        return str(base / device_id)
+        return os.path.normpath(base / device_id)  # file://../dock beside the unit
     return None
 
 

@@ -530,7 +530,7 @@ def read_snapshot(
         hold_s=float(status.get("hold_s") or 3.0),
         signals=current_signals(histories, now_us),
         offload=tracker.offload_view(
-            unit.offload_progress if docked else None,
+            unit.dock_offload.progress if docked else None,
             wall_s,
             bool(last is not None and last.complete),
         ),

@@ -1,20 +1,30 @@
 """Read access to an evidence store offloaded to S3, for `bwc verify` and `bwc export`.
 
 ``s3://bucket/prefix/<device-id>`` names one unit's store. ``s3://bucket/prefix`` works too
-when exactly one unit's store lies under it. Reads the latest version of each object; never
-writes, deletes or changes retention.
+when exactly one unit's store lies under it. Never writes, deletes or changes retention.
+
+Which version is read: anyone allowed to write the bucket can put a newer version over a locked
+object, or a delete marker, without touching the locked one. So where a key has more than one
+version (or a delete marker), the reader reads the version the unit's signed ``offload_receipt``
+events name for it (the last receipt wins, as a resend after a bad copy is receipted again); keys
+no receipt names are read at their latest version, and the verifier judges those bytes.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from evidence.format import DEVICE_PUB_NAME, parse_entry_name
 from hal.errors import IntegrityError, UsageError
+from offload.plan import RECEIPT_KIND
 from offload.targets import S3_FAILURES, S3Settings, client_error_code, parse_s3_url
+
+MAX_RECEIPT_BYTES = 4 << 20
+"""Largest manifest read while looking for receipts (ours stay well under 100 kB)."""
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -44,6 +54,57 @@ class S3StoreReader:
             raise UsageError(f"{url}: no evidence objects under this prefix")
         self._prefix = prefix
         self._names = dict(listing)
+        self._pinned: dict[str, str] = {}  # name -> the receipted version id
+        self._pin_receipted_versions()
+
+    def _pin_receipted_versions(self) -> None:
+        versions: dict[str, dict[str, int]] = {}  # name -> version id -> size
+        markers: set[str] = set()
+        base = f"{self._prefix}/" if self._prefix else ""
+        try:
+            pages = self._client.get_paginator("list_object_versions").paginate(
+                Bucket=self._bucket, Prefix=base
+            )
+            for page in pages:
+                for v in page.get("Versions", []):
+                    name = v["Key"][len(base) :]
+                    versions.setdefault(name, {})[v.get("VersionId", "")] = int(v.get("Size", 0))
+                for m in page.get("DeleteMarkers", []):
+                    markers.add(m["Key"][len(base) :])
+        except S3_FAILURES as exc:
+            raise UsageError(
+                f"{self.describe('')}: cannot list object versions ({client_error_code(exc)})"
+            ) from exc
+        if not markers and all(len(v) <= 1 for v in versions.values()):
+            return  # one version of everything: the latest is the only one there is
+        named = self._receipted_versions()
+        for name, version in named.items():
+            sizes = versions.get(name, {})
+            if version in sizes:
+                self._pinned[name] = version
+                self._names[name] = sizes[version]  # also one hidden behind a delete marker
+
+    def _receipted_versions(self) -> dict[str, str]:
+        """Version id per file from the receipts in the store's manifests, in chain order."""
+        out: dict[str, str] = {}
+        for name in sorted(self._names):
+            parsed = parse_entry_name(name)
+            if parsed is None or parsed[1] != "json" or self._names[name] > MAX_RECEIPT_BYTES:
+                continue
+            try:
+                manifest: Any = json.loads(self.read(name))
+            except (IntegrityError, ValueError):
+                continue  # the verifier reports it when it reads the same object
+            if not isinstance(manifest, dict) or manifest.get("kind") != RECEIPT_KIND:
+                continue
+            fields = manifest.get("fields")
+            rows = fields.get("files") if isinstance(fields, dict) else None
+            for row in rows if isinstance(rows, list) else []:
+                detail = row.get("receipt") if isinstance(row, dict) else None
+                version = detail.get("version_id") if isinstance(detail, dict) else None
+                if isinstance(row, dict) and isinstance(row.get("file"), str) and version:
+                    out[row["file"]] = str(version)
+        return out
 
     def _list(self, prefix: str) -> dict[str, int]:
         return _list_prefix(self._client, self._bucket, prefix)
@@ -55,8 +116,11 @@ class S3StoreReader:
         return sorted(self._names)
 
     def read(self, name: str) -> bytes:
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": self._key(name)}
+        if name in self._pinned:
+            kwargs["VersionId"] = self._pinned[name]
         try:
-            resp = self._client.get_object(Bucket=self._bucket, Key=self._key(name))
+            resp = self._client.get_object(**kwargs)
             return resp["Body"].read()
         except S3_FAILURES as exc:
             raise IntegrityError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,16 @@ def run(args: argparse.Namespace) -> int:
                     "device_id": args.device_id,
                     "officer": args.officer,
                     "device_pub": str(result.device_pub),
+                    "archive": str(result.archive) if result.archive is not None else None,
                 }
             )
         )
         return 0
     print(result.device_pub)
+    if result.archive is not None:
+        # stderr: stdout stays the one path the agency registers.
+        print(
+            f"new identity {args.device_id}: the previous chain was archived in {result.archive}",
+            file=sys.stderr,
+        )
     return 0

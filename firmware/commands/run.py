@@ -142,7 +142,7 @@ def _run_simulated(
                 printed.add(key)
                 print(f"bwc run: [{clock_s(t_us / 1e6)}] {notice.symbol} {notice.text}")
 
-    unit.on_offload_progress = lambda _progress: draw(force=False)
+    unit.dock_offload.on_progress = lambda _progress: draw(force=False)
     hold_s = unit.profile.recorder.hold_s + HOLD_MARGIN_S
     saved = termios.tcgetattr(sys.stdin) if interactive else None
     end_us = round(duration_s * 1_000_000) if duration_s is not None else None
@@ -176,7 +176,7 @@ def _run_simulated(
     finally:
         if saved is not None:
             termios.tcsetattr(sys.stdin, termios.TCSADRAIN, saved)
-        unit.on_offload_progress = None
+        unit.dock_offload.on_progress = None
         unit.power_off("operator power off")
         draw(powered=False)
         if live is not None:

@@ -127,3 +127,19 @@ def test_a_failed_try_boot_is_a_first_class_rollback_line(
     assert main(["fw", "status", "--device", str(device)]) == 0
     out = capsys.readouterr().out
     assert "last      rolled back 3.0.0 in slot B (health check failed: " in out
+
+
+@pytest.mark.parametrize("channel", ["release", "development"])
+def test_the_key_fw_keygen_writes_is_the_key_provision_takes(channel: str, tmp_path: Path) -> None:
+    """README's technician steps in order: keygen, then provision with its public key."""
+    from firmware.bundle import load_trusted_key
+    from firmware.layout import UnitLayout
+
+    assert main(["keys", "agency", "--out", str(tmp_path / "ag")]) == 0
+    assert main(["fw", "keygen", "--out", str(tmp_path / "k"), "--channel", channel]) == 0
+    device = tmp_path / "unit"
+    pub = str(tmp_path / "ag" / "agency-pub.pem")
+    release = str(tmp_path / "k" / f"{channel}-pub.pem")
+    ids = ["--device-id", "CAM-4", "--officer", "PC-4", "--release-pub", release]
+    assert main(["provision", str(device), "--agency-pub", pub, *ids]) == 0
+    assert load_trusted_key(UnitLayout(device).release_pub).channel == channel

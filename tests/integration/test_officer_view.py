@@ -27,7 +27,7 @@ def test_a_shift_as_the_view_shows_it(unit: ProvisionedUnit) -> None:
     sim = boot_simulated_unit(UnitLayout(unit.device), SETTINGS)
     tracker = StatusTracker()
     progress: list[OffloadProgress] = []
-    sim.on_offload_progress = progress.append
+    sim.dock_offload.on_progress = progress.append
     for ev in (
         ScenarioEvent(at_s=8.0, action="double_press", button="event"),
         ScenarioEvent(at_s=12.0, action="press", button="function"),

@@ -62,7 +62,7 @@ def test_printed_hints_run_as_printed_before_and_after_docking(
     bwc("sim", dock_then_record, "--device", unit.device, *QUICK)
     commands = _demo_hints(tmp_path, unit.device)
     assert [shlex.split(c)[1] for c in commands] == ["offload", "verify", "verify", "export"]
-    dock_copy = f"{unit.device}/dock/CAM-TEST-1"
+    dock_copy = str(unit.device.parent / "dock" / "CAM-TEST-1")  # file://../dock in the profile
     assert "--allow-freed" in commands[1] and f"{unit.device}/evidence" in commands[1]
     assert all(dock_copy in c for c in commands[2:]), commands
     _run_as_printed(tmp_path, commands)

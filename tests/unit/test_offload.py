@@ -333,15 +333,29 @@ def test_plan_rebuilds_confirmed_files_from_both_receipt_forms() -> None:
     assert len(build_plan(entries, [], state, "s3://other/x", set())) == 6
 
 
-def test_plan_skips_freed_and_missing_payloads() -> None:
+def test_plan_skips_payloads_gone_from_the_unit_and_resends_withdrawn_ones() -> None:
     unit_m = {"type": "unit", "recording": "r", "payload": {"file": "0000000000.bin"}}
-    entries: list[Entry] = [parse_entry(0, unit_m)]
-    state = ChainState(freed={"0000000000.bin"})
-    assert [p.name for p in build_plan(entries, [], state, "x", {"0000000000.bin"})] == [
-        "0000000000.sig",
-        "0000000000.json",
+    files = [{"file": f"0000000000.{x}", "sha256": "00", "size": 1} for x in ("bin", "sig", "json")]
+    entries: list[Entry] = [
+        parse_entry(0, unit_m),
+        parse_entry(1, {"kind": "offload_receipt", "fields": {"target": "x", "files": files}}),
+        parse_entry(
+            2, {"kind": "offload_freed", "fields": {"target": "x", "files": [files[0]["file"]]}}
+        ),
     ]
-    assert len(build_plan(entries, [], ChainState(), "x", set())) == 2
+    state = ChainState.from_entries(entries)
+    # Freed and gone: nothing to send. Missing without a freed event: nothing either (verify
+    # reports it). Freed and confirmed but still present (a cut before the unlink): confirmed.
+    assert build_plan(entries[:1], [], state, "x", set()) == []
+    assert len(build_plan(entries[:1], [], ChainState(), "x", set())) == 2
+    assert build_plan(entries[:1], [], state, "x", {"0000000000.bin"}) == []
+    # A signed mismatch withdraws the payload's confirmation: present, so it is sent again.
+    bad = {"target": "x", "files": [{"file": "0000000000.bin", "reason": "differs"}]}
+    entries.append(parse_entry(3, {"kind": "offload_mismatch", "fields": bad}))
+    state = ChainState.from_entries(entries)
+    plan = build_plan(entries[:1], [], state, "x", {"0000000000.bin"})
+    assert [p.name for p in plan] == ["0000000000.bin"]
+    assert build_plan(entries[:1], [], state, "x", set()) == []
 
 
 def test_s3_settings_env_wins_over_profile_and_hides_secrets() -> None:
