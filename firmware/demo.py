@@ -19,8 +19,12 @@ DEMO_OFFICER_ID = "DEMO-OFFICER"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make run", description=__doc__)
-    parser.add_argument("--device", type=Path, default=Path(".demo/unit"))
-    parser.add_argument("--duration-s", type=float, default=None)
+    parser.add_argument(
+        "--device", type=Path, default=Path(".demo/unit"), help="the demo unit (default .demo/unit)"
+    )
+    parser.add_argument(
+        "--duration-s", type=float, default=None, help="power off after this many seconds"
+    )
     args = parser.parse_args(argv)
     layout = UnitLayout(args.device)
     agency = args.device.parent / "agency"
