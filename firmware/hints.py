@@ -74,6 +74,23 @@ def has_offloaded(layout: UnitLayout) -> bool:
     return bool(state.freed) or any(state.confirmed.values())
 
 
+def offloaded_to(evidence_dir: Path) -> tuple[int, list[str]]:
+    """How many payloads the chain of ``evidence_dir`` says were freed, and where the receipts
+    say they went (a path for ``file://`` targets, else the URL)."""
+    from urllib.parse import unquote, urlsplit
+
+    from offload.plan import ChainState
+    from offload.runner import scan_store
+
+    state = ChainState.from_entries(scan_store(evidence_dir).entries)
+    places = []
+    for url, confirmed in state.confirmed.items():
+        if confirmed:
+            parts = urlsplit(url)
+            places.append(unquote(parts.path) if parts.scheme == "file" else url)
+    return len(state.freed), sorted(places)
+
+
 def fresh_dir(base: Path) -> Path:
     """``base`` if absent or empty, else ``base-2``, ``base-3``...: export never overwrites."""
     candidate, n = base, 1

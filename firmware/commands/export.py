@@ -55,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     written: list[Path] = []
     for reader in readers:
         # Each unit's store is verified in full before anything of it is written.
-        written += export_store(reader, key, args.out, trusted or None, unpinned=args.unpinned)
+        try:
+            written += export_store(reader, key, args.out, trusted or None, unpinned=args.unpinned)
+        except IntegrityError as exc:
+            raise _where_the_copy_is(exc, args.store) from None
     if args.json:
         print(
             json.dumps(
@@ -76,3 +79,20 @@ def run(args: argparse.Namespace) -> int:
             "origin NOT checked (--unpinned): the exported evidence may have been signed by any key"
         )
     return 0
+
+
+def _where_the_copy_is(exc: IntegrityError, store: str) -> IntegrityError:
+    """A unit's own store whose video was freed after offload: name the copy to export from."""
+    from firmware.hints import offloaded_to
+
+    if exc.code != "payload-freed" or not Path(store).is_dir():
+        return exc
+    freed, targets = offloaded_to(Path(store))
+    if not targets:
+        return exc
+    return IntegrityError(
+        f"{freed} payloads were freed on the unit after a signed, confirmed offload to "
+        f"{' and '.join(targets)}: export from that copy",
+        path=store,
+        code=exc.code,
+    )

@@ -68,3 +68,9 @@ def test_printed_hints_run_as_printed_before_and_after_docking(
     _run_as_printed(tmp_path, commands)
     exported = tmp_path / "exported-2"
     assert len(list(exported.glob("*.mp4"))) == 2, "both recordings, from the dock copy"
+    # Exporting the unit's own store instead names the copy to export from.
+    trust = unit.device / "identity" / "device-pub.pem"
+    key: list[str | Path] = ["--key", unit.agency_key, "--trust", trust]
+    proc = bwc("export", unit.device / "evidence", *key, "--out", tmp_path / "x", check=1)
+    assert f"offload to {Path(dock_copy).resolve()}: export from that copy" in proc.stderr
+    assert proc.stderr.count("\n") == 1
