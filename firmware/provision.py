@@ -110,7 +110,16 @@ def read_agency_pub(path: Path) -> AgencyPublicKey:
 def read_release_pub(path: Path) -> tuple[bytes, str]:
     """The firmware release key re-serialised (Ed25519 SubjectPublicKeyInfo PEM), fingerprint."""
     source = f"--release-pub {path}"
-    channel, data = _channel_label(_read(path, "--release-pub"), source)
+    data = _read(path, "--release-pub")
+    # `bwc fw keygen` labels the key with its channel on one line before the PEM block (RFC 7468
+    # explanatory text). That one line is allowed and kept; other text outside the block is not.
+    channel = "release"
+    first, sep, rest = data.partition(b"\n")
+    if sep and first.startswith(CHANNEL_LABEL.encode()):
+        channel = first[len(CHANNEL_LABEL) :].decode("ascii", "replace").strip()
+        if channel not in CHANNELS:
+            raise UsageError(f"{source}: unknown firmware channel {channel!r}")
+        data = rest
     keys = public_key_blocks(data, source, "release public key")
     if len(keys) != 1:
         raise UsageError(f"{source}: holds {len(keys)} keys; expected one Ed25519 public key")
@@ -124,23 +133,9 @@ def read_release_pub(path: Path) -> tuple[bytes, str]:
     pem = key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    if channel is not None:
-        # Keep the channel label `bwc fw keygen` writes: the unit's channel comes from it.
-        pem = f"{CHANNEL_LABEL} {channel}\n".encode() + pem
-    return pem, fingerprint_raw(raw)
-
-
-def _channel_label(data: bytes, source: str) -> tuple[str | None, bytes]:
-    """The channel of a ``bwc-firmware-channel:`` first line as `bwc fw keygen` writes it (None
-    without one: a release key), and the rest of the file, which must be the public key alone."""
-    first, sep, rest = data.partition(b"\n")
-    label = CHANNEL_LABEL.encode()
-    if not first.startswith(label):
-        return None, data
-    channel = first[len(label) :].strip().decode("ascii", "replace")
-    if channel not in CHANNELS:
-        raise UsageError(f"{source}: unknown firmware channel {channel!r}")
-    return channel, rest if sep else b""
+    # An unlabelled key is a release key to the bundle checker; a development key keeps its label.
+    label = b"" if channel == "release" else f"{CHANNEL_LABEL} {channel}\n".encode()
+    return label + pem, fingerprint_raw(raw)
 
 
 def _read(path: Path, option: str) -> bytes:

@@ -1,9 +1,14 @@
 """`bwc run [--device DEVICE]`: the recorder daemon on the profile's backends (CONTRACT §3).
 
 With the simulated backends (``camera.backend = "sim"``) the unit runs on simulated time paced to
-the wall clock, and the keyboard of the terminal presses the simulated buttons; a status line
-shows the state, buffer seconds, GNSS and battery. With the Raspberry Pi backends it runs the real
-unit (``firmware.pi_unit``) under systemd.
+the wall clock, and the keyboard of the terminal presses the simulated buttons; a live status
+(``firmware.status_view``, rendered with rich) shows what the unit is doing and giving as
+feedback, and at power-off the commands that check and export what it holds are printed.
+``--scenario`` (or ``$BWC_SCENARIO``) presses them from a scenario file instead and powers off
+at its ``duration_s``: that is how the firmware image's QEMU test drives the unit under systemd,
+where the simulated unit speaks sd_notify
+(``READY=1`` once buffering, ``WATCHDOG=1`` while simulated time advances) like the real one.
+With the Raspberry Pi backends it runs the real unit (``firmware.pi_unit``) under systemd.
 """
 
 from __future__ import annotations
@@ -17,12 +22,17 @@ import time
 import tty
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware.commands.sim import add_set_option, parse_sets, plural
 from firmware.layout import UnitLayout
+from hal.errors import UsageError
+
+if TYPE_CHECKING:
+    from simulator.scenario import Scenario
 
 DEFAULT_DEVICE = os.environ.get("BWC_DEVICE", "/var/lib/bwc/unit")
+DEFAULT_SCENARIO = os.environ.get("BWC_SCENARIO") or None
 STEP_US = 100_000
 
 KEYS = {
@@ -66,6 +76,14 @@ def add_parser(sub: Any) -> None:
         help="agency private key to name in the export command printed at power-off "
         "(the demo's; a unit never holds an agency private key)",
     )
+    p.add_argument(
+        "--scenario",
+        type=Path,
+        default=Path(DEFAULT_SCENARIO) if DEFAULT_SCENARIO else None,
+        metavar="SCENARIO",
+        help="simulated backends only: press the buttons from SCENARIO (as `bwc sim` does) "
+        "and power off at its duration_s (default: $BWC_SCENARIO)",
+    )
     p.set_defaults(func=run)
 
 
@@ -77,7 +95,14 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_sets(args.set)
     profile = read_profile(layout.profile, overrides)
     if profile.camera.backend == "sim":
-        return _run_simulated(layout, overrides, args.duration_s, args.hint_agency_key)
+        scenario = None
+        if args.scenario is not None:
+            from firmware.commands.sim import read_scenario
+
+            scenario = read_scenario(args.scenario)
+        return _run_simulated(layout, overrides, args.duration_s, args.hint_agency_key, scenario)
+    if args.scenario is not None:
+        raise UsageError("--scenario needs the simulated backends (camera.backend = 'sim')")
     from firmware.pi_unit import run_pi_unit
 
     return run_pi_unit(layout, overrides, args.duration_s)
@@ -88,6 +113,7 @@ def _run_simulated(
     overrides: Mapping[str, Any],
     duration_s: float | None,
     agency_key: Path | None,
+    scenario: Scenario | None = None,
 ) -> int:
     from rich.console import Console
     from rich.live import Live
@@ -96,10 +122,12 @@ def _run_simulated(
     from firmware.hints import format_hints, unit_hints
     from firmware.sim_unit import boot_simulated_unit
     from firmware.status_view import StatusTracker, clock_s, read_snapshot, render_status
+    from firmware.supervisor import Watchdog, notify, status_text
+    from recorder.state_machine import State
     from simulator.scenario import ScenarioEvent
 
     unit = boot_simulated_unit(layout, overrides, realtime=True)
-    interactive = sys.stdin.isatty()
+    interactive = sys.stdin.isatty() and scenario is None
     console = Console(highlight=False)
     firmware = boot_lines(unit.plan, unit.outcome)
     print(
@@ -108,8 +136,19 @@ def _run_simulated(
     )
     for line in firmware:
         print(f"bwc run: {line}")
-    if not interactive:
-        print("bwc run: stdin is not a terminal: keys disabled")
+    if scenario is not None:
+        print(f"bwc run: playing a scenario of {plural(len(scenario.events), 'event')}", flush=True)
+        for event in scenario.events:
+            unit.schedule(event)
+        if duration_s is None:
+            duration_s = scenario.duration_s
+    elif not interactive:
+        print("bwc run: stdin is not a terminal: keys disabled", flush=True)
+    # Under systemd (Type=notify) the simulated unit reports like the real one: ready once it
+    # buffers, and watchdog pets only while simulated time moves (a hung loop stops them).
+    if unit.recorder.state is State.BUFFERING:
+        notify("READY=1\n" + status_text(unit.recorder.status()))
+    watchdog = Watchdog()
     tracker = StatusTracker()
     keys = KEY_HELP if interactive else ""
     live = Live(console=console, auto_refresh=False) if console.is_terminal else None
@@ -154,6 +193,7 @@ def _run_simulated(
         while end_us is None or unit.clock.monotonic_us() < end_us:
             now = unit.clock.monotonic_us()
             unit.run_until(now + STEP_US if end_us is None else min(now + STEP_US, end_us))
+            watchdog.pet_if_progress(unit.clock.monotonic_us())
             if interactive and select.select([sys.stdin], [], [], 0)[0]:
                 key = sys.stdin.read(1).lower()
                 if key == "q":
@@ -177,12 +217,14 @@ def _run_simulated(
         if saved is not None:
             termios.tcsetattr(sys.stdin, termios.TCSADRAIN, saved)
         unit.dock_offload.on_progress = None
-        unit.power_off("operator power off")
+        notify("STOPPING=1")
+        unit.power_off("scenario_end" if scenario is not None else "operator power off")
         draw(powered=False)
         if live is not None:
             live.stop()
     n = len(unit.recorder.recordings)
-    print(f"bwc run: powered off; {plural(n, 'recording')} this boot")
+    pets = f"; {plural(watchdog.pets, 'watchdog ping')}" if watchdog.enabled else ""
+    print(f"bwc run: powered off; {plural(n, 'recording')} this boot{pets}", flush=True)
     hints = unit_hints(layout, unit.profile, unit.assignment.device_id, agency_key=agency_key)
     print("Check" + (" and play" if agency_key else "") + " what the unit holds:")
     print(format_hints(hints))
