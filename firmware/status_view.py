@@ -347,8 +347,10 @@ class StatusTracker:
         now_us: int,
         new_feedback: Sequence[Feedback],
         status: Mapping[str, Any],
+        fault_reason: str = "",
     ) -> None:
-        """Feedback shown since the last call, and the recorder's status now."""
+        """Feedback shown since the last call, the recorder's status now, and what the unit
+        knows about a fault that is not the recorder's own (a camera, the dock's offload)."""
         for fb in new_feedback:
             spec = NOTICES.get(fb)
             if spec is None:
@@ -365,8 +367,8 @@ class StatusTracker:
             elif fb is Feedback.FAULT and status.get("storage_blocked"):
                 text = "fault: storage full, recording stopped and sealed"
             elif fb is Feedback.FAULT:
-                text = "fault: the dock's offload round failed (it retries)"
-                self.offload_failed = True
+                text = f"fault: {fault_reason or 'see the unit log'}"
+                self.offload_failed = "offload" in fault_reason
             elif fb in (Feedback.OFFLOADING, Feedback.OFFLOAD_COMPLETE):
                 self.offload_failed = False
             self._add(now_us, Notice(symbol, text, style))
@@ -492,7 +494,12 @@ def read_snapshot(
     now_us = unit.clock.monotonic_us()
     status = rec.status()
     shown = rec.feedback_shown
-    tracker.observe(now_us, shown[tracker.seen_feedback :], status)
+    # A FAULT that is not storage: while docked it is the offload round's; else a boot fault.
+    faults = unit.booted.faults
+    fault_reason = faults[-1] if faults else ""
+    if docked:
+        fault_reason = "the dock's offload round failed (it retries)"
+    tracker.observe(now_us, shown[tracker.seen_feedback :], status, fault_reason)
     tracker.seen_feedback = len(shown)
     battery = status.get("battery")
     gnss = status.get("gnss")

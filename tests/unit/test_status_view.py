@@ -191,11 +191,18 @@ def test_tracker_reports_gnss_fix_changes_and_storage_faults() -> None:
     fix = {"lat_deg": 51.5, "lon_deg": -0.1, "satellites": 7, "age_s": 0.5}
     tracker.observe(1, [], {"gnss": fix})
     tracker.observe(2, [], {"gnss": dict(fix, age_s=30.0)})
+    assert [n.text for _, n in tracker.notices] == ["GNSS fix acquired", "GNSS fix lost"]
     tracker.observe(3, [Feedback.FAULT], {"gnss": None, "storage_blocked": True})
-    assert [n.text for _, n in tracker.notices] == [
-        "GNSS fix acquired",
-        "GNSS fix lost",
+    tracker.observe(4, [Feedback.FAULT], {}, "the dock's offload round failed (it retries)")
+    assert tracker.offload_failed
+    tracker.observe(5, [Feedback.OFFLOAD_COMPLETE], {})
+    assert not tracker.offload_failed
+    tracker.observe(6, [Feedback.FAULT], {})
+    assert [n.text for _, n in tracker.notices] == [  # the newest MAX_NOTICES (4)
         "fault: storage full, recording stopped and sealed",
+        "fault: the dock's offload round failed (it retries)",
+        "offload complete: every file confirmed",
+        "fault: see the unit log",
     ]
 
 
