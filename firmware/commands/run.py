@@ -6,8 +6,8 @@ the wall clock, and the keyboard of the terminal presses the simulated buttons; 
 feedback, and at power-off the commands that check and export what it holds are printed.
 ``--scenario`` (or ``$BWC_SCENARIO``) presses them from a scenario file instead and powers off
 at its ``duration_s``: that is how the firmware image's QEMU test drives the unit under systemd,
-where the simulated unit speaks sd_notify
-(``READY=1`` once buffering, ``WATCHDOG=1`` while simulated time advances) like the real one.
+where the simulated unit speaks sd_notify (``READY=1`` once buffering, ``WATCHDOG=1`` while
+simulated time advances) like the real one.
 With the Raspberry Pi backends it runs the real unit (``firmware.pi_unit``) under systemd.
 """
 
