@@ -30,7 +30,7 @@ from firmware.layout import UnitLayout
 from hal.errors import ConfigError
 from hal.protocols import Clock
 from hal.system_clock import SystemClock
-from offload.runner import OffloadResult, Retention, offload
+from offload.runner import OffloadProgress, OffloadResult, ProgressSink, Retention, offload
 from offload.targets import OffloadTarget, open_target, target_for_device
 from recorder.config import Profile, parse_override
 
@@ -109,6 +109,42 @@ def _stop_on_signal() -> Iterator[dict[str, bool]]:
             signal.signal(s, h)
 
 
+@contextmanager
+def _progress_bar(wanted: bool) -> Iterator[ProgressSink | None]:
+    """Files, bytes, rate and time left on stderr while a round runs, when stderr is a terminal."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not wanted or not console.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("offload {task.fields[files]}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    task = bar.add_task("offload", total=None, files="")
+
+    def update(p: OffloadProgress) -> None:
+        files = f"{p.files_done}/{p.files_total} files"
+        bar.update(task, completed=p.bytes_done, total=p.bytes_total or None, files=files)
+
+    with bar:
+        yield update
+
+
 def run(args: argparse.Namespace) -> int:
     layout = UnitLayout(args.device)
     require_provisioned(layout)
@@ -126,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             anchored = anchor_head(sealer, profile.offload.tsa_url, clock)
             if not anchored.anchored:
                 print(f"warning: time anchor failed: {anchored.error}", file=sys.stderr)
-        with _stop_on_signal() as flag:
+        with _stop_on_signal() as flag, _progress_bar(not args.json) as progress:
             result = offload(
                 layout.evidence,
                 target,
@@ -134,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
                 clock,
                 lambda: not flag["stop"],
                 retention=retention,
+                progress=progress,
             )
     finally:
         reason = "offload complete" if result is not None and result.complete else "offload ended"
