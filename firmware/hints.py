@@ -91,6 +91,21 @@ def offloaded_to(evidence_dir: Path) -> tuple[int, list[str]]:
     return len(state.freed), sorted(places)
 
 
+def freed_copy_message(store: str, what: str) -> str | None:
+    """For a unit's own store whose video was freed after offload: where the copy to ``what``
+    from is, in one sentence; None if ``store`` is not such a store."""
+    path = Path(store)
+    if not path.is_dir():
+        return None
+    freed, targets = offloaded_to(path)
+    if not freed or not targets:
+        return None
+    return (
+        f"{freed} payloads were freed on the unit after a signed, confirmed offload to "
+        f"{' and '.join(targets)}: {what} from that copy"
+    )
+
+
 def fresh_dir(base: Path) -> Path:
     """``base`` if absent or empty, else ``base-2``, ``base-3``...: export never overwrites."""
     candidate, n = base, 1

@@ -86,16 +86,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _where_the_copy_is(exc: IntegrityError, store: str) -> IntegrityError:
     """A unit's own store whose video was freed after offload: name the copy to export from."""
-    from firmware.hints import offloaded_to
+    from firmware.hints import freed_copy_message
 
-    if exc.code != "payload-freed" or not Path(store).is_dir():
+    message = freed_copy_message(store, "export") if exc.code == "payload-freed" else None
+    if message is None:
         return exc
-    freed, targets = offloaded_to(Path(store))
-    if not targets:
-        return exc
-    return IntegrityError(
-        f"{freed} payloads were freed on the unit after a signed, confirmed offload to "
-        f"{' and '.join(targets)}: export from that copy",
-        path=store,
-        code=exc.code,
-    )
+    return IntegrityError(message, path=store, code=exc.code)

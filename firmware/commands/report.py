@@ -105,9 +105,15 @@ def run(args: argparse.Namespace) -> int:
     for path in done.paths:
         print(path)
     if not done.intact:
+        from firmware.hints import freed_copy_message
+
+        # A unit's own store after docking: name the copy the report should be made from.
+        problem = done.problem or ""
+        if "[payload-freed]" in problem:
+            problem = freed_copy_message(args.store, "report") or problem
         # The pages say it all; stderr says it once, and the exit status says the work failed.
         print(
-            f"bwc report: integrity failure: {done.problem}; every finding is listed in "
+            f"bwc report: integrity failure: {problem}; every finding is listed in "
             f"{'the page(s) above' if done.paths else 'bwc verify'} (nothing was decrypted)",
             file=sys.stderr,
         )
