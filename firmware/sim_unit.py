@@ -60,7 +60,6 @@ RTC_RESET_UTC_US = 946_684_800_000_000
 """2000-01-01T00:00:00Z: where an RTC that lost its backup battery restarts."""
 
 
-
 @dataclass
 class SimulatedUnit:
     """A booted simulated unit. Build with ``boot_simulated_unit``; drive with ``play``."""
