@@ -59,6 +59,7 @@ class AgencyPublicKey:
     suite: str
     fingerprint: str
     key: ec.EllipticCurvePublicKey | MLKEM1024P384PublicKey
+    spki_pem: bytes = b""  # re-serialised from the key objects: what a unit installs, never input
 
     def wrap(self, content_key: bytes, info: bytes) -> bytes:
         """HPKE single-shot seal of ``content_key`` to this recipient (``enc || ct``)."""
@@ -121,18 +122,46 @@ def _pem_blocks(path: Path, what: str) -> list[bytes]:
     return list(blocks)
 
 
-def load_agency_public(path: Path) -> AgencyPublicKey:
-    """Load an agency public key (P-384 SPKI PEM, or ML-KEM-1024 + P-384 SPKI PEMs)."""
-    what = "agency public key"
-    keys = []
-    for block in _pem_blocks(path, what):
-        if b"PRIVATE KEY" in block:
-            raise UsageError(f"{path}: is a private key; expected the agency public key")
+def public_key_blocks(data: bytes, source: str, what: str) -> list[object]:
+    """The public keys of a PEM file that holds public keys and nothing else.
+
+    Refuses, naming ``source``: private key material anywhere in the file (a ``PRIVATE KEY``
+    block, even one this parser would not otherwise read), anything but whitespace outside the
+    PEM blocks, and blocks other than ``PUBLIC KEY``. The caller checks count and type.
+    """
+    if re.search(rb"PRIVATE\s+KEY", data, re.IGNORECASE):
+        raise UsageError(f"{source}: holds private key material; give the {what} only")
+    blocks = _PEM_RE.findall(data)
+    if not blocks:
+        raise UsageError(f"{source}: not a PEM file (expected the {what})")
+    if _PEM_RE.sub(b"", data).strip():
+        raise UsageError(f"{source}: holds data outside its PEM blocks; give the {what} only")
+    keys: list[object] = []
+    for block in blocks:
+        if not block.startswith(b"-----BEGIN PUBLIC KEY-----"):
+            label = block.split(b"-----")[1].decode("ascii", "replace")
+            raise UsageError(f"{source}: holds a {label} block; expected the {what} only")
         try:
             keys.append(serialization.load_pem_public_key(block))
         except (ValueError, UnsupportedAlgorithm) as exc:
-            raise UsageError(f"{path}: not a readable public key PEM") from exc
-    return _public_from(keys, path)
+            raise UsageError(f"{source}: not a readable public key PEM") from exc
+    return keys
+
+
+def parse_agency_public(data: bytes, source: str) -> AgencyPublicKey:
+    """Exactly one agency public key (P-384, or ML-KEM-1024 + P-384) from PEM bytes, strictly."""
+    return _public_from(public_key_blocks(data, source, "agency public key"), Path(source))
+
+
+def load_agency_public(path: Path) -> AgencyPublicKey:
+    """Load an agency public key (P-384 SPKI PEM, or ML-KEM-1024 + P-384 SPKI PEMs)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise UsageError(f"{path}: agency public key not found") from exc
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read agency public key: {exc.strerror}") from exc
+    return parse_agency_public(data, str(path))
 
 
 def _public_from(keys: Sequence[object], path: Path) -> AgencyPublicKey:
@@ -144,7 +173,8 @@ def _public_from(keys: Sequence[object], path: Path) -> AgencyPublicKey:
     if len(keys) == 1 and isinstance(keys[0], ec.EllipticCurvePublicKey):
         k = keys[0]
         _require_p384(k.curve, path)
-        return AgencyPublicKey(SUITE_P384, hashlib.sha256(_spki_der(k)).hexdigest(), k)
+        fp = hashlib.sha256(_spki_der(k)).hexdigest()
+        return AgencyPublicKey(SUITE_P384, fp, k, _spki_pem(k))
     if (
         len(keys) == 2
         and isinstance(keys[0], mlkem.MLKEM1024PublicKey)
@@ -153,9 +183,16 @@ def _public_from(keys: Sequence[object], path: Path) -> AgencyPublicKey:
         ml, ek = keys[0], keys[1]
         _require_p384(ek.curve, path)
         fp = hashlib.sha256(_spki_der(ml) + _spki_der(ek)).hexdigest()
-        return AgencyPublicKey(SUITE_MLKEM1024_P384, fp, MLKEM1024P384PublicKey(ml, ek))
+        pem = _spki_pem(ml) + _spki_pem(ek)
+        return AgencyPublicKey(SUITE_MLKEM1024_P384, fp, MLKEM1024P384PublicKey(ml, ek), pem)
     raise UsageError(
         f"{path}: not an agency key (expected P-384, or ML-KEM-1024 followed by P-384)"
+    )
+
+
+def _spki_pem(key: ec.EllipticCurvePublicKey | mlkem.MLKEM1024PublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 

@@ -9,6 +9,7 @@ returns and never name an implementation; hardware modules are imported only whe
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -20,7 +21,17 @@ from firmware.identity import Assignment
 from firmware.layout import UnitLayout
 from firmware.slot_writer import SlotWriter
 from hal.errors import ConfigError
-from hal.protocols import Battery, Button, Camera, Clock, Dock, Gnss, Indicator, Microphone
+from hal.protocols import (
+    Battery,
+    Button,
+    Camera,
+    Clock,
+    Dock,
+    FaultSink,
+    Gnss,
+    Indicator,
+    Microphone,
+)
 from recorder.config import Profile, UnitConfig
 
 if TYPE_CHECKING:
@@ -113,6 +124,7 @@ class UnitHardware:
     gnss: Gnss | None
     battery: Battery | None
     microphone: Microphone | None
+    faults: FaultRelay
     extras: dict[str, Any] = field(default_factory=dict)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -121,6 +133,34 @@ class UnitHardware:
         with ExitStack() as stack:
             for close in reversed(self.closers):
                 stack.callback(close)
+
+
+class FaultRelay:
+    """The ``FaultSink`` handed to backends when they are built, before the daemon exists.
+
+    Faults reported before ``bind`` are kept and delivered, in order, when the boot path binds the
+    daemon's sink (which seals each as a ``hardware_fault``). Any thread may call it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sink: FaultSink | None = None
+        self._early: list[tuple[str, str, str]] = []
+
+    def __call__(self, source: str, code: str, detail: str) -> None:
+        with self._lock:
+            sink = self._sink
+            if sink is None:
+                self._early.append((source, code, detail))
+                return
+        sink(source, code, detail)
+
+    def bind(self, sink: FaultSink) -> None:
+        with self._lock:
+            self._sink = sink
+            early, self._early = self._early, []
+        for fault in early:
+            sink(*fault)
 
 
 def _virtual(clock: Clock, what: str) -> VirtualClock:
@@ -135,7 +175,7 @@ def _sim_gpio(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
     from simulator.gpio import SimButton, SimDock, SimIndicator, make_pin_factory
 
     vclock = _virtual(clock, "gpio.backend")
-    pins = make_pin_factory()
+    pins = make_pin_factory(vclock)
     gpio = profile.gpio
     hw.extras["pin_factory"] = pins
     for name, pin in (("event", gpio.event_pin), ("function", gpio.function_pin),
@@ -156,12 +196,13 @@ def _sim_gpio(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
 
 
 def _gpiozero(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
-    from hal.gpio import GpiozeroButton, GpiozeroDock, GpiozeroIndicator
+    from hal.gpio import GpiozeroButton, GpiozeroDock, GpiozeroIndicator, make_pin_factory
 
     gpio = profile.gpio
+    pins = make_pin_factory(gpio.pin_factory)  # lgpio on a Pi, chosen explicitly
     for name, pin in (("event", gpio.event_pin), ("function", gpio.function_pin),
                       ("trigger", gpio.trigger_pin)):  # fmt: skip
-        button = GpiozeroButton(name, pin, clock, bounce_ms=gpio.bounce_ms)
+        button = GpiozeroButton(name, pin, clock, pins, bounce_ms=gpio.bounce_ms)
         hw.buttons[name] = button
         hw.closers.append(button.close)
     kinds: tuple[tuple[str, Any, IndicatorKind], ...] = (
@@ -170,15 +211,17 @@ def _gpiozero(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
         ("buzzer", gpio.buzzer_pin, "buzzer"),
     )
     for name, pin, kind in kinds:
-        indicator = GpiozeroIndicator(name, pin, kind)
+        indicator = GpiozeroIndicator(name, pin, kind, pins)
         hw.indicators[name] = indicator
         hw.closers.append(indicator.close)
-    dock = GpiozeroDock(gpio.dock_pin)  # the dock-sense line: docking and offload (#17.11)
+    dock = GpiozeroDock(gpio.dock_pin, pins)  # the dock-sense line: docking and offload (#17.11)
     hw.dock = dock
-    hw.closers.append(dock.close)
+    hw.closers += [dock.close, pins.close]
 
 
-def _sim_camera(profile: Profile, assignment: Assignment, clock: Clock) -> Camera:
+def _sim_camera(
+    profile: Profile, assignment: Assignment, clock: Clock, faults: FaultRelay
+) -> Camera:
     from simulator.camera import SimCamera
 
     cam = profile.camera
@@ -195,7 +238,9 @@ def _sim_camera(profile: Profile, assignment: Assignment, clock: Clock) -> Camer
     )
 
 
-def _picamera2(profile: Profile, assignment: Assignment, clock: Clock) -> Camera:
+def _picamera2(
+    profile: Profile, assignment: Assignment, clock: Clock, faults: FaultRelay
+) -> Camera:
     from hal.picamera import Picamera2Camera
 
     cam = profile.camera
@@ -208,6 +253,7 @@ def _picamera2(profile: Profile, assignment: Assignment, clock: Clock) -> Camera
         assignment.device_id,
         clock,
         cam.overlay,
+        on_fault=faults,
     )
 
 
@@ -231,18 +277,18 @@ def _serial_gnss(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
     hw.closers.append(gnss.close)
 
 
-def _sim_microphone(profile: Profile, clock: Clock) -> Microphone:
+def _sim_microphone(profile: Profile, clock: Clock, faults: FaultRelay) -> Microphone:
     from simulator.microphone import SimMicrophone
 
     audio = profile.audio
     return SimMicrophone(_virtual(clock, "audio.backend"), audio.sample_rate_hz, audio.channels)
 
 
-def _alsa(profile: Profile, clock: Clock) -> Microphone:
+def _alsa(profile: Profile, clock: Clock, faults: FaultRelay) -> Microphone:
     from hal.alsa import AlsaMicrophone
 
     a = profile.audio
-    return AlsaMicrophone(a.device, a.sample_rate_hz, a.channels, clock)
+    return AlsaMicrophone(a.device, a.sample_rate_hz, a.channels, clock, on_fault=faults)
 
 
 def _sim_battery(profile: Profile, clock: Clock) -> Battery:
@@ -255,7 +301,7 @@ def _sim_battery(profile: Profile, clock: Clock) -> Battery:
 GNSS_HOME = (51.5074, -0.1278)
 """Where the simulated officer's beat starts (lat, lon)."""
 
-CAMERAS: dict[str, Callable[[Profile, Assignment, Clock], Camera]] = {
+CAMERAS: dict[str, Callable[[Profile, Assignment, Clock, FaultRelay], Camera]] = {
     "sim": _sim_camera,
     "picamera2": _picamera2,
 }
@@ -268,7 +314,7 @@ GNSS: dict[str, Callable[[Profile, Clock, UnitHardware], None] | None] = {
     "serial": _serial_gnss,
     "none": None,
 }
-MICROPHONES: dict[str, Callable[[Profile, Clock], Microphone] | None] = {
+MICROPHONES: dict[str, Callable[[Profile, Clock, FaultRelay], Microphone] | None] = {
     # audio.backend "sim" is the simulated microphone; on a real unit "alsa".
     "sim": _sim_microphone,
     "alsa": _alsa,
@@ -289,8 +335,10 @@ def _pick(table: dict[str, Any], key: str, value: str) -> Any:
 
 def unit_hardware(profile: Profile, assignment: Assignment, clock: Clock) -> UnitHardware:
     """Build every backend the profile names; on a failure, close what was already opened."""
-    camera = _pick(CAMERAS, "camera.backend", profile.camera.backend)(profile, assignment, clock)
-    hw = UnitHardware(camera, {}, {}, None, None, None, None)
+    faults = FaultRelay()
+    camera_factory = _pick(CAMERAS, "camera.backend", profile.camera.backend)
+    hw = UnitHardware(camera_factory(profile, assignment, clock, faults), {}, {}, None, None,
+                      None, None, faults)  # fmt: skip
     try:
         _pick(GPIO, "gpio.backend", profile.gpio.backend)(profile, clock, hw)
         gnss = _pick(GNSS, "gnss.backend", profile.gnss.backend)
@@ -299,7 +347,7 @@ def unit_hardware(profile: Profile, assignment: Assignment, clock: Clock) -> Uni
         battery = _pick(BATTERIES, "battery.backend", profile.battery.backend)
         hw.battery = battery(profile, clock) if battery is not None else None
         microphone = _pick(MICROPHONES, "audio.backend", profile.audio.backend)
-        hw.microphone = microphone(profile, clock) if microphone is not None else None
+        hw.microphone = microphone(profile, clock, faults) if microphone is not None else None
     except BaseException:
         hw.close()
         raise

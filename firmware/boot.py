@@ -9,8 +9,9 @@ writer), a clock factory and a hardware factory (``firmware.backends``), in this
                     error is one signed ``fault`` here and never stops recording
     supervision     the run marker, and a signed ``daemon_restart`` after an unclean run
     backends        camera, buttons, indicators, dock, GNSS, battery, microphone
-    recorder        started, buffering; a camera that does not start is one signed ``fault``,
-                    retried with backoff by ``CameraGuard`` (never once a second)
+    recorder        started, buffering; a camera that does not start is one signed
+                    ``hardware_fault``, retried with backoff by ``CameraGuard`` (never once a
+                    second); backends' contained faults are sealed the same way
     health          storage, identity, clock, reached buffering with frames; then commit or
                     roll back a try-boot and seal the owed firmware events
 
@@ -65,6 +66,8 @@ CAMERA_RETRY_FIRST_US = 5_000_000
 CAMERA_RETRY_MAX_US = 300_000_000
 """A camera that fails to start is retried after 5 s, doubling up to every 5 minutes."""
 
+CAMERA_FAULT_CODE = "start_failed"
+
 OFFLOAD_RETRY_US = 60_000_000
 """While docked, an offload round runs at once and then once a minute."""
 
@@ -93,7 +96,7 @@ class Supervision:
 
 
 class CameraGuard:
-    """Starts the camera; if it fails, seals one ``fault`` and retries with backoff.
+    """Starts the camera; if it fails, seals one ``hardware_fault`` and retries with backoff.
 
     ``poll`` is called by the unit's loop. Only the first failure and the recovery are sealed,
     so a unit without a camera does not flood its chain; the recorder stays in buffering (RAM
@@ -119,13 +122,15 @@ class CameraGuard:
             self.next_try_us = unit.clock.monotonic_us() + delay
             if self.failures == 1:
                 log.error("camera did not start: %s; retrying with backoff", exc)
-                seal_fault(unit.sealer, unit.clock, "camera", str(exc), retry="backoff")
+                # One signed hardware_fault (kept in the recorder's status), not one per retry.
+                unit.recorder.record_fault("camera", CAMERA_FAULT_CODE, str(exc))
                 unit.recorder.indicate(Feedback.FAULT)
             return False
         if self.failures:
+            unit.recorder.hardware_faults.pop(f"camera/{CAMERA_FAULT_CODE}", None)
             unit.sealer.event(
-                "fault_cleared",
-                {"component": "camera", "after_attempts": self.failures + 1},
+                "hardware_fault_cleared",
+                {"source": "camera", "code": CAMERA_FAULT_CODE, "attempts": self.failures + 1},
                 mono_us=unit.clock.monotonic_us(),
                 utc_us=unit.clock.utc_us(),
             )
@@ -247,6 +252,7 @@ def boot_unit(
         hardware.battery,
     )
     daemon = Daemon(recorder)
+    hardware.faults.bind(daemon.fault_sink)
     unit = BootedUnit(
         layout=layout,
         profile=profile,
@@ -268,13 +274,9 @@ def boot_unit(
     sink = frame_sink(daemon.frame_sink) if frame_sink is not None else daemon.frame_sink
     unit.camera = CameraGuard(unit, sink)
     unit.camera.start()
-    if hardware.microphone is not None:
-        try:
-            hardware.microphone.start(daemon.audio_sink)
-        except HardwareError as exc:  # a dead microphone must not stop the video
-            log.error("microphone not started, recording video only: %s", exc)
-            seal_fault(sealer, clock, "microphone", str(exc))
-            hardware.microphone = None
+    if hardware.microphone is not None and not daemon.start_microphone(hardware.microphone):
+        hardware.microphone = None  # sealed as a hardware_fault; the video goes on
+    daemon.drain()  # seal the faults the backends reported while starting
     if known_slot:
         _health_and_commit(unit, key)
     return unit

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "verify": "verify",
     "export": "export",
+    "report": "report",
     "fw": "fw",
     "offload": "offload",
     "bootctl": "bootctl",

@@ -5,11 +5,23 @@ every input is checked before anything is written; the device key is generated o
 if the unit already has one: re-provisioning changes the assignment, not the identity); keys and
 profile are written with temp file, fsync and rename; ``config/unit.json`` is written last and is
 the commit point (``UnitLayout.is_provisioned``). The signed ``provisioned`` event then enters the
-unit's chain. Refuses a unit holding evidence not yet confirmed offloaded.
+unit's chain. Refuses a unit holding evidence not yet confirmed offloaded: any file of any chain
+entry (events too) that no signed receipt names, except the offload's own bookkeeping events and
+the ``shutdown`` events closing the chain.
+
+Keys are installed, never files: ``--agency-pub`` and ``--release-pub`` must parse as exactly one
+public key of the expected type, with no private key material anywhere in the file, and the unit
+stores the key re-serialised from the parsed object.
+
+A new device id is a new identity: the old chain (all offloaded) is moved aside whole, durably and
+never deleted, to ``evidence-archive/<old-device-id>-<n>/``; a new device key is generated; and the
+new chain's signed ``provisioned`` event names the previous device id, key fingerprint, chain head
+and archive. Both chains verify on their own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -19,15 +31,28 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from evidence.keys import load_agency_public
+from evidence.keys import AgencyPublicKey, parse_agency_public, public_key_blocks
+from evidence.sealing import JsonValue
 from firmware.backends import firmware_backends
 from firmware.evidence_access import open_unit_sealer
 from firmware.flash import init_slots
-from firmware.identity import DEFAULT_PROFILE, Assignment, check_id, read_profile
+from firmware.identity import (
+    DEFAULT_PROFILE,
+    Assignment,
+    check_id,
+    load_assignment,
+    read_profile,
+)
 from firmware.layout import UnitLayout
 from hal.durable import fsync_dir, write_atomic
 from hal.errors import UsageError
 from hal.software_key import SoftwareDeviceKey, fingerprint_raw
+from offload.plan import ChainState
+from offload.runner import scan_store
+
+ARCHIVE_DIR = "evidence-archive"
+CLOSING_KINDS = frozenset({"shutdown"})
+"""Events that may close the chain unreceipted: ``bwc offload`` writes one after its round."""
 
 log = logging.getLogger(__name__)
 
@@ -38,36 +63,129 @@ class ProvisionResult:
     device_fingerprint: str
     key_generated: bool
     seq: int
+    archive: Path | None = None  # where the previous identity's chain went, if it changed
 
 
 def unoffloaded_evidence(layout: UnitLayout) -> list[str]:
-    """Names of media payloads still on the unit, i.e. not yet confirmed offloaded and freed.
+    """Files of the unit's store that no signed ``offload_receipt`` names, in chain order.
 
-    Offload deletes a payload only after its receipt is confirmed and a signed ``offload_freed``
-    event names it, so any payload still present is evidence the agency may not have.
+    Every entry counts, events as much as payloads, and so do the store's key and orphans; not
+    the offload's own bookkeeping events (never receipted by design), the ``shutdown`` events
+    that close the chain (``bwc offload`` writes one after its round), payloads no longer on the
+    unit, or a confirmation a signed ``offload_mismatch`` event withdrew (that one counts again).
+    Leftover payloads of an unfinished write count too: the next boot makes them orphans.
     """
     store = layout.evidence
     if not store.is_dir():
         return []
-    return sorted(p.name for p in store.glob("*.bin"))
+    scan = scan_store(store)
+    state = ChainState.from_entries(scan.entries)
+    confirmed = {name for files in state.confirmed.values() for name in files}
+    closing: set[int] = set()
+    for entry in reversed(scan.entries):
+        if entry.bookkeeping:
+            continue
+        if entry.kind not in CLOSING_KINDS or entry.payload:
+            break
+        closing.add(entry.seq)
+    pending = [n for n in scan.extra_files if n not in confirmed]
+    for entry in scan.entries:
+        if entry.bookkeeping or entry.seq in closing:
+            continue
+        for name in entry.files():
+            if name == entry.payload and name not in scan.present_payloads:
+                continue
+            if name not in confirmed:
+                pending.append(name)
+    pending += sorted(p.name for p in store.glob("*.bin") if p.name not in scan.present_payloads)
+    return pending
+
+
+def read_agency_pub(path: Path) -> AgencyPublicKey:
+    """The agency public key, strictly (see ``evidence.keys.public_key_blocks``)."""
+    return parse_agency_public(_read(path, "--agency-pub"), f"--agency-pub {path}")
 
 
 def read_release_pub(path: Path) -> tuple[bytes, str]:
-    """The firmware release public key (Ed25519 SubjectPublicKeyInfo PEM) and its fingerprint."""
-    try:
-        data = path.read_bytes()
-        key = serialization.load_pem_public_key(data)
-    except FileNotFoundError:
-        raise UsageError(f"--release-pub {path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--release-pub {path}: not a PEM public key ({exc})") from None
+    """The firmware release key re-serialised (Ed25519 SubjectPublicKeyInfo PEM), fingerprint."""
+    source = f"--release-pub {path}"
+    keys = public_key_blocks(_read(path, "--release-pub"), source, "release public key")
+    if len(keys) != 1:
+        raise UsageError(f"{source}: holds {len(keys)} keys; expected one Ed25519 public key")
+    (key,) = keys
     if not isinstance(key, Ed25519PublicKey):
         raise UsageError(
-            f"--release-pub {path}: not an Ed25519 public key; use the release-pub.pem written by "
+            f"{source}: not an Ed25519 public key; use the release-pub.pem written by "
             "`bwc fw keygen`"
         )
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return data, fingerprint_raw(raw)
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem, fingerprint_raw(raw)
+
+
+def _read(path: Path, option: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{option} {path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot be read ({exc.strerror})") from None
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The identity a re-provision replaces, and where its (offloaded) chain was archived."""
+
+    device_id: str
+    key_fingerprint: str
+    head_seq: int
+    head_hash: str
+    archive: Path | None
+
+    def to_json(self, root: Path) -> dict[str, JsonValue]:
+        return {
+            "device_id": self.device_id,
+            "device_key_fingerprint": self.key_fingerprint,
+            "chain_head_seq": self.head_seq,
+            "chain_head_sha256": self.head_hash,
+            "archive": self.archive.relative_to(root).as_posix() if self.archive else None,
+        }
+
+
+def archive_chain(layout: UnitLayout, old_device_id: str) -> tuple[Path | None, int, str]:
+    """Move the whole store to ``evidence-archive/<old id>-<n>/`` (one rename, then fsyncs).
+
+    Returns the archive (None when there was no chain) and the chain head it holds.
+    """
+    store = layout.evidence
+    scan = scan_store(store) if store.is_dir() else None
+    if scan is None or not scan.entries:
+        return None, -1, "0" * 64
+    head = scan.entries[-1]
+    head_hash = hashlib.sha256((store / head.manifest).read_bytes()).hexdigest()
+    archive_root = layout.root / ARCHIVE_DIR
+    archive_root.mkdir(exist_ok=True)
+    n = 1
+    while (archive_root / f"{old_device_id}-{n}").exists():
+        n += 1
+    dest = archive_root / f"{old_device_id}-{n}"
+    os.rename(store, dest)  # never replaces: dest does not exist; same file system
+    fsync_dir(archive_root)
+    fsync_dir(layout.root)
+    log.info("archived the chain of %s (head %d) in %s", old_device_id, head.seq, dest)
+    return dest, head.seq, head_hash
+
+
+def _replace_device_key(layout: UnitLayout) -> SoftwareDeviceKey:
+    """A new device key in place of the old one: a new identity never reuses the old key."""
+    tmp = layout.device_key.with_name(".new-" + layout.device_key.name)
+    tmp.unlink(missing_ok=True)  # a leftover of a cut re-provision: never used, never published
+    key = SoftwareDeviceKey.generate(tmp)
+    os.replace(tmp, layout.device_key)
+    fsync_dir(layout.identity)
+    return key
 
 
 def provision(
@@ -81,7 +199,7 @@ def provision(
 ) -> ProvisionResult:
     check_id(device_id, "--device-id")
     check_id(officer_id, "--officer")
-    agency = load_agency_public(agency_pub)
+    agency = read_agency_pub(agency_pub)
     profile_file = profile_path or DEFAULT_PROFILE
     profile = read_profile(profile_file)
     release = read_release_pub(release_pub) if release_pub is not None else None
@@ -90,22 +208,29 @@ def provision(
     pending = unoffloaded_evidence(layout)
     if pending:
         raise UsageError(
-            f"DEVICE {layout.root}: holds {len(pending)} evidence payloads not yet offloaded "
+            f"DEVICE {layout.root}: holds {len(pending)} evidence files not yet offloaded "
             f"(e.g. {pending[0]}); run `bwc offload --device {layout.root}` first"
         )
+    before = load_assignment(layout) if layout.is_provisioned() else None
 
     for d in (layout.root, layout.identity, layout.agency_dir, layout.config, layout.update):
         d.mkdir(parents=True, exist_ok=True)
+    previous = None
     key_generated = not layout.device_key.exists()
-    key = (
-        SoftwareDeviceKey.generate(layout.device_key)
-        if key_generated
-        else SoftwareDeviceKey.load(layout.device_key)
-    )
+    if before is not None and before.device_id != device_id and not key_generated:
+        old_fp = SoftwareDeviceKey.load(layout.device_key).fingerprint()
+        archive, head_seq, head_hash = archive_chain(layout, before.device_id)
+        previous = Previous(before.device_id, old_fp, head_seq, head_hash, archive)
+        key = _replace_device_key(layout)
+        key_generated = True
+    elif key_generated:
+        key = SoftwareDeviceKey.generate(layout.device_key)
+    else:
+        key = SoftwareDeviceKey.load(layout.device_key)
     write_atomic(layout.device_pub, key.public_pem())
     # The agency keys are replaced as a set: stale recipients must not keep receiving content keys.
     agency_name = "agency-" + agency.fingerprint[:16] + ".pem"
-    write_atomic(layout.agency_dir / agency_name, agency_pub.read_bytes())
+    write_atomic(layout.agency_dir / agency_name, agency.spki_pem)
     for old in layout.agency_dir.glob("*.pem"):
         if old.name != agency_name:
             old.unlink()
@@ -135,9 +260,17 @@ def provision(
         "release_key_fingerprint": release[1] if release is not None else None,
         "device_key_generated": key_generated,
     }
+    if previous is not None:
+        fields["previous"] = previous.to_json(layout.root)
     # The unit has no trusted clock while being provisioned; time fields say so (utc_source unset).
     seq = sealer.event("provisioned", fields, mono_us=0, utc_us=0)
     sealer.event("shutdown", {"reason": "provisioning complete"}, mono_us=0, utc_us=0)
     log.info("provisioned %s for officer %s (entry %d)", device_id, officer_id, seq)
     os.sync()
-    return ProvisionResult(layout.device_pub, key.fingerprint(), key_generated, seq)
+    return ProvisionResult(
+        layout.device_pub,
+        key.fingerprint(),
+        key_generated,
+        seq,
+        previous.archive if previous is not None else None,
+    )

@@ -3,7 +3,9 @@
 Input is what a scan of the store found (manifests already parsed); output is an ordered list
 of files with their retention class. What counts as already offloaded is rebuilt from the chain
 itself: ``offload_receipt`` events name confirmed files, ``offload_freed`` events name payloads
-removed from the unit. This module reads no files and must not decide to free anything.
+removed from the unit, and ``offload_mismatch`` events withdraw a confirmation whose target copy
+no longer held the receipted bytes when the unit was about to free its own (the file is then sent
+again). This module reads no files and must not decide to free anything.
 
 Order (docs/offload.md): the store's public key first; then recordings that carry a marker
 (oldest first), then the other recordings (oldest first), then the events outside recordings; in
@@ -19,7 +21,8 @@ from typing import Any
 
 RECEIPT_KIND = "offload_receipt"
 FREED_KIND = "offload_freed"
-BOOKKEEPING_KINDS = frozenset({RECEIPT_KIND, FREED_KIND})
+MISMATCH_KIND = "offload_mismatch"
+BOOKKEEPING_KINDS = frozenset({RECEIPT_KIND, FREED_KIND, MISMATCH_KIND})
 """Events the offload itself writes. They are sent but never receipted in turn: a receipt for a
 receipt would make every round write one more event, and the chain would grow while docked."""
 
@@ -78,8 +81,14 @@ def parse_entry(seq: int, manifest: Mapping[str, Any]) -> Entry:
 
 @dataclass(frozen=True)
 class Confirmed:
+    """One receipted file: what the target must hold, and where (S3's exact version)."""
+
     sha256: str
     size: int
+    md5_b64: str = ""
+    version_id: str = ""
+    etag: str = ""
+    retain_until_utc_us: int = 0
 
 
 @dataclass
@@ -101,7 +110,20 @@ class ChainState:
             elif entry.kind == FREED_KIND:
                 files = entry.fields.get("files", [])
                 state.freed.update(f for f in files if isinstance(f, str))
+            elif entry.kind == MISMATCH_KIND:
+                state.withdraw_fields(entry.fields)
         return state
+
+    def withdraw_fields(self, fields: Mapping[str, Any]) -> None:
+        """An ``offload_mismatch`` event: these files are no longer confirmed at that target."""
+        target, items = fields.get("target"), fields.get("files")
+        if not isinstance(target, str) or not isinstance(items, list):
+            return
+        done = self.confirmed_at(target)
+        for row in items:
+            name = row.get("file") if isinstance(row, Mapping) else None
+            if isinstance(name, str):
+                done.pop(name, None)
 
     def add_receipt_fields(self, fields: Mapping[str, Any]) -> None:
         """Accept the batched form ``{target, files: [...]}`` (ours) and a one-file form."""
@@ -115,7 +137,24 @@ class ChainState:
                 continue
             name, sha, size = row.get("file"), row.get("sha256"), row.get("size")
             if isinstance(name, str) and isinstance(sha, str) and isinstance(size, int):
-                self.confirmed_at(target)[name] = Confirmed(sha, size)
+                detail = row.get("receipt")
+                detail = detail if isinstance(detail, Mapping) else {}
+                self.confirmed_at(target)[name] = Confirmed(
+                    sha,
+                    size,
+                    md5_b64=_text(detail.get("md5_b64")),
+                    version_id=_text(detail.get("version_id")),
+                    etag=_text(detail.get("etag")),
+                    retain_until_utc_us=_whole(detail.get("retain_until_utc_us")),
+                )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _whole(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 @dataclass(frozen=True)
@@ -162,7 +201,10 @@ def build_plan(
         for name in e.files():
             if name in done:
                 continue
-            if name == e.payload and (name in state.freed or name not in present_payloads):
+            # A payload no longer on the unit cannot go (freed, or missing: verify reports that);
+            # one still present is sent even if a freed event names it, when its confirmation
+            # was withdrawn (a power cut between that event and the unlink, then a bad copy).
+            if name == e.payload and name not in present_payloads:
                 continue
             plan.append(PlannedFile(name, group, e.recording in marked, e.bookkeeping, e.seq))
     return plan
@@ -171,7 +213,10 @@ def build_plan(
 def freeable_payloads(
     entries: Iterable[Entry], confirmed: Mapping[str, Confirmed], present_payloads: set[str]
 ) -> list[str]:
-    """Payloads that may leave the unit: the whole entry (payload, sig, manifest) is confirmed."""
+    """Payloads that may leave the unit: the whole entry (payload, sig, manifest) is confirmed.
+
+    Only candidates: the runner frees one only after ``confirm_before_free`` at that moment.
+    """
     out = []
     for e in entries:
         if (

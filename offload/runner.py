@@ -9,6 +9,12 @@ Invariants, in the order the round keeps them:
 4. Only ``.bin`` payloads are freed, and only when their whole entry (payload, signature,
    manifest) is confirmed at this target; manifests and signatures stay, so the chain still
    verifies on the unit.
+5. Immediately before a payload is freed, the target's copy is checked again
+   (``confirm_before_free``: re-read and hashed, or the receipt's exact S3 version headed), never
+   trusting an older receipt. A copy that fails blocks the free, is reported and named in a
+   signed ``offload_mismatch`` event, which withdraws its confirmation: the next round sends it
+   again. A directory target that is, contains or lies inside the store is refused before the
+   round writes anything.
 State is rebuilt from the chain on every round (receipts are events), and files the target
 already holds with the same bytes are confirmed without being sent again, so a round can stop
 at any point (undock, link loss, power cut) and the next one resumes.
@@ -33,6 +39,7 @@ from hal.errors import IntegrityError
 from hal.protocols import Clock
 from offload.plan import (
     FREED_KIND,
+    MISMATCH_KIND,
     RECEIPT_KIND,
     ChainState,
     Confirmed,
@@ -44,6 +51,7 @@ from offload.plan import (
 )
 from offload.targets import (
     CHUNK_BYTES,
+    OffloadError,
     OffloadInterrupted,
     OffloadTarget,
     Receipt,
@@ -89,12 +97,14 @@ class OffloadResult:
     receipt_events: int = 0
     freed_files: list[str] = field(default_factory=list)
     freed_bytes: int = 0
+    # Payloads kept because the target's copy failed the check just before freeing: (file, why).
+    mismatched: list[tuple[str, str]] = field(default_factory=list)
     pending_files: int = 0  # left for a later round
     stopped: str = ""  # "" when the round ran to its end, else why it stopped early
 
     @property
     def complete(self) -> bool:
-        return not self.stopped and self.pending_files == 0
+        return not self.stopped and self.pending_files == 0 and not self.mismatched
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +117,7 @@ class OffloadResult:
             "freed_files": len(self.freed_files),
             "freed_bytes": self.freed_bytes,
             "pending_files": self.pending_files,
+            "mismatched_files": [{"file": f, "reason": why} for f, why in self.mismatched],
             "complete": self.complete,
             "stopped": self.stopped,
         }
@@ -265,20 +276,25 @@ class _Round:
             )
             self.result.receipt_events += 1
             for r in self.batch:
-                self.confirmed[r.name] = Confirmed(r.sha256, r.size)
+                self.confirmed[r.name] = Confirmed(
+                    r.sha256,
+                    r.size,
+                    md5_b64=r.md5_b64,
+                    version_id=r.version_id,
+                    etag=r.etag,
+                    retain_until_utc_us=r.retain_until_utc_us,
+                )
             self.batch = []
         self.free()
 
     def free(self) -> None:
+        present = self.scan.present_payloads
+        candidates = freeable_payloads(self.scan.entries, self.confirmed, present)
+        good = self.recheck(candidates)
         # Payloads already named by an offload_freed event but still present (a cut between the
         # event and the unlink) need no second event: the chain already explains them.
-        present = self.scan.present_payloads
-        leftover = sorted(p for p in present if p in self.state.freed)
-        fresh = [
-            p
-            for p in freeable_payloads(self.scan.entries, self.confirmed, present)
-            if p not in self.state.freed
-        ]
+        leftover = [p for p in good if p in self.state.freed]
+        fresh = [p for p in good if p not in self.state.freed]
         if fresh:
             self.seqs_written.append(
                 self.sink.event(
@@ -303,9 +319,59 @@ class _Round:
         if leftover or fresh:
             fsync_dir(self.store_dir)
 
+    def recheck(self, candidates: list[str]) -> list[str]:
+        """The payloads whose target copy holds the receipted bytes right now.
+
+        A copy that fails is reported and its confirmation withdrawn by a signed event; a target
+        that cannot be reached at this moment frees nothing and withdraws nothing.
+        """
+        good: list[str] = []
+        bad: list[tuple[str, str]] = []
+        for name in candidates:
+            c = self.confirmed[name]
+            receipt = Receipt(
+                self.target.url,
+                name,
+                c.size,
+                c.sha256,
+                c.md5_b64,
+                c.retain_until_utc_us,
+                version_id=c.version_id,
+                etag=c.etag,
+            )
+            try:
+                self.target.confirm_before_free(receipt, self.store_dir / name)
+            except IntegrityError as exc:
+                log.warning("not freeing %s: %s", name, exc)
+                bad.append((name, exc.reason))
+                continue
+            except OffloadError as exc:
+                # Unreachable now: nothing more is freed this round; the next round checks again.
+                log.warning("not freeing %s or later payloads: %s", name, exc)
+                break
+            good.append(name)
+        if bad:
+            self.seqs_written.append(
+                self.sink.event(
+                    MISMATCH_KIND,
+                    {
+                        "target": self.target.url,
+                        "files": [{"file": n, "reason": why} for n, why in bad],
+                    },
+                    mono_us=self.clock.monotonic_us(),
+                    utc_us=self.clock.utc_us(),
+                    reserve_ok=True,
+                )
+            )
+            for name, _why in bad:
+                self.confirmed.pop(name, None)
+            self.result.mismatched += bad
+        return good
+
     # ------------------------------------------------------------------ the round
 
     def run(self) -> OffloadResult:
+        self.target.keep_apart(self.store_dir)
         plan = build_plan(
             self.scan.entries,
             self.scan.extra_files,

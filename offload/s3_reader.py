@@ -1,19 +1,30 @@
 """Read access to an evidence store offloaded to S3, for `bwc verify` and `bwc export`.
 
 ``s3://bucket/prefix/<device-id>`` names one unit's store. ``s3://bucket/prefix`` works too
-when exactly one unit's store lies under it. Reads the latest version of each object; never
-writes, deletes or changes retention.
+when exactly one unit's store lies under it. Never writes, deletes or changes retention.
+
+Which version is read: anyone allowed to write the bucket can put a newer version over a locked
+object, or a delete marker, without touching the locked one. So where a key has more than one
+version (or a delete marker), the reader reads the version the unit's signed ``offload_receipt``
+events name for it (the last receipt wins, as a resend after a bad copy is receipted again); keys
+no receipt names are read at their latest version, and the verifier judges those bytes.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, BinaryIO
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from evidence.format import DEVICE_PUB_NAME, parse_entry_name
 from hal.errors import IntegrityError, UsageError
+from offload.plan import RECEIPT_KIND
 from offload.targets import S3_FAILURES, S3Settings, client_error_code, parse_s3_url
+
+MAX_RECEIPT_BYTES = 4 << 20
+"""Largest manifest read while looking for receipts (ours stay well under 100 kB)."""
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -22,10 +33,18 @@ if TYPE_CHECKING:
 class S3StoreReader:
     """A ``evidence.store.StoreReader`` over the objects under an S3 prefix."""
 
-    def __init__(self, url: str, settings: S3Settings, *, client: S3Client | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        settings: S3Settings,
+        *,
+        client: S3Client | None = None,
+        listing: Mapping[str, int] | None = None,
+    ) -> None:
         self._bucket, prefix = parse_s3_url(url)
         self._client = client or settings.client()
-        listing = self._list(prefix)
+        if listing is None:
+            listing = self._list(prefix)
         if not _looks_like_store(listing) and (only := _single_store_below(listing)) is not None:
             prefix = f"{prefix}/{only}" if prefix else only
             listing = {
@@ -34,22 +53,61 @@ class S3StoreReader:
         if not listing:
             raise UsageError(f"{url}: no evidence objects under this prefix")
         self._prefix = prefix
-        self._names = listing
+        self._names = dict(listing)
+        self._pinned: dict[str, str] = {}  # name -> the receipted version id
+        self._pin_receipted_versions()
+
+    def _pin_receipted_versions(self) -> None:
+        versions: dict[str, dict[str, int]] = {}  # name -> version id -> size
+        markers: set[str] = set()
+        base = f"{self._prefix}/" if self._prefix else ""
+        try:
+            pages = self._client.get_paginator("list_object_versions").paginate(
+                Bucket=self._bucket, Prefix=base
+            )
+            for page in pages:
+                for v in page.get("Versions", []):
+                    name = v["Key"][len(base) :]
+                    versions.setdefault(name, {})[v.get("VersionId", "")] = int(v.get("Size", 0))
+                for m in page.get("DeleteMarkers", []):
+                    markers.add(m["Key"][len(base) :])
+        except S3_FAILURES as exc:
+            raise UsageError(
+                f"{self.describe('')}: cannot list object versions ({client_error_code(exc)})"
+            ) from exc
+        if not markers and all(len(v) <= 1 for v in versions.values()):
+            return  # one version of everything: the latest is the only one there is
+        named = self._receipted_versions()
+        for name, version in named.items():
+            sizes = versions.get(name, {})
+            if version in sizes:
+                self._pinned[name] = version
+                self._names[name] = sizes[version]  # also one hidden behind a delete marker
+
+    def _receipted_versions(self) -> dict[str, str]:
+        """Version id per file from the receipts in the store's manifests, in chain order."""
+        out: dict[str, str] = {}
+        for name in sorted(self._names):
+            parsed = parse_entry_name(name)
+            if parsed is None or parsed[1] != "json" or self._names[name] > MAX_RECEIPT_BYTES:
+                continue
+            try:
+                manifest: Any = json.loads(self.read(name))
+            except (IntegrityError, ValueError):
+                continue  # the verifier reports it when it reads the same object
+            if not isinstance(manifest, dict) or manifest.get("kind") != RECEIPT_KIND:
+                continue
+            fields = manifest.get("fields")
+            rows = fields.get("files") if isinstance(fields, dict) else None
+            for row in rows if isinstance(rows, list) else []:
+                detail = row.get("receipt") if isinstance(row, dict) else None
+                version = detail.get("version_id") if isinstance(detail, dict) else None
+                if isinstance(row, dict) and isinstance(row.get("file"), str) and version:
+                    out[row["file"]] = str(version)
+        return out
 
     def _list(self, prefix: str) -> dict[str, int]:
-        base = f"{prefix}/" if prefix else ""
-        out: dict[str, int] = {}
-        try:
-            paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self._bucket, Prefix=base):
-                for obj in page.get("Contents", []):
-                    out[obj["Key"][len(base) :]] = int(obj.get("Size", 0))
-        except S3_FAILURES as exc:
-            code = client_error_code(exc)
-            raise UsageError(
-                f"s3://{self._bucket}/{prefix}: cannot list the store ({code or exc})"
-            ) from exc
-        return out
+        return _list_prefix(self._client, self._bucket, prefix)
 
     def _key(self, name: str) -> str:
         return f"{self._prefix}/{name}" if self._prefix else name
@@ -58,8 +116,11 @@ class S3StoreReader:
         return sorted(self._names)
 
     def read(self, name: str) -> bytes:
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": self._key(name)}
+        if name in self._pinned:
+            kwargs["VersionId"] = self._pinned[name]
         try:
-            resp = self._client.get_object(Bucket=self._bucket, Key=self._key(name))
+            resp = self._client.get_object(**kwargs)
             return resp["Body"].read()
         except S3_FAILURES as exc:
             raise IntegrityError(
@@ -75,8 +136,52 @@ class S3StoreReader:
     def exists(self, name: str) -> bool:
         return name in self._names
 
+    def size(self, name: str) -> int:
+        if name not in self._names:
+            raise FileNotFoundError(name)
+        return self._names[name]
+
     def describe(self, name: str) -> str:
         return f"s3://{self._bucket}/{self._key(name)}"
+
+
+@dataclass(frozen=True)
+class S3Stores:
+    stores: list[S3StoreReader]
+    share: bool
+
+
+def s3_store_readers(url: str, settings: S3Settings, *, client: S3Client | None = None) -> S3Stores:
+    """Every unit's store at ``url``: the store itself, or each store one level below it (an
+    offload target's root holding several units). Empty if nothing there looks like a store."""
+    bucket, prefix = parse_s3_url(url)
+    client = client or settings.client()
+    listing = _list_prefix(client, bucket, prefix)
+    if _looks_like_store(listing):
+        return S3Stores([S3StoreReader(url, settings, client=client, listing=listing)], False)
+    tops = sorted({k.split("/", 1)[0] for k in listing if "/" in k})
+    out = []
+    for top in tops:
+        below = {k[len(top) + 1 :]: v for k, v in listing.items() if k.startswith(top + "/")}
+        if _looks_like_store(below):
+            sub = f"s3://{bucket}/{prefix}/{top}" if prefix else f"s3://{bucket}/{top}"
+            out.append(S3StoreReader(sub, settings, client=client, listing=below))
+    return S3Stores(out, True)
+
+
+def _list_prefix(client: S3Client, bucket: str, prefix: str) -> dict[str, int]:
+    """Name (relative to ``prefix``) -> size of every object under ``prefix``."""
+    base = f"{prefix}/" if prefix else ""
+    out: dict[str, int] = {}
+    try:
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=base):
+            for obj in page.get("Contents", []):
+                out[obj["Key"][len(base) :]] = int(obj.get("Size", 0))
+    except S3_FAILURES as exc:
+        code = client_error_code(exc)
+        raise UsageError(f"s3://{bucket}/{prefix}: cannot list the store ({code or exc})") from exc
+    return out
 
 
 def _looks_like_store(listing: Mapping[str, int]) -> bool:

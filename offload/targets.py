@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from hal.durable import fsync_dir
 from hal.errors import BwcError, IntegrityError, RefusedError, StorageFullError, UsageError
+from offload.placement import LocalArea, file_id, refuse_overlap
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -122,6 +123,19 @@ class OffloadTarget(Protocol):
         """Check the target holds what ``receipt`` says; raise ``IntegrityError`` if not."""
         ...
 
+    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+        """The check made immediately before ``local_path`` is freed, never an older one.
+
+        Re-reads the target's copy (a directory) or heads the receipt's exact version (S3) and
+        raises ``IntegrityError`` unless it holds the receipted bytes apart from ``local_path``.
+        """
+        ...
+
+    def keep_apart(self, local_dir: Path) -> None:
+        """Refuse (``ConfigError``) a target that is, contains or lies inside ``local_dir``,
+        now and on every later write and free."""
+        ...
+
     def exists(self, name: str) -> bool: ...
 
     def listing(self) -> dict[str, int]:
@@ -169,9 +183,27 @@ class DirectoryTarget:
     files are made read-only and the receipt records the retention asked for.
     """
 
-    def __init__(self, root: Path, *, capacity_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        capacity_bytes: int | None = None,
+        apart_from: tuple[Path, ...] = (),
+    ) -> None:
         self._root = root
         self._capacity_bytes = capacity_bytes
+        self._areas: list[LocalArea] = []
+        for local in apart_from:
+            self.keep_apart(local)
+
+    def keep_apart(self, local_dir: Path) -> None:
+        area = LocalArea(local_dir)
+        refuse_overlap(self._root, [area], self.url)
+        self._areas.append(area)
+
+    def _check_apart(self, directory: Path) -> None:
+        # Again at every write and free: the share may be swapped for a link after the round began.
+        refuse_overlap(directory, self._areas, self.url)
 
     @property
     def url(self) -> str:
@@ -205,6 +237,7 @@ class DirectoryTarget:
         retain_until_utc_us: int,
     ) -> Receipt:
         dest = self._path(name)
+        self._check_apart(dest.parent)
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             if (
@@ -265,6 +298,17 @@ class DirectoryTarget:
                 f"{receipt.sha256})",
                 path=str(path),
             )
+
+    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+        path = self._path(receipt.name)
+        self._check_apart(path.parent)
+        here, there = file_id(local_path), file_id(path)
+        if there is not None and there == here:
+            raise IntegrityError(
+                f"the target's copy is the unit's own file {local_path} (a link or mount)",
+                path=str(path),
+            )
+        self.confirm(receipt)
 
     def exists(self, name: str) -> bool:
         return self._path(name).is_file()
@@ -504,6 +548,17 @@ class S3Target:
             raise self._fail(f"confirming {receipt.name}", exc) from exc
         _check_head(head, receipt, path)
 
+    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+        if not receipt.version_id:
+            raise IntegrityError(
+                "the receipt names no version id, so the exact copy cannot be checked",
+                path=f"{self.url}/{receipt.name}",
+            )
+        self.confirm(receipt)
+
+    def keep_apart(self, local_dir: Path) -> None:
+        """An S3 target never shares storage with the unit's directory."""
+
     def exists(self, name: str) -> bool:
         try:
             self._head(name)
@@ -622,8 +677,9 @@ def open_target(
 ) -> OffloadTarget:
     """The target a profile's ``offload.target`` names: ``file:///path`` or ``s3://bucket/prefix``.
 
-    ``file://dock`` (no leading slash after ``//``) is a path relative to ``base_dir``, the unit's
-    directory for the simulated unit; ``file:///abs`` and ``file://localhost/abs`` are absolute.
+    ``file://../dock`` (no leading slash after ``//``) is a path relative to ``base_dir``, the
+    unit's directory for the simulated unit; ``file:///abs`` and ``file://localhost/abs`` are
+    absolute. The caller refuses (``keep_apart``) a directory that overlaps the unit.
     """
     if url.startswith("file://"):
         rest = url[len("file://") :]
@@ -632,10 +688,11 @@ def open_target(
         if not rest:
             raise UsageError(f"offload target {url!r}: no path (config key offload.target)")
         if rest.startswith("/"):
-            return DirectoryTarget(Path(unquote(rest)))
+            return DirectoryTarget(Path(os.path.normpath(unquote(rest))))
         if base_dir is None:
             raise UsageError(f"offload target {url!r}: a relative path needs the unit's directory")
-        return DirectoryTarget(base_dir / unquote(rest))
+        # Normalised (``file://../dock`` is the unit's sibling), so receipts name a plain path.
+        return DirectoryTarget(Path(os.path.normpath(base_dir.absolute() / unquote(rest))))
     if url.startswith("s3://"):
         settings = S3Settings.resolve(
             env or {}, endpoint_url=endpoint_url, region=region, ca_bundle=ca_bundle

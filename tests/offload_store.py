@@ -14,6 +14,10 @@ from typing import Any
 from evidence.keys import generate_agency_keys, load_agency_public
 from evidence.sealer import Sealer
 from evidence.sealing import JsonValue, UnitMeta
+from firmware.cli import main
+from firmware.evidence_access import open_unit_sealer
+from firmware.identity import load_assignment, read_profile
+from firmware.layout import UnitLayout
 from hal.software_key import SoftwareDeviceKey
 from hal.types import ClockSource
 from offload.runner import OffloadResult, ReceiptSink, offload
@@ -196,6 +200,15 @@ class TargetProbe:
             self.before("confirm", receipt.name)
         self.inner.confirm(receipt)
 
+    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+        self.calls.append(("confirm_before_free", receipt.name))
+        if self.before:
+            self.before("confirm_before_free", receipt.name)
+        self.inner.confirm_before_free(receipt, local_path)
+
+    def keep_apart(self, local_dir: Path) -> None:
+        self.inner.keep_apart(local_dir)
+
     def exists(self, name: str) -> bool:
         return self.inner.exists(name)
 
@@ -243,6 +256,30 @@ class CuttingSink:
         return seq
 
 
+@dataclass
+class WatchingSink:
+    """A Sealer wrapper that runs ``on_event(kind, fields)`` right after an event is durable:
+    the moment between a receipt and the free, and the moment just before the unlinks."""
+
+    inner: Sealer
+    on_event: Callable[[str, Mapping[str, JsonValue]], None]
+    kinds: list[str] = field(default_factory=list)
+
+    def event(
+        self,
+        kind: str,
+        fields: Mapping[str, JsonValue],
+        *,
+        mono_us: int,
+        utc_us: int,
+        reserve_ok: bool = False,
+    ) -> int:
+        seq = self.inner.event(kind, fields, mono_us=mono_us, utc_us=utc_us, reserve_ok=reserve_ok)
+        self.kinds.append(kind)
+        self.on_event(kind, fields)
+        return seq
+
+
 def always() -> bool:
     return True
 
@@ -285,3 +322,42 @@ def run_round(
         raise
     unit.shutdown(sealer)
     return result
+
+
+def provisioned(
+    tmp_path: Path, device_id: str = "unit-7", device: Path | None = None
+) -> UnitLayout:
+    """A unit provisioned through `bwc` in ``tmp_path/device`` (or ``device``) with two
+    recordings (one marked) sealed by its own key; agency keys in ``tmp_path/agency``."""
+    if not (tmp_path / "agency" / "agency-pub.pem").exists():
+        assert main(["keys", "agency", "--out", str(tmp_path / "agency")]) == 0
+    device = device or tmp_path / "device"
+    code = main(
+        [
+            "provision",
+            str(device),
+            "--agency-pub",
+            str(tmp_path / "agency" / "agency-pub.pem"),
+            "--device-id",
+            device_id,
+            "--officer",
+            "officer-1",
+        ]
+    )
+    assert code == 0
+    layout = UnitLayout(device)
+    sealer = open_unit_sealer(
+        layout,
+        read_profile(layout.profile),
+        load_assignment(layout),
+        SoftwareDeviceKey.load(layout.device_key),
+        "simulated",
+    )
+    clock = StepClock()
+    sealer.event("boot", {"firmware_version": "0.1.0"}, mono_us=1, utc_us=clock.utc_us())
+    record(sealer, clock, "rec-1", units=3, marked=True)
+    record(sealer, clock, "rec-2", units=2, first_frame=90)
+    sealer.event(
+        "shutdown", {"reason": "test"}, mono_us=clock.monotonic_us(), utc_us=clock.utc_us()
+    )
+    return layout

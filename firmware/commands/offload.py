@@ -69,14 +69,18 @@ def open_sink(layout: UnitLayout, profile: Profile, assignment: Assignment, cloc
 def build_target(
     profile: Profile, device_id: str, env: Mapping[str, str], unit_dir: Path
 ) -> OffloadTarget:
-    """The unit's folder at the profile's target (``<target>/<device id>/``)."""
+    """The unit's folder at the profile's target (``<target>/<device id>/``).
+
+    ``ConfigError`` (exit 2) before anything is written if that folder is, contains or lies
+    inside ``unit_dir``: freeing would then delete the only copy.
+    """
     off = profile.offload
     if not off.target:
         raise ConfigError(
             "config key offload.target is not set: give file:///path or s3://bucket/prefix in "
             "the profile's [offload] section (or --set offload.target=...)"
         )
-    return open_target(
+    target = open_target(
         target_for_device(off.target, device_id),
         env=env,
         endpoint_url=off.endpoint_url,
@@ -84,6 +88,8 @@ def build_target(
         ca_bundle=off.ca_bundle,
         base_dir=unit_dir,
     )
+    target.keep_apart(unit_dir)
+    return target
 
 
 @contextmanager
@@ -156,6 +162,8 @@ def _print(result: OffloadResult, as_json: bool) -> None:
         f"  {result.receipt_events} receipt events; freed {len(result.freed_files)} payloads "
         f"({result.freed_bytes} bytes)"
     )
+    for name, why in result.mismatched:
+        print(f"offload: {name} kept on the unit: its copy at the target {why}", file=sys.stderr)
     if result.complete:
         print("  complete: every file is confirmed at the target")
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,4 +39,10 @@ def run(args: argparse.Namespace) -> int:
         release_pub=args.release_pub,
     )
     print(result.device_pub)
+    if result.archive is not None:
+        # stderr: stdout stays the one path the agency registers.
+        print(
+            f"new identity {args.device_id}: the previous chain was archived in {result.archive}",
+            file=sys.stderr,
+        )
     return 0

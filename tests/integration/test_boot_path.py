@@ -202,13 +202,16 @@ def test_a_camera_less_boot_is_one_signed_fault_with_backoff(rig: Rig) -> None:
     assert isinstance(camera, DeadCamera)
     # At 0, 5, 15, 35 and 75 s (backoff 5 s doubling): five attempts in two minutes, not 1200.
     assert camera.attempts == 5 and not unit.camera.running
-    assert len(chain_events(rig.layout.evidence, "fault")) == 1
+    faults = chain_events(rig.layout.evidence, "hardware_fault")
+    assert [(f["source"], f["code"]) for f in faults] == [("camera", "start_failed")]
+    assert unit.recorder.status()["hardware_faults"] == ["camera/start_failed"]
     clock.run_until(155_000_000)
     unit.camera.poll(clock.monotonic_us())
     assert unit.camera.running and camera.attempts == 6
-    assert chain_events(rig.layout.evidence, "fault_cleared") == [
-        {"component": "camera", "after_attempts": 6}
+    assert chain_events(rig.layout.evidence, "hardware_fault_cleared") == [
+        {"source": "camera", "code": "start_failed", "attempts": 6}
     ]
+    assert unit.recorder.status()["hardware_faults"] == []
     power_off(unit)
 
 
@@ -237,21 +240,16 @@ def test_ready_at_once_even_in_fault_and_a_killed_run_is_a_signed_restart(rig: R
     power_off(again)
 
 
-def test_the_pi_dock_backend_is_created_and_offloads(
-    rig: Rig, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from gpiozero import Device
-    from gpiozero.pins.mock import MockFactory, MockPWMPin
-
+def test_the_pi_dock_backend_is_created_and_offloads(rig: Rig) -> None:
     from hal.gpio import GpiozeroDock
-
-    monkeypatch.setattr(Device, "pin_factory", MockFactory(pin_class=MockPWMPin))
 
     def pi_gpio(profile: Profile, assignment: Assignment, clock: Clock) -> UnitHardware:
         # The Pi's GPIO registry entry, with the simulator's camera (no Pi camera here).
         return unit_hardware(profile, assignment, clock)
 
-    unit = boot(rig, hardware=pi_gpio, overrides={"gpio.backend": "gpiozero"})
+    unit = boot(
+        rig, hardware=pi_gpio, overrides={"gpio.backend": "gpiozero", "gpio.pin_factory": "mock"}
+    )
     dock = unit.hardware.dock
     assert isinstance(dock, GpiozeroDock)
     offload = DockOffload(unit, dock)

@@ -9,45 +9,7 @@ from pathlib import Path
 import pytest
 
 from firmware.cli import main
-from firmware.evidence_access import open_unit_sealer
-from firmware.identity import load_assignment, read_profile
-from firmware.layout import UnitLayout
-from hal.software_key import SoftwareDeviceKey
-from tests.offload_store import StepClock, record
-
-
-def provisioned(tmp_path: Path, device_id: str = "unit-7") -> UnitLayout:
-    assert main(["keys", "agency", "--out", str(tmp_path / "agency")]) == 0
-    device = tmp_path / "device"
-    code = main(
-        [
-            "provision",
-            str(device),
-            "--agency-pub",
-            str(tmp_path / "agency" / "agency-pub.pem"),
-            "--device-id",
-            device_id,
-            "--officer",
-            "officer-1",
-        ]
-    )
-    assert code == 0
-    layout = UnitLayout(device)
-    sealer = open_unit_sealer(
-        layout,
-        read_profile(layout.profile),
-        load_assignment(layout),
-        SoftwareDeviceKey.load(layout.device_key),
-        "simulated",
-    )
-    clock = StepClock()
-    sealer.event("boot", {"firmware_version": "0.1.0"}, mono_us=1, utc_us=clock.utc_us())
-    record(sealer, clock, "rec-1", units=3, marked=True)
-    record(sealer, clock, "rec-2", units=2, first_frame=90)
-    sealer.event(
-        "shutdown", {"reason": "test"}, mono_us=clock.monotonic_us(), utc_us=clock.utc_us()
-    )
-    return layout
+from tests.offload_store import provisioned
 
 
 def test_bwc_offload_to_dock_share_then_verify_both_copies(
@@ -61,15 +23,18 @@ def test_bwc_offload_to_dock_share_then_verify_both_copies(
     assert main(["offload", "--device", str(layout.root), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["complete"] is True and result["freed_files"] == 5
-    # The simulated unit's profile says target = "file://dock": DEVICE/dock/<device-id>/.
-    copy = layout.root / "dock" / "unit-7"
+    # The simulated unit's profile says target = "file://../dock": DEVICE/../dock/<device-id>/.
+    copy = layout.root.parent / "dock" / "unit-7"
     assert result["target"] == copy.as_uri()
     assert sorted(p.name for p in copy.glob("*.bin")) == payloads
     assert not list(layout.evidence.glob("*.bin"))
 
-    assert main(["verify", str(layout.evidence)]) == 0
-    assert "offloaded" in capsys.readouterr().out
-    assert main(["verify", copy.as_uri()]) == 0
+    trust = ["--trust", str(layout.device_pub)]
+    assert main(["verify", str(layout.evidence), *trust]) == 1  # strict: payloads were freed
+    assert "[payload-freed]" in capsys.readouterr().out
+    assert main(["verify", str(layout.evidence), *trust, "--allow-freed"]) == 0
+    assert "freed on the unit after offload" in capsys.readouterr().out
+    assert main(["verify", copy.as_uri(), *trust]) == 0
     capsys.readouterr()
 
     # A second run sends only what the first one's session added (its receipts and shutdown).
@@ -78,7 +43,7 @@ def test_bwc_offload_to_dock_share_then_verify_both_copies(
     assert again["complete"] is True
     assert again["freed_files"] == 0
     assert 0 < again["uploaded_files"] <= 8
-    assert main(["verify", copy.as_uri()]) == 0
+    assert main(["verify", copy.as_uri(), *trust]) == 0
 
 
 def test_bwc_offload_without_target_is_a_usage_error(
@@ -106,4 +71,4 @@ def test_bwc_offload_to_unwritable_share_fails_and_keeps_everything(
     assert code == 1
     assert "cannot write" in capsys.readouterr().err
     assert len(list(layout.evidence.glob("*.bin"))) == 5
-    assert main(["verify", str(layout.evidence)]) == 0
+    assert main(["verify", str(layout.evidence), "--trust", str(layout.device_pub)]) == 0

@@ -13,13 +13,14 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from evidence.sealing import JsonValue
 from evidence.verify import verify_store
 from firmware.cli import main
 from hal.errors import IntegrityError, RefusedError
@@ -40,6 +41,7 @@ from tests.offload_store import (
     StepClock,
     TargetProbe,
     Unit,
+    WatchingSink,
     always,
     freed,
     make_unit,
@@ -129,7 +131,7 @@ def test_offload_to_s3_locks_confirms_frees_and_verifies_there(
         assert head["ObjectLockRetainUntilDate"] > dt.datetime.now(dt.UTC) + dt.timedelta(days=1000)
         assert head["ETag"].strip('"') == hashlib.md5(data).hexdigest()
     # The agency verifies what arrived, where it arrived; the prefix above one unit works too.
-    report = verify_store(S3StoreReader(f"s3://{bucket}/units", s3))
+    report = verify_store(S3StoreReader(f"s3://{bucket}/units", s3), unpinned=True)
     assert report.intact, report.all_findings
     assert report.entries >= len([n for n in before if n.endswith(".json")])
     reader = open_store_reader(f"s3://{bucket}/units/{unit.device_id}")
@@ -211,6 +213,12 @@ class SwitchingTarget:
     def confirm(self, receipt: Receipt) -> None:
         self._now().confirm(receipt)
 
+    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+        self._now().confirm_before_free(receipt, local_path)
+
+    def keep_apart(self, local_dir: Path) -> None:
+        self._now().keep_apart(local_dir)
+
     def exists(self, name: str) -> bool:
         return self._now().exists(name)
 
@@ -242,7 +250,7 @@ def test_server_gone_mid_offload_keeps_confirmed_and_resumes_without_resending(
     probe = TargetProbe(S3Target(url, s3))
     assert run(unit, probe).complete
     assert probe.puts() and not set(probe.puts()) & done
-    assert verify_store(S3StoreReader(url, s3)).intact
+    assert verify_store(S3StoreReader(url, s3), unpinned=True).intact
 
 
 def test_server_side_digest_check_rejects_altered_bytes(
@@ -330,13 +338,13 @@ def test_power_cut_then_rerun_finds_sent_files_instead_of_resending(
     versions = client.list_object_versions(Bucket=bucket, Prefix="u/").get("Versions", [])
     keys = [v["Key"] for v in versions]
     assert len(keys) == len(set(keys))  # one version per file: nothing uploaded twice
-    assert verify_store(S3StoreReader(url, s3)).intact
+    assert verify_store(S3StoreReader(url, s3), unpinned=True).intact
 
 
 def test_bwc_offload_and_verify_through_the_cli(
     s3: S3Settings, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.integration.test_offload_cli import provisioned
+    from tests.offload_store import provisioned
 
     layout = provisioned(tmp_path)
     capsys.readouterr()
@@ -347,7 +355,8 @@ def test_bwc_offload_and_verify_through_the_cli(
     assert code == 0, out.err
     assert "complete" in out.out
     assert not list(layout.evidence.glob("*.bin"))
-    assert main(["verify", f"s3://{bucket}/fleet/unit-7", "--json"]) == 0
+    trust = ["--trust", str(layout.device_pub)]
+    assert main(["verify", f"s3://{bucket}/fleet/unit-7", "--json", *trust]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["intact"] is True and report["recordings"]
 
@@ -410,11 +419,77 @@ def test_simulated_recording_offloaded_then_verified_and_exported_from_s3(
     assert not list((device / "evidence").glob("*.bin"))
     capsys.readouterr()
     store = f"s3://{bucket}/fleet/u9"
-    assert main(["verify", store]) == 0
+    trust = ["--trust", str(device / "identity" / "device-pub.pem")]
+    assert main(["verify", store]) == 1  # origin not established without --trust
+    assert "[origin-not-established]" in capsys.readouterr().out
+    assert main(["verify", store, *trust]) == 0
     assert "marker" in capsys.readouterr().out
+    # The target's root as a whole: every unit under it, against the registry.
+    assert main(["verify", f"s3://{bucket}/fleet", *trust]) == 0
+    assert "result: every unit INTACT" in capsys.readouterr().out
     out = tmp_path / "out"
-    assert main(["export", store, "--key", str(agency / "agency-key.pem"), "--out", str(out)]) == 0
+    key = str(agency / "agency-key.pem")
+    assert main(["export", store, "--key", key, "--out", str(out), *trust]) == 0
     (mp4,) = out.glob("*.mp4")
     with av.open(str(mp4)) as container:
         frames = sum(1 for _ in container.decode(video=0))
     assert frames > 90
+
+
+# ---------------------------------------------------------------------- attacks on the S3 copy
+
+
+def _plant_over(client: S3Client, bucket: str, key: str) -> None:
+    """What anyone allowed to write the bucket can do to a locked object: put a newer version."""
+    client.put_object(Bucket=bucket, Key=key, Body=b"planted")
+
+
+def test_planted_newer_versions_neither_block_the_free_nor_fool_the_reader(
+    s3: S3Settings, client: S3Client, bucket: str, unit: Unit
+) -> None:
+    """The receipted version is locked and intact, so freeing is sound; the reader reads that
+    version, not the planted one (it used to read the latest and report a bad copy)."""
+    url = f"s3://{bucket}/u"
+    victims = ["0000000002.bin", "0000000002.json"]
+
+    def plant(kind: str, fields: Mapping[str, JsonValue]) -> None:
+        files = fields.get("files")
+        if kind == "offload_receipt" and isinstance(files, list):
+            for row in files:
+                if isinstance(row, dict) and row.get("file") in victims:
+                    _plant_over(client, bucket, f"u/{row['file']}")
+
+    result = run(unit, S3Target(url, s3), wrap=lambda s: WatchingSink(s, plant))
+    assert result.complete and not result.mismatched
+    assert not (unit.store / victims[0]).exists()
+    latest = client.get_object(Bucket=bucket, Key=f"u/{victims[0]}")["Body"].read()
+    assert latest == b"planted"
+    report = verify_store(S3StoreReader(url, s3))
+    assert report.intact, report.all_findings
+
+
+def test_delete_marker_over_a_receipted_object_does_not_hide_it(
+    s3: S3Settings, client: S3Client, bucket: str, unit: Unit
+) -> None:
+    url = f"s3://{bucket}/u"
+    original = (unit.store / "0000000003.bin").read_bytes()
+    assert run(unit, S3Target(url, s3)).complete
+    client.delete_object(Bucket=bucket, Key="u/0000000003.bin")  # a marker; the lock holds
+    reader = S3StoreReader(url, s3)
+    # Read from the receipted version (not merely excused as freed by the copied events).
+    assert reader.exists("0000000003.bin") and reader.read("0000000003.bin") == original
+    report = verify_store(reader)
+    assert report.intact, report.all_findings
+
+
+def test_receipt_without_a_version_id_frees_nothing(
+    s3: S3Settings, bucket: str, unit: Unit
+) -> None:
+    def forget_version(name: str, r: Receipt) -> Receipt:
+        return Receipt(r.target, r.name, r.size, r.sha256, r.md5_b64, r.retain_until_utc_us)
+
+    probe = TargetProbe(S3Target(f"s3://{bucket}/u", s3), after_put=forget_version)
+    result = run(unit, probe)
+    assert not result.freed_files and len(list(unit.store.glob("*.bin"))) == 5
+    assert {f for f, _ in result.mismatched} == {p.name for p in unit.store.glob("*.bin")}
+    assert all("no version id" in why for _, why in result.mismatched)
