@@ -68,12 +68,16 @@ def _pi(layout: UnitLayout, unit: UnitConfig, privileged: bool) -> FirmwareBacke
         PiSystem,
     )
     from firmware.fat import FatVolume
-    from firmware.sd_card import BOOTSEL_PARTITION, read_partition_table
+    from firmware.sd_card import BOOTSEL_PARTITION, check_tryboot_model, read_partition_table
     from firmware.slot_writer import PartitionSlotWriter
 
     disk = Path(unit.disk)
     autoboot: AutobootStore
     if privileged:
+        # Provisioning and flashing stop here on a Pi without tryboot (Pi 3, Zero 2 W).
+        model = PiSystem().model
+        if model.is_file():
+            check_tryboot_model(model.read_text(errors="replace"))
         start = read_partition_table(disk).get(BOOTSEL_PARTITION, str(disk)).start
         autoboot = FatAutoboot(FatVolume(disk, start), layout.autoboot_txt)
         system = PiSystem(reboot=_run)

@@ -386,11 +386,13 @@ class PiSystem:
     ``cmdline``: the kernel command line (its ``root=PARTUUID=`` names the running root).
     ``device_tree``: the bootloader's node, with the ``tryboot`` and ``partition`` cells.
     ``reboot``: runs ``reboot "0 tryboot"`` (the root helper passes ``subprocess.run``).
+    ``model``: the board's name, to refuse models without tryboot.
     """
 
     cmdline: Path = Path("/proc/cmdline")
     device_tree: Path = Path("/proc/device-tree/chosen/bootloader")
     reboot: CommandRunner | None = None
+    model: Path = Path("/proc/device-tree/model")
 
 
 class PiBootControl:
