@@ -465,6 +465,17 @@ class PiBootControl:
             ) from None
 
     def booted_by_tryboot(self) -> bool:
+        """The device tree's ``tryboot`` cell; where there is no Pi bootloader node (a QEMU
+        ``virt`` machine booted by the image test's bootloader model) ``bwc.tryboot=0|1`` on the
+        kernel command line stands for it."""
+        if not (self._system.device_tree / "tryboot").exists():
+            try:
+                words = self._system.cmdline.read_text(errors="replace").split()
+            except OSError:
+                words = []
+            for word in words:
+                if word in ("bwc.tryboot=0", "bwc.tryboot=1"):
+                    return word.endswith("1")
         return self._dt_u32("tryboot") == 1
 
     def check_boot(self) -> list[str]:

@@ -128,3 +128,22 @@ def test_boot_state_disagreement_is_reported_not_raised(card: SdImage, tmp_path:
     model.cmdline_path.write_text("console=tty1 root=/dev/mmcblk0p2\n")
     with pytest.raises(IntegrityError, match="root=PARTUUID"):
         boot.get_current()
+
+
+def test_without_a_bootloader_node_the_command_line_says_tryboot(
+    card: SdImage, tmp_path: Path
+) -> None:
+    """A QEMU virt machine has no /proc/device-tree/chosen/bootloader: the image test's bootloader
+    model passes bwc.tryboot= on the kernel command line instead."""
+    model = PiBootloaderModel(card, tmp_path / "proc")
+    model.tryboot_flag = True
+    model.power_on()
+    boot = pi_boot(card, tmp_path / "unit", model)
+    shutil.rmtree(model.device_tree)
+    with pytest.raises(IntegrityError, match="device tree"):
+        boot.booted_by_tryboot()
+    cmdline = model.cmdline_path.read_text().strip()
+    model.cmdline_path.write_text(cmdline + " bwc.tryboot=1\n")
+    assert (boot.get_current(), boot.booted_by_tryboot(), boot.check_boot()) == ("B", True, [])
+    model.cmdline_path.write_text(cmdline.replace("-06", "-05") + " bwc.tryboot=0\n")
+    assert (boot.get_current(), boot.booted_by_tryboot(), boot.check_boot()) == ("A", False, [])
