@@ -142,6 +142,10 @@ class SlotWriter(Protocol):
         """``RefusedError`` unless a payload with these tar members (name -> size) fits."""
         ...
 
+    def bytes_needed(self, payload_size: int) -> int:
+        """Free bytes an install of a payload this size takes on the unit's own filesystem."""
+        ...
+
     def discard_leftovers(self) -> None:
         """Forget what an interrupted install left behind (never a slot's record)."""
         ...
@@ -242,6 +246,9 @@ class DirectorySlotWriter:
 
     def check_fits(self, slot: str, members: dict[str, int]) -> None:
         pass  # the preflight's free-space check covers a directory slot
+
+    def bytes_needed(self, payload_size: int) -> int:
+        return payload_size  # the image is a file next to the unit's data
 
     def discard_leftovers(self) -> None:
         for slot in SLOTS:
@@ -522,6 +529,9 @@ class PartitionSlotWriter:
                 )
         if members["packages.txt"] > PACKAGES_MAX_BYTES:
             raise RefusedError(f"packages.txt is larger than {PACKAGES_MAX_BYTES} bytes")
+
+    def bytes_needed(self, payload_size: int) -> int:
+        return 0  # the image goes to its partitions (check_fits); only the record is local
 
     def discard_leftovers(self) -> None:
         self._staged.clear()

@@ -186,7 +186,8 @@ def _unit_facts(layout: UnitLayout) -> Any:
 
     profile = _unit_profile(layout)
     default_pct = profile.battery.initial_pct if profile.battery.backend == "sim" else 100.0
-    free = shutil.disk_usage(layout.slots).free if layout.slots.exists() else 0
+    where = layout.slots if layout.slots.exists() else layout.root
+    free = shutil.disk_usage(where).free if where.exists() else 0
     return UnitFacts(
         compatible=profile.unit.compatible,
         battery_pct=read_battery_pct(layout, default_pct),
