@@ -9,7 +9,6 @@ returns and never name an implementation; hardware modules are imported only whe
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ from hal.protocols import (
     Camera,
     Clock,
     Dock,
-    FaultSink,
     Gnss,
     Indicator,
     Microphone,
@@ -128,7 +126,6 @@ class UnitHardware:
     gnss: Gnss | None
     battery: Battery | None
     microphone: Microphone | None
-    faults: FaultRelay
     extras: dict[str, Any] = field(default_factory=dict)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -137,34 +134,6 @@ class UnitHardware:
         with ExitStack() as stack:
             for close in reversed(self.closers):
                 stack.callback(close)
-
-
-class FaultRelay:
-    """The ``FaultSink`` handed to backends when they are built, before the daemon exists.
-
-    Faults reported before ``bind`` are kept and delivered, in order, when the boot path binds the
-    daemon's sink (which seals each as a ``hardware_fault``). Any thread may call it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sink: FaultSink | None = None
-        self._early: list[tuple[str, str, str]] = []
-
-    def __call__(self, source: str, code: str, detail: str) -> None:
-        with self._lock:
-            sink = self._sink
-            if sink is None:
-                self._early.append((source, code, detail))
-                return
-        sink(source, code, detail)
-
-    def bind(self, sink: FaultSink) -> None:
-        with self._lock:
-            self._sink = sink
-            early, self._early = self._early, []
-        for fault in early:
-            sink(*fault)
 
 
 def _virtual(clock: Clock, what: str) -> VirtualClock:
@@ -203,7 +172,7 @@ def _gpiozero(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
     from hal.gpio import GpiozeroButton, GpiozeroDock, GpiozeroIndicator, make_pin_factory
 
     gpio = profile.gpio
-    pins = make_pin_factory(gpio.pin_factory)  # lgpio on a Pi, chosen explicitly
+    pins = make_pin_factory(gpio.pin_factory)  # named, not gpiozero's fallback chain (#17.10)
     for name, pin in (("event", gpio.event_pin), ("function", gpio.function_pin),
                       ("trigger", gpio.trigger_pin)):  # fmt: skip
         button = GpiozeroButton(name, pin, clock, pins, bounce_ms=gpio.bounce_ms)
@@ -223,9 +192,7 @@ def _gpiozero(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
     hw.closers += [dock.close, pins.close]
 
 
-def _sim_camera(
-    profile: Profile, assignment: Assignment, clock: Clock, faults: FaultRelay
-) -> Camera:
+def _sim_camera(profile: Profile, assignment: Assignment, clock: Clock) -> Camera:
     from simulator.camera import SimCamera
 
     cam = profile.camera
@@ -242,9 +209,7 @@ def _sim_camera(
     )
 
 
-def _picamera2(
-    profile: Profile, assignment: Assignment, clock: Clock, faults: FaultRelay
-) -> Camera:
+def _picamera2(profile: Profile, assignment: Assignment, clock: Clock) -> Camera:
     from hal.picamera import Picamera2Camera
 
     cam = profile.camera
@@ -257,7 +222,6 @@ def _picamera2(
         assignment.device_id,
         clock,
         cam.overlay,
-        on_fault=faults,
     )
 
 
@@ -281,18 +245,18 @@ def _serial_gnss(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
     hw.closers.append(gnss.close)
 
 
-def _sim_microphone(profile: Profile, clock: Clock, faults: FaultRelay) -> Microphone:
+def _sim_microphone(profile: Profile, clock: Clock) -> Microphone:
     from simulator.microphone import SimMicrophone
 
     audio = profile.audio
     return SimMicrophone(_virtual(clock, "audio.backend"), audio.sample_rate_hz, audio.channels)
 
 
-def _alsa(profile: Profile, clock: Clock, faults: FaultRelay) -> Microphone:
+def _alsa(profile: Profile, clock: Clock) -> Microphone:
     from hal.alsa import AlsaMicrophone
 
     a = profile.audio
-    return AlsaMicrophone(a.device, a.sample_rate_hz, a.channels, clock, on_fault=faults)
+    return AlsaMicrophone(a.device, a.sample_rate_hz, a.channels, clock)
 
 
 def _sim_battery(profile: Profile, clock: Clock) -> Battery:
@@ -305,7 +269,7 @@ def _sim_battery(profile: Profile, clock: Clock) -> Battery:
 GNSS_HOME = (51.5074, -0.1278)
 """Where the simulated officer's beat starts (lat, lon)."""
 
-CAMERAS: dict[str, Callable[[Profile, Assignment, Clock, FaultRelay], Camera]] = {
+CAMERAS: dict[str, Callable[[Profile, Assignment, Clock], Camera]] = {
     "sim": _sim_camera,
     "picamera2": _picamera2,
 }
@@ -318,7 +282,7 @@ GNSS: dict[str, Callable[[Profile, Clock, UnitHardware], None] | None] = {
     "serial": _serial_gnss,
     "none": None,
 }
-MICROPHONES: dict[str, Callable[[Profile, Clock, FaultRelay], Microphone] | None] = {
+MICROPHONES: dict[str, Callable[[Profile, Clock], Microphone] | None] = {
     # audio.backend "sim" is the simulated microphone; on a real unit "alsa".
     "sim": _sim_microphone,
     "alsa": _alsa,
@@ -339,10 +303,8 @@ def _pick(table: dict[str, Any], key: str, value: str) -> Any:
 
 def unit_hardware(profile: Profile, assignment: Assignment, clock: Clock) -> UnitHardware:
     """Build every backend the profile names; on a failure, close what was already opened."""
-    faults = FaultRelay()
-    camera_factory = _pick(CAMERAS, "camera.backend", profile.camera.backend)
-    hw = UnitHardware(camera_factory(profile, assignment, clock, faults), {}, {}, None, None,
-                      None, None, faults)  # fmt: skip
+    camera = _pick(CAMERAS, "camera.backend", profile.camera.backend)(profile, assignment, clock)
+    hw = UnitHardware(camera, {}, {}, None, None, None, None)
     try:
         _pick(GPIO, "gpio.backend", profile.gpio.backend)(profile, clock, hw)
         gnss = _pick(GNSS, "gnss.backend", profile.gnss.backend)
@@ -351,7 +313,7 @@ def unit_hardware(profile: Profile, assignment: Assignment, clock: Clock) -> Uni
         battery = _pick(BATTERIES, "battery.backend", profile.battery.backend)
         hw.battery = battery(profile, clock) if battery is not None else None
         microphone = _pick(MICROPHONES, "audio.backend", profile.audio.backend)
-        hw.microphone = microphone(profile, clock, faults) if microphone is not None else None
+        hw.microphone = microphone(profile, clock) if microphone is not None else None
     except BaseException:
         hw.close()
         raise

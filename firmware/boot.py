@@ -10,7 +10,7 @@ writer), a clock factory and a hardware factory (``firmware.backends``), in this
     supervision     the run marker, and a signed ``daemon_restart`` after an unclean run
     backends        camera, buttons, indicators, dock, GNSS, battery, microphone
     recorder        started, buffering; a camera that does not start is one signed
-                    ``hardware_fault``, retried with backoff by ``CameraGuard`` (never once a
+                    ``fault``, retried with backoff by ``CameraGuard`` (never once a
                     second); backends' contained faults are sealed the same way
     health          storage, identity, clock, reached buffering with frames; then commit or
                     roll back a try-boot and seal the owed firmware events
@@ -96,7 +96,7 @@ class Supervision:
 
 
 class CameraGuard:
-    """Starts the camera; if it fails, seals one ``hardware_fault`` and retries with backoff.
+    """Starts the camera; if it fails, seals one ``fault`` and retries with backoff.
 
     ``poll`` is called by the unit's loop. Only the first failure and the recovery are sealed,
     so a unit without a camera does not flood its chain; the recorder stays in buffering (RAM
@@ -122,15 +122,15 @@ class CameraGuard:
             self.next_try_us = unit.clock.monotonic_us() + delay
             if self.failures == 1:
                 log.error("camera did not start: %s; retrying with backoff", exc)
-                # One signed hardware_fault (kept in the recorder's status), not one per retry.
+                # One signed fault (kept in the recorder's status), not one per retry.
                 unit.recorder.record_fault("camera", CAMERA_FAULT_CODE, str(exc))
                 unit.recorder.indicate(Feedback.FAULT)
             return False
         if self.failures:
             unit.recorder.hardware_faults.pop(f"camera/{CAMERA_FAULT_CODE}", None)
             unit.sealer.event(
-                "hardware_fault_cleared",
-                {"source": "camera", "code": CAMERA_FAULT_CODE, "attempts": self.failures + 1},
+                "fault_cleared",
+                {"component": "camera", "code": CAMERA_FAULT_CODE, "attempts": self.failures + 1},
                 mono_us=unit.clock.monotonic_us(),
                 utc_us=unit.clock.utc_us(),
             )
@@ -252,7 +252,6 @@ def boot_unit(
         hardware.battery,
     )
     daemon = Daemon(recorder)
-    hardware.faults.bind(daemon.fault_sink)
     unit = BootedUnit(
         layout=layout,
         profile=profile,
@@ -270,12 +269,13 @@ def boot_unit(
     )
     for button in hardware.buttons.values():
         button.on_edge(daemon.edge_sink)
+    daemon.hear_faults(hardware.camera, hardware.microphone)  # overlay, capture thread
     recorder.start()
     sink = frame_sink(daemon.frame_sink) if frame_sink is not None else daemon.frame_sink
     unit.camera = CameraGuard(unit, sink)
     unit.camera.start()
     if hardware.microphone is not None and not daemon.start_microphone(hardware.microphone):
-        hardware.microphone = None  # sealed as a hardware_fault; the video goes on
+        hardware.microphone = None  # sealed as a fault; the video goes on
     daemon.drain()  # seal the faults the backends reported while starting
     if known_slot:
         _health_and_commit(unit, key)

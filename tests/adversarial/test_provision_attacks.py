@@ -234,7 +234,9 @@ def test_new_identity_archives_the_old_chain_and_names_it_in_the_new_one(
     old_pub = layout.device_pub.read_bytes()
     old_raw = _raw_pub(layout.device_pub)
     old_fp = SoftwareDeviceKey.load(layout.device_key).fingerprint()
-    old_report = verify_store(DirectoryStoreReader(layout.evidence), trusted_keys=[old_raw])
+    old_report = verify_store(
+        DirectoryStoreReader(layout.evidence), trusted_keys=[old_raw], allow_freed=True
+    )
     assert old_report.intact, old_report.all_findings
 
     agency_pub = tmp_path / "agency" / "agency-pub.pem"
@@ -262,11 +264,17 @@ def test_new_identity_archives_the_old_chain_and_names_it_in_the_new_one(
         DirectoryStoreReader(archive),
         trusted_keys=[old_raw],
         expected_heads=[(prev["chain_head_seq"], prev["chain_head_sha256"])],
+        allow_freed=True,  # the unit's own (archived) store: its payloads were offloaded
     )
     assert archived.intact, archived.all_findings
-    new = verify_store(DirectoryStoreReader(layout.evidence), trusted_keys=[new_raw])
+    new = verify_store(
+        DirectoryStoreReader(layout.evidence), trusted_keys=[new_raw], allow_freed=True
+    )
     assert new.intact, new.all_findings
     assert new.device == "unit-8"
+    # verify explains the hand-over: the old identity, its key and where its chain went.
+    (handover,) = new.handovers
+    assert "unit-7" in handover and prev["device_key_fingerprint"] in handover
     # The new store is offloaded into the new identity's own folder beside the old one.
     _offload(layout, share, capsys)
     assert (share / "unit-8" / "0000000000.json").is_file()
@@ -293,4 +301,4 @@ def test_archives_are_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFi
     for name in archives:
         raw = _raw_pub(layout.root / "evidence-archive" / name / "device-pub.pem")
         store = DirectoryStoreReader(layout.root / "evidence-archive" / name)
-        assert verify_store(store, trusted_keys=[raw]).intact, name
+        assert verify_store(store, trusted_keys=[raw], allow_freed=True).intact, name

@@ -202,14 +202,14 @@ def test_a_camera_less_boot_is_one_signed_fault_with_backoff(rig: Rig) -> None:
     assert isinstance(camera, DeadCamera)
     # At 0, 5, 15, 35 and 75 s (backoff 5 s doubling): five attempts in two minutes, not 1200.
     assert camera.attempts == 5 and not unit.camera.running
-    faults = chain_events(rig.layout.evidence, "hardware_fault")
-    assert [(f["source"], f["code"]) for f in faults] == [("camera", "start_failed")]
+    faults = chain_events(rig.layout.evidence, "fault")
+    assert [(f["component"], f["code"]) for f in faults] == [("camera", "start_failed")]
     assert unit.recorder.status()["hardware_faults"] == ["camera/start_failed"]
     clock.run_until(155_000_000)
     unit.camera.poll(clock.monotonic_us())
     assert unit.camera.running and camera.attempts == 6
-    assert chain_events(rig.layout.evidence, "hardware_fault_cleared") == [
-        {"source": "camera", "code": "start_failed", "attempts": 6}
+    assert chain_events(rig.layout.evidence, "fault_cleared") == [
+        {"component": "camera", "code": "start_failed", "attempts": 6}
     ]
     assert unit.recorder.status()["hardware_faults"] == []
     power_off(unit)
