@@ -5,6 +5,7 @@ restarts after a kill, and docking with the Pi's dock backend (gpiozero on mock 
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from firmware.backends import FirmwareBackends, UnitHardware, firmware_backends, unit_hardware
 from firmware.boot import BootedUnit, DockOffload, Supervision, boot_unit
-from firmware.boot_control import FatAutoboot, PiBootControl, PiSystem
+from firmware.boot_control import FatAutoboot, PiBootControl, PiSystem, render_autoboot
 from firmware.bundle import build_bundle, generate_key_pair, load_signing_key
 from firmware.fat import FatVolume
 from firmware.flash import UnitFacts, flash, init_slots, preflight
@@ -278,3 +279,27 @@ def test_the_registry_picks_the_pi_boot_control(rig: Rig) -> None:
     fw = firmware_backends(rig.layout, profile.unit, privileged=True)
     assert isinstance(fw.boot, PiBootControl) and isinstance(fw.slots, PartitionSlotWriter)
     assert fw.boot.get_primary() == "A"
+
+
+def pi_profile(rig: Rig) -> None:
+    """Make the unit's own profile a Pi one: boot control on this card."""
+    text = rig.layout.profile.read_text()
+    text = text.replace("[unit]\n", f'[unit]\nboot = "pi"\ndisk = "{rig.card.path}"\n', 1)
+    rig.layout.profile.write_text(text)
+
+
+def test_fw_status_and_bootctl_sync_on_a_pi_unit(
+    rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from firmware.cli import main
+
+    pi_profile(rig)
+    rig.layout.autoboot_request.write_bytes(render_autoboot("B"))  # B is empty: refused
+    assert main(["bootctl", "sync", "--device", str(rig.layout.root)]) == 0
+    out = capsys.readouterr().out
+    assert "refused the autoboot request" in out and "slot B is empty" in out
+    assert main(["fw", "status", "--device", str(rig.layout.root), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["primary"] == "A"
+    assert status["slots"]["A"]["state"] == "good" and status["slots"]["A"]["source"] == "factory"
+    assert status["slots"]["B"]["state"] == "empty"
