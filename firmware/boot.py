@@ -173,13 +173,15 @@ class BootedUnit:
 def _decide(layout: UnitLayout, fw: FirmwareBackends) -> tuple[BootPlan, list[str]]:
     """The boot decision; a boot-state error becomes a fault to seal, never a stopped unit."""
     faults: list[str] = []
+    # OSError too: a boot-state file the service may not read (wrong owner after a repair) must
+    # not stop the camera either.
     try:
         faults.extend(fw.boot.check_boot())  # before the decision, which may re-arm [tryboot]
-    except BwcError as exc:
+    except (BwcError, OSError) as exc:
         faults.append(f"boot state unreadable: {exc}")
     try:
         return boot_decision(layout, fw.boot, slots=fw.slots), faults
-    except BwcError as exc:
+    except (BwcError, OSError) as exc:
         if not faults or not faults[-1].endswith(str(exc)):
             faults.append(f"boot decision failed: {exc}")
         log.error("boot: %s; recording anyway", faults[-1])
@@ -208,7 +210,7 @@ def boot_unit(
     key = SoftwareDeviceKey.load(layout.device_key)
     try:
         slot_info = firmware.slots.read_info(plan.slot) if known_slot else None
-    except BwcError as exc:
+    except (BwcError, OSError) as exc:
         faults.append(f"slot record unreadable: {exc}")
         slot_info = None
     firmware_version = slot_info.version if slot_info else __version__
@@ -303,7 +305,7 @@ def _health_and_commit(unit: BootedUnit, key: SoftwareDeviceKey) -> None:
             mono_us=clock.monotonic_us(),
             utc_us=clock.utc_us(),
         )
-    except BwcError as exc:
+    except (BwcError, OSError) as exc:
         # Recording goes on; the pending try-boot stays and the next boot decides again.
         unit.faults.append(f"commit or rollback failed: {exc}")
         seal_fault(unit.sealer, clock, "boot_control", unit.faults[-1])

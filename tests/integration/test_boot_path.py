@@ -24,6 +24,7 @@ from firmware.layout import UnitLayout
 from firmware.pi_unit import serve
 from firmware.slot_writer import PartitionSlotWriter
 from firmware.supervisor import RunMarker
+from firmware.update_state import PendingTry, UpdateState, save_state
 from hal.errors import HardwareError
 from hal.protocols import Clock
 from hal.types import ClockSource
@@ -156,6 +157,18 @@ def test_a_boot_state_error_is_a_signed_fault_and_buffering_goes_on(rig: Rig) ->
     faults = chain_events(rig.layout.evidence, "fault")
     assert [f["component"] for f in faults] == ["boot_control"]
     assert "root=PARTUUID" in faults[0]["reason"]
+    power_off(unit)
+
+
+def test_an_unreadable_boot_state_file_is_a_fault_not_a_crash(rig: Rig) -> None:
+    pending = PendingTry(slot="B", version="1.0.0", security_version=1, sha256="0" * 64)
+    save_state(rig.layout, UpdateState(pending=pending))  # so the decision reads slot states
+    rig.layout.slot_state_json.unlink()
+    rig.layout.slot_state_json.mkdir()  # any OSError on reading it, here EISDIR
+    unit = boot(rig)
+    assert unit.recorder.state is State.BUFFERING and unit.plan.slot == "unknown"
+    reasons = [f["reason"] for f in chain_events(rig.layout.evidence, "fault")]
+    assert len(reasons) == 1 and "slot-state.json" in reasons[0]
     power_off(unit)
 
 
