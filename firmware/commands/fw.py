@@ -306,6 +306,8 @@ def run_flash(args: argparse.Namespace) -> int:
             f"staged {result.version} in slot {result.slot}; the next boot tries it once "
             "and commits it if the health check passes"
         )
+        if _unit_profile(layout).unit.boot == "pi":
+            print("  try it now: systemctl start bwc-tryboot  (reboot \"0 tryboot\")")
     return 0
 
 
