@@ -147,6 +147,7 @@ def test_the_boot_function_runs_a_pi_update_end_to_end(rig: Rig, template: Path)
     kinds = [e["slot"] for e in chain_events(rig.layout.evidence, "boot")]
     assert kinds == ["A", "B"]
     assert [e["slot"] for e in chain_events(rig.layout.evidence, "firmware_commit")] == ["B"]
+    assert verified(rig)
 
 
 def test_a_boot_state_error_is_a_signed_fault_and_buffering_goes_on(rig: Rig) -> None:
@@ -158,6 +159,7 @@ def test_a_boot_state_error_is_a_signed_fault_and_buffering_goes_on(rig: Rig) ->
     assert [f["component"] for f in faults] == ["boot_control"]
     assert "root=PARTUUID" in faults[0]["reason"]
     power_off(unit)
+    assert verified(rig)
 
 
 def test_an_unreadable_boot_state_file_is_a_fault_not_a_crash(rig: Rig) -> None:
@@ -227,6 +229,14 @@ def test_a_camera_less_boot_is_one_signed_fault_with_backoff(rig: Rig) -> None:
     ]
     assert unit.recorder.status()["hardware_faults"] == []
     power_off(unit)
+    assert verified(rig)
+
+
+def verified(rig: Rig) -> bool:
+    """The store passes strict `bwc verify`, pinned to the unit's own key."""
+    from firmware.cli import main
+
+    return main(["verify", str(rig.layout.evidence), "--trust", str(rig.layout.device_pub)]) == 0
 
 
 def test_ready_at_once_even_in_fault_and_a_killed_run_is_a_signed_restart(rig: Rig) -> None:
