@@ -2,8 +2,9 @@
 
 The verbs are RAUC's custom-backend verbs (get/set primary, get/set state, current) plus the
 Raspberry Pi's one-shot ``tryboot``. ``PiBootControl`` drives the real bootloader through
-``autoboot.txt`` on the FAT boot partition and ``reboot "0 tryboot"``; ``SimBootControl`` follows
-the same documented rules over DEVICE/boot of a simulated unit (see docs/unit-layout.md).
+``autoboot.txt`` on the boot-select FAT partition (p1, rewritten in place) and
+``reboot "0 tryboot"`` (through the root helper); ``SimBootControl`` follows the same documented
+rules over DEVICE/boot of a simulated unit (see docs/unit-layout.md).
 
 Invariant kept by every implementation: the one-shot flag is cleared *before* the flagged slot
 starts, so any crash, reset or power cut before a commit returns to the primary slot.
@@ -31,7 +32,8 @@ from hal.errors import IntegrityError, RefusedError, UsageError
 log = logging.getLogger(__name__)
 
 SLOTS: tuple[str, str] = ("A", "B")
-# MBR partition numbers of the slots on the SD card (1 is the FAT boot partition, 4 is data).
+# MBR partition numbers of the slots' FAT boot partitions, the ones autoboot.txt names (p1 is the
+# boot-select partition holding only autoboot.txt; firmware/sd_card.py names every partition).
 SLOT_PARTITION: dict[str, int] = {"A": 2, "B": 3}
 PARTITION_SLOT: dict[int, str] = {v: k for k, v in SLOT_PARTITION.items()}
 
