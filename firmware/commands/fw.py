@@ -307,7 +307,7 @@ def run_flash(args: argparse.Namespace) -> int:
             "and commits it if the health check passes"
         )
         if _unit_profile(layout).unit.boot == "pi":
-            print("  try it now: systemctl start bwc-tryboot  (reboot \"0 tryboot\")")
+            print('  try it now: systemctl start bwc-tryboot  (reboot "0 tryboot")')
     return 0
 
 
