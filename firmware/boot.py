@@ -350,7 +350,7 @@ class DockOffload:
 
     def round(self) -> None:
         """One offload round through this boot's sealer."""
-        from firmware.commands.offload import build_target
+        from firmware.offload_target import build_target
         from offload.runner import Retention, offload
 
         unit = self._unit
