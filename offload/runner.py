@@ -441,6 +441,25 @@ class _Round:
                     return
 
 
+def send_closing_entry(
+    store_dir: Path, target: OffloadTarget, clock: Clock, seq: int, *, retention: Retention
+) -> None:
+    """Send the entry that closed an offload session (its ``shutdown``), confirmed, unreceipted.
+
+    Written after the round, it would otherwise stay on the unit until the next round: sent
+    now, the target holds the whole chain up to the unit's head. The next round finds it at the
+    target and receipts it without sending it again.
+    """
+    until = clock.utc_us() + retention.retention_days * US_PER_DAY
+    for ext in ("sig", "json"):
+        name = f"{seq:010d}.{ext}"
+        path = store_dir / name
+        size, sha, md5 = hash_file(path)
+        with path.open("rb") as f:
+            receipt = target.put(name, f, size, sha, md5_b64=md5, retain_until_utc_us=until)
+        target.confirm(receipt)
+
+
 def offload(
     store_dir: Path,
     target: OffloadTarget,
