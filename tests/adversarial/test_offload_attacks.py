@@ -337,19 +337,36 @@ def test_copy_deleted_before_the_free_blocks_it(unit: Unit, tmp_path: Path) -> N
     assert_freed_only_what_target_holds(unit.store, target.root)
 
 
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
 def test_copy_replaced_by_a_link_to_the_units_own_file_blocks_the_free(
-    unit: Unit, tmp_path: Path
+    link: str, unit: Unit, tmp_path: Path
 ) -> None:
     target = DirectoryTarget(tmp_path / "dock")
     victim = "0000000002.bin"
+    truth = (unit.store / victim).read_bytes()
 
     def hook(kind: str, fields: Mapping[str, JsonValue]) -> None:
         copy = target.root / victim
-        if kind == "offload_receipt" and copy.exists() and not copy.is_symlink():
+        untouched = copy.exists() and not copy.is_symlink() and copy.stat().st_nlink == 1
+        if kind == "offload_receipt" and untouched:
             copy.unlink()
-            copy.symlink_to(unit.store / victim)  # same bytes, but it is the unit's own file
+            if link == "symlink":
+                copy.symlink_to(unit.store / victim)  # same bytes, but the unit's own file
+            else:
+                os.link(unit.store / victim, copy)
 
     result = run_round(unit, target, wrap=lambda s: WatchingSink(s, hook))
     assert [f for f, _ in result.mismatched] == [victim]
     assert "unit's own file" in result.mismatched[0][1]
-    assert (unit.store / victim).exists()
+    assert (unit.store / victim).read_bytes() == truth
+
+    # The next round does not take the link for a copy: it sends a file of its own, then frees.
+    again = run_round(
+        unit,
+        target,
+        wrap=lambda s: WatchingSink(s, checking_freed_against(target.root, unit.store)),
+    )
+    assert again.complete, again
+    copy = target.root / victim
+    assert not copy.is_symlink() and copy.stat().st_nlink == 1 and copy.read_bytes() == truth
+    assert not (unit.store / victim).exists()
