@@ -19,7 +19,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[sim,test,bench]'
 	@touch $(STAMP)
 
 run: $(STAMP) ## Run the recorder on the simulated unit (provisions a demo unit on first run)

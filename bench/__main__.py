@@ -1,4 +1,5 @@
-"""`make bench`: run every benchmark, print a table, write ``.bench/results.json`` (CONTRACT §8).
+"""`make bench`: run every benchmark, print a table, write ``.bench/results.json`` (CONTRACT §8)
+and ``.bench/results.svg``, a chart of every figure against its goal.
 
 A benchmark that cannot run here (a missing tool, no S3 server) is reported with value null and
 the reason in its note; a crash in our own code is not hidden (exit status 1).
@@ -16,11 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.chart import goal_chart, write_svg
 from bench.rig import machine
 
 Row = dict[str, Any]
 
 RESULTS = Path(".bench/results.json")
+CHART = RESULTS.with_suffix(".svg")
 
 
 def _evidence() -> list[Row]:
@@ -116,11 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     names = {r["name"] for r in rows}
     merged = [r for r in previous if r["name"] not in names] + rows
     RESULTS.write_text(json.dumps(merged, indent=2) + "\n")
+    write_svg(CHART, goal_chart(merged))
     print(f"\n{'metric':28} {'value':>10}  {'goal':8} unit")
     for r in rows:
         value = "skipped" if r["value"] is None else r["value"]
         print(f"{r['name']:28} {value!s:>10}  {r['goal'] or '':8} {r['unit']}")
-    print(f"\nwrote {RESULTS} ({machine()})")
+    print(f"\nwrote {RESULTS} and the chart {CHART} ({machine()})")
     return 0
 
 

@@ -1,28 +1,36 @@
 """Export: verified, decrypted recordings as DIR/<recording-id>.mp4 plus DIR/<recording-id>.json.
 
-Refuses (``IntegrityError``) before writing anything if the store has any finding. Writes each
-output under a temp name and renames it, so a half-written file never looks finished.
+Refuses (``IntegrityError``) before writing anything if the store has any finding, and
+(``RefusedError``) if any output name already exists: it never overwrites. Writes only inside DIR:
+each output is written in a private directory this call creates inside DIR (random name, mode
+0700), then hard-linked to its final name relative to DIR's descriptor, which fails rather than
+follow or replace anything planted there. A recording id must match ``RECORDING_ID``, so one id
+gives exactly one file name and no id names a path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import av
+
+from evidence.findings import Code
 from evidence.format import TMP_PREFIX
 from evidence.keys import AgencyPrivateKey
 from evidence.opener import Recording, open_store
+from evidence.records import RECORDING_ID
 from evidence.remux import remux_to_mp4
 from evidence.store import StoreReader
-from hal.errors import UsageError
+from hal.errors import IntegrityError, RefusedError, UsageError
 
 log = logging.getLogger(__name__)
-
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 def export_store(
@@ -30,41 +38,91 @@ def export_store(
     key: AgencyPrivateKey,
     out_dir: Path,
     trusted_keys: list[bytes] | None = None,
+    *,
+    unpinned: bool = False,
 ) -> list[Path]:
     """Export every recording of ``store``; returns the paths written (mp4, json per recording)."""
+    recordings = list(open_store(store, key, trusted_keys, unpinned=unpinned))
+    names: list[str] = []
+    for rec in recordings:
+        rid = rec.report.id
+        if not RECORDING_ID.match(rid):  # the verifier refuses these already; never name a path
+            raise IntegrityError(
+                f"[{Code.RECORDING_ID_INVALID}] recording id {rid[:40]!r} is not valid",
+                code=Code.RECORDING_ID_INVALID,
+            )
+        names += [f"{rid}.mp4"] if rec.segments else []
+        names.append(f"{rid}.json")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        dir_fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise UsageError(f"--out {out_dir}: cannot create: {exc.strerror}") from exc
-    written: list[Path] = []
-    for rec in open_store(store, key, trusted_keys):
-        rid = rec.report.id
-        if not _SAFE_ID.match(rid) or rid.startswith("."):
-            # The id is signed, but it still must not name a path outside DIR.
-            rid = re.sub(r"[^A-Za-z0-9._-]", "_", rid).lstrip(".")[:128] or "recording"
-        mp4 = out_dir / f"{rid}.mp4"
-        tmp = out_dir / f"{TMP_PREFIX}{rid}.mp4"
-        counts: dict[str, int] = {}
-        if rec.segments:
+        raise UsageError(f"--out {out_dir}: cannot create or open: {exc.strerror}") from exc
+    try:
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.lstat(name, dir_fd=dir_fd)
+                raise RefusedError(f"{out_dir / name}: already exists; export never overwrites")
+        work = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=out_dir))
+        try:
+            return [out_dir / n for rec in recordings for n in _export_one(rec, work, dir_fd)]
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        os.close(dir_fd)
+
+
+def _export_one(rec: Recording, work: Path, dir_fd: int) -> list[str]:
+    rid = rec.report.id
+    written: list[str] = []
+    counts: dict[str, int] = {}
+    if rec.segments:
+        tmp = work / f"{rid}.mp4"
+        try:
             counts = remux_to_mp4(
                 (seg.plaintext() for seg in rec.segments),
                 tmp,
                 probe=(seg.plaintext() for seg in rec.segments),
             )
-            os.replace(tmp, mp4)
-            written.append(mp4)
-        # A recording stopped (storage full, power loss) before its first unit was sealed has
-        # signed start/stop events but no video: its JSON says so and no empty MP4 is written.
-        meta = export_metadata(rec, counts)
-        if not rec.segments:
-            meta["note"] = "no video was sealed for this recording (see stop_trigger)"
-        meta_path = out_dir / f"{rid}.json"
-        tmp_meta = out_dir / f"{TMP_PREFIX}{rid}.json"
-        tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp_meta, meta_path)
-        log.info("exported recording %s (%d units)", rid, rec.report.units)
-        written.append(meta_path)
+        except IntegrityError as exc:
+            code = exc.code or Code.MEDIA_UNDECODABLE
+            raise IntegrityError(
+                f"[{code}] recording {rid}: {exc.reason}", path=exc.path, code=code
+            ) from exc
+        except (av.error.FFmpegError, ValueError, IndexError, OverflowError) as exc:
+            # Decrypted bytes that decrypt (so were sealed like this) but do not demux.
+            raise IntegrityError(
+                f"[{Code.MEDIA_UNDECODABLE}] recording {rid}: decrypted media does not decode as "
+                f"H.264 MPEG-TS ({exc})",
+                code=Code.MEDIA_UNDECODABLE,
+            ) from exc
+        _publish(tmp, f"{rid}.mp4", dir_fd)
+        written.append(f"{rid}.mp4")
+    # A recording stopped (storage full, power loss) before its first unit was sealed has
+    # signed start/stop events but no video: its JSON says so and no empty MP4 is written.
+    meta = export_metadata(rec, counts)
+    if not rec.segments:
+        meta["note"] = "no video was sealed for this recording (see stop_trigger)"
+    tmp_meta = work / f"{rid}.json"
+    tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _publish(tmp_meta, f"{rid}.json", dir_fd)
+    log.info("exported recording %s (%d units)", rid, rec.report.units)
+    written.append(f"{rid}.json")
     return written
+
+
+def _publish(tmp: Path, name: str, dir_fd: int) -> None:
+    """Give the finished file ``tmp`` its final ``name`` in DIR: a hard link, which fails if the
+    name exists in any form (file, symlink, directory) instead of following or replacing it."""
+    fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, name, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except FileExistsError as exc:
+        raise RefusedError(f"{name}: appeared in --out during export; not overwritten") from exc
 
 
 def export_metadata(rec: Recording, packet_counts: dict[str, int]) -> dict[str, Any]:
@@ -114,6 +172,8 @@ def export_metadata(rec: Recording, packet_counts: dict[str, int]) -> dict[str, 
             "intact": report.intact,
             "signing_key": r.key,
             "pinned": r.pinned,
+            "pinned_key": r.key if r.pinned else None,
+            "origin": report.origin,
             "chain_entries": report.entries,
             "chain_head_seq": report.head_seq,
             "chain_head_sha256": report.head_hash,

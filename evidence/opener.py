@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,8 +17,10 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from evidence.findings import Code
 from evidence.format import CONTENT_KEY_LEN, entry_name, hpke_info, unit_aad
 from evidence.keys import AgencyPrivateKey
+from evidence.records import MAX_MANIFEST_BYTES, decode_json
 from evidence.store import DirectoryStoreReader, StoreReader
 from evidence.verify import BootReport, RecordingReport, Report, verify_store
 from hal.errors import IntegrityError, RefusedError
@@ -76,7 +77,20 @@ def decrypt_unit(store: StoreReader, manifest: dict[str, Any], key: AgencyPrivat
         raise IntegrityError(
             "payload does not decrypt (wrong place in the chain or altered)",
             path=store.describe(bin_name),
+            code=Code.PAYLOAD_UNDECRYPTABLE,
         ) from exc
+
+
+def _manifest(store: StoreReader, seq: int) -> dict[str, Any]:
+    """A manifest the verifier passed, read again (strictly: it may have changed since)."""
+    name = entry_name(seq, "json")
+    try:
+        data = store.read(name)
+    except OSError as exc:
+        raise IntegrityError("unreadable after verification", path=store.describe(name)) from exc
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise IntegrityError("changed after verification", path=store.describe(name))
+    return decode_json(data, store.describe(name))
 
 
 @dataclass
@@ -111,21 +125,28 @@ def open_store(
     store: StoreReader | Path,
     agency_private_key: AgencyPrivateKey,
     trusted_keys: list[bytes] | None = None,
+    *,
+    unpinned: bool = False,
 ) -> Iterator[Recording]:
     """Verify ``store`` (refusing with ``IntegrityError`` on any finding), then yield recordings.
 
-    Decryption is lazy (``Segment.iter_plaintext``), so the caller streams each segment.
+    Strict like ``verify_store``: without ``trusted_keys`` it refuses (origin not established)
+    unless ``unpinned``. Decryption is lazy (``Segment.iter_plaintext``), so the caller streams
+    each segment.
     """
     reader = DirectoryStoreReader(store) if isinstance(store, Path) else store
-    report = verify_store(reader, trusted_keys)
+    report = verify_store(reader, trusted_keys, unpinned=unpinned)
     findings = report.all_findings
     if findings:
-        first = findings[0]
+        # Name a finding about the evidence itself before the missing trust anchor.
+        first = min(findings, key=lambda f: f.code == Code.ORIGIN_NOT_ESTABLISHED)
         more = f" (and {len(findings) - 1} more findings)" if len(findings) > 1 else ""
-        raise IntegrityError(first.reason + more, path=first.file)
+        raise IntegrityError(
+            f"[{first.code}] {first.reason}{more}", path=first.file, code=first.code
+        )
     boots = {b.id: b for b in report.boots}
     for rec in report.recordings:
-        manifests = [json.loads(reader.read(entry_name(seq, "json"))) for seq in rec.unit_seqs]
+        manifests = [_manifest(reader, seq) for seq in rec.unit_seqs]
         segments: dict[int, list[dict[str, Any]]] = {}
         for m in manifests:
             segments.setdefault(m["segment"], []).append(m)

@@ -19,7 +19,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,8 @@ class RecoveryReport:
     last_frame: int | None = None
     end_pts_us: int | None = None
     lost_note: str = ""
+    orphan_files: tuple[dict[str, JsonValue], ...] = ()
+    """``{"file", "size", "sha256"}`` of each orphan, so the verifier checks them like payloads."""
 
     def event_fields(self) -> dict[str, JsonValue]:
         """Fields of the ``power_loss_discovered`` event."""
@@ -88,6 +90,7 @@ class RecoveryReport:
             "last_seq": self.last_seq,
             "open_recording": self.open_recording,
             "orphans": list(self.orphans),
+            "orphan_files": list(self.orphan_files),
             "lost_note": self.lost_note,
         }
 
@@ -199,6 +202,8 @@ class Sealer:
             )
         orphans = _move_orphans(store, names, head.seq, boot_id)
         recovery = _discover(store, head, orphans)
+        if recovery is not None and orphans:
+            recovery = replace(recovery, orphan_files=_describe(store, orphans))
         if recovery is not None:
             log.warning(
                 "unclean end of boot %s discovered (open recording %s, %d orphan files)",
@@ -455,6 +460,15 @@ def _move_orphans(store: Path, names: Sequence[str], head_seq: int, boot_id: str
     fsync_dir(orphan_dir)
     fsync_dir(store)
     return moved
+
+
+def _describe(store: Path, names: Sequence[str]) -> tuple[dict[str, JsonValue], ...]:
+    """Size and SHA-256 of each moved orphan: leftovers are at most one unit's files."""
+    out: list[dict[str, JsonValue]] = []
+    for name in names:
+        data = (store / name).read_bytes()
+        out.append({"file": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    return tuple(out)
 
 
 def _discover(store: Path, head: _Head, orphans: list[str]) -> RecoveryReport | None:

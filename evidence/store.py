@@ -26,6 +26,11 @@ class StoreReader(Protocol):
 
     def exists(self, name: str) -> bool: ...
 
+    def size(self, name: str) -> int:
+        """Bytes in ``name`` without reading it (``OSError`` if absent or not a regular file),
+        so sizes are compared before anything is hashed or parsed."""
+        ...
+
     def describe(self, name: str) -> str: ...
 
 
@@ -64,6 +69,12 @@ class DirectoryStoreReader:
 
     def exists(self, name: str) -> bool:
         return (self.root / name).is_file()
+
+    def size(self, name: str) -> int:
+        st = os.stat(self.root / name)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(self.root / name))
+        return st.st_size
 
     def describe(self, name: str) -> str:
         return str(self.root / name)

@@ -23,8 +23,10 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "verify": "verify",
     "export": "export",
+    "report": "report",
     "fw": "fw",
     "offload": "offload",
+    "bootctl": "bootctl",
 }
 
 log = logging.getLogger(__name__)

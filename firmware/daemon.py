@@ -12,6 +12,8 @@ from __future__ import annotations
 import queue
 from typing import Any
 
+from hal.errors import HardwareError
+from hal.protocols import Microphone
 from hal.types import AudioChunk, EncodedFrame
 from recorder.core import Recorder
 
@@ -34,6 +36,20 @@ class Daemon:
 
     def edge_sink(self, name: str, active: bool, t_us: int) -> None:
         self._queue.put(("edge", (name, active, t_us)))
+
+    def fault_sink(self, source: str, code: str, detail: str) -> None:
+        self._queue.put(("fault", (source, code, detail)))
+
+    def start_microphone(self, microphone: Microphone) -> bool:
+        """Start ``microphone`` into this daemon. One that cannot open is a sealed
+        ``hardware_fault`` (and shows in the recorder's status), never a silent video-only run;
+        the video goes on either way. Returns whether it started."""
+        try:
+            microphone.start(self.audio_sink)
+        except HardwareError as exc:
+            self.fault_sink("microphone", "open_failed", str(exc))
+            return False
+        return True
 
     # -- the daemon thread ---------------------------------------------------------------------
 
@@ -63,5 +79,7 @@ class Daemon:
             self.recorder.handle_frame(item)
         elif kind == "audio":
             self.recorder.handle_audio(item)
+        elif kind == "fault":
+            self.recorder.record_fault(*item)
         else:
             self.recorder.handle_edge(*item)

@@ -45,10 +45,16 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             return code
         print(f"Demo agency keys: {agency}/agency-key.pem (private) and agency-pub.pem")
+    dock = args.device / "dock" / DEMO_DEVICE_ID
+    key = f"--key {agency}/agency-key.pem"
+    trust = f"--trust {layout.device_pub}"
     print(
         "When you are done, check and play what you recorded:\n"
-        f"  .venv/bin/bwc verify {layout.evidence} --trust {layout.device_pub}\n"
-        f"  .venv/bin/bwc export {layout.evidence} --key {agency}/agency-key.pem --out exported\n"
+        f"  .venv/bin/bwc verify {layout.evidence} {trust} --allow-freed\n"
+        f"  .venv/bin/bwc export {layout.evidence} {key} --out exported {trust}\n"
+        "After docking (d) the video lives on the dock share; verify and export it there:\n"
+        f"  .venv/bin/bwc verify {dock} {trust}\n"
+        f"  .venv/bin/bwc export {dock} {key} --out exported-dock {trust}\n"
     )
     run_args = ["run", "--device", str(args.device)]
     if args.duration_s is not None:

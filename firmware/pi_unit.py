@@ -15,7 +15,6 @@ import signal
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from firmware import __version__
@@ -30,8 +29,8 @@ from firmware.supervisor import (
     read_os_boot_id,
     record_daemon_restart,
 )
-from hal.errors import ConfigError, HardwareError
-from hal.protocols import Battery, Camera, Gnss, Indicator, Microphone
+from hal.errors import ConfigError
+from hal.protocols import Battery, Camera, FaultSink, Gnss, Indicator, Microphone
 from hal.software_key import SoftwareDeviceKey
 from hal.system_clock import SystemClock
 from recorder.core import Recorder
@@ -51,7 +50,9 @@ def _run_command(cmd: Sequence[str]) -> None:
     subprocess.run(list(cmd), check=True)
 
 
-def _camera(profile: Any, device_id: str, clock: SystemClock) -> Camera:
+def _camera(
+    profile: Any, device_id: str, clock: SystemClock, on_fault: FaultSink | None = None
+) -> Camera:
     cam = profile.camera
     if cam.backend != "picamera2":
         raise ConfigError(f"camera.backend {cam.backend!r} cannot run on a Raspberry Pi unit")
@@ -66,14 +67,15 @@ def _camera(profile: Any, device_id: str, clock: SystemClock) -> Camera:
         device_id,
         clock,
         cam.overlay,
+        on_fault=on_fault,
     )
 
 
 def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: float | None) -> int:
     """Boot and run the real unit until SIGTERM/SIGINT (or ``duration_s``); returns an exit code."""
-    from firmware.boot_control import PiBootControl
+    from firmware.boot_control import MirroredAutoboot, PiBootControl, PiSystem
     from hal.gnss_serial import SerialGnss
-    from hal.gpio import GpiozeroButton, GpiozeroIndicator
+    from hal.gpio import GpiozeroButton, GpiozeroIndicator, make_pin_factory
 
     profile = read_profile(layout.profile, overrides)
     if profile.gpio.backend != "gpiozero":
@@ -81,7 +83,11 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
     assignment = load_assignment(layout)
     clock = SystemClock()
     key = SoftwareDeviceKey.load(layout.device_key)
-    boot = PiBootControl(Path(BOOT_PARTITION), _run_command)
+    # The recorder runs unprivileged: it reads the boot selection from the copy the root helper
+    # keeps on the data partition (docs/unit-layout.md, "The root helper").
+    boot = PiBootControl(
+        MirroredAutoboot(layout.autoboot_txt, layout.autoboot_request), layout, PiSystem()
+    )
     slot = boot.get_current()
     sealer = open_unit_sealer(layout, profile, assignment, key, lambda: clock.source.value)
     record_boot(
@@ -102,17 +108,18 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
         sealer, previous, os_boot_id, mono_us=clock.monotonic_us(), utc_us=clock.utc_us()
     )
     gpio = profile.gpio
+    pins = make_pin_factory(gpio.pin_factory)
     buttons = [
-        GpiozeroButton(name, pin, clock, bounce_ms=gpio.bounce_ms)
+        GpiozeroButton(name, pin, clock, pins, bounce_ms=gpio.bounce_ms)
         for name, pin in (
             ("event", gpio.event_pin),
             ("function", gpio.function_pin),
             ("trigger", gpio.trigger_pin),
         )
     ]
-    led: Indicator = GpiozeroIndicator("led", gpio.led_pin, "led")
-    haptic: Indicator = GpiozeroIndicator("haptic", gpio.haptic_pin, "haptic")
-    buzzer: Indicator = GpiozeroIndicator("buzzer", gpio.buzzer_pin, "buzzer")
+    led: Indicator = GpiozeroIndicator("led", gpio.led_pin, "led", pins)
+    haptic: Indicator = GpiozeroIndicator("haptic", gpio.haptic_pin, "haptic", pins)
+    buzzer: Indicator = GpiozeroIndicator("buzzer", gpio.buzzer_pin, "buzzer", pins)
     gnss: Gnss | None = None
     if profile.gnss.backend == "serial":
         gnss = SerialGnss(profile.gnss.port, profile.gnss.baud, clock)
@@ -137,12 +144,14 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
         from hal.alsa import AlsaMicrophone
 
         a = profile.audio
-        microphone = AlsaMicrophone(a.device, a.sample_rate_hz, a.channels, clock)
+        microphone = AlsaMicrophone(
+            a.device, a.sample_rate_hz, a.channels, clock, on_fault=daemon.fault_sink
+        )
     elif profile.audio.backend != "none":
         raise ConfigError(
             f"audio.backend {profile.audio.backend!r} cannot run on a Raspberry Pi unit"
         )
-    camera = _camera(profile, assignment.device_id, clock)
+    camera = _camera(profile, assignment.device_id, clock, daemon.fault_sink)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -150,12 +159,8 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
         button.on_edge(daemon.edge_sink)
     recorder.start()
     camera.start(daemon.frame_sink)
-    if microphone is not None:
-        try:
-            microphone.start(daemon.audio_sink)
-        except HardwareError as exc:  # a dead microphone must not stop the video
-            log.error("microphone not started, recording video only: %s", exc)
-            microphone = None
+    if microphone is not None and not daemon.start_microphone(microphone):
+        microphone = None  # sealed as a hardware_fault; the video goes on
     watchdog = Watchdog()
     if recorder.state is State.BUFFERING:
         notify("READY=1\nSTATUS=buffering")

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from evidence.keys import AgencyPublicKey, parse_agency_public, public_key_blocks
 from evidence.sealing import JsonValue
+from firmware.backends import firmware_backends
 from firmware.evidence_access import open_unit_sealer
 from firmware.flash import init_slots
 from firmware.identity import (
@@ -143,14 +144,17 @@ class Previous:
     head_hash: str
     archive: Path | None
 
-    def to_json(self, root: Path) -> dict[str, JsonValue]:
-        return {
-            "device_id": self.device_id,
-            "device_key_fingerprint": self.key_fingerprint,
-            "chain_head_seq": self.head_seq,
-            "chain_head_sha256": self.head_hash,
-            "archive": self.archive.relative_to(root).as_posix() if self.archive else None,
+    def to_fields(self, root: Path) -> dict[str, JsonValue]:
+        """Flat ``previous_*`` fields of the ``provisioned`` event (the verifier's hand-over)."""
+        out: dict[str, JsonValue] = {
+            "previous_device_id": self.device_id,
+            "previous_device_key_fingerprint": self.key_fingerprint,
+            "previous_chain_head_seq": self.head_seq,
+            "previous_chain_head_sha256": self.head_hash,
         }
+        if self.archive is not None:
+            out["previous_archive"] = self.archive.relative_to(root).as_posix()
+        return out
 
 
 def archive_chain(layout: UnitLayout, old_device_id: str) -> tuple[Path | None, int, str]:
@@ -237,7 +241,8 @@ def provision(
     if release is not None:
         write_atomic(layout.release_pub, release[0])
     write_atomic(layout.profile, profile_file.read_bytes())
-    init_slots(layout, compatible=profile.unit.compatible)
+    fw = firmware_backends(layout, profile.unit, privileged=True)
+    init_slots(layout, boot=fw.boot, slots=fw.slots, compatible=profile.unit.compatible)
     assignment = Assignment(device_id, officer_id, str(profile_file))
     unit = {
         "device_id": device_id,
@@ -259,7 +264,7 @@ def provision(
         "device_key_generated": key_generated,
     }
     if previous is not None:
-        fields["previous"] = previous.to_json(layout.root)
+        fields.update(previous.to_fields(layout.root))
     # The unit has no trusted clock while being provisioned; time fields say so (utc_source unset).
     seq = sealer.event("provisioned", fields, mono_us=0, utc_us=0)
     sealer.event("shutdown", {"reason": "provisioning complete"}, mono_us=0, utc_us=0)

@@ -6,6 +6,13 @@ stamped on the unit's monotonic ``Clock`` by counting samples from an anchor. It
 ``pcm_s16le`` chunks; the recorder's segmenter encodes them. Only this module opens an ALSA
 device, and only when ``start`` is called: importing it touches no hardware.
 
+PyPI's av wheels carry their own alsa-lib, which looks for its configuration under the wheel's
+build-time prefix: without ``ALSA_CONFIG_DIR`` every named PCM (``default``, ``plughw:...``) is an
+"Unknown PCM". ``start`` points it at the system's ``/usr/share/alsa`` when the variable is unset,
+before the first ``av.open`` of the process (alsa-lib reads its configuration once). Card numbers
+change between boots, so devices are named by card id: ``plughw:CARD=<id>,DEV=0`` (``plughw``
+also converts formats: I2S MEMS microphones often offer only S32 stereo).
+
 Timestamps: ALSA hands over a period once its last sample is captured, so the first period's
 first sample is at ``now - duration``. Later chunks continue by sample count (no jitter from
 thread scheduling). If the count and the clock disagree by more than ``resync_us`` (an overrun
@@ -19,15 +26,18 @@ thread and must not block (``firmware.daemon.Daemon.audio_sink`` only enqueues).
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 
-from hal.errors import HardwareError
-from hal.protocols import AudioSink, Clock
+from hal.errors import ConfigError, HardwareError
+from hal.protocols import AudioSink, Clock, FaultSink
 from hal.types import AudioChunk
 
 log = logging.getLogger(__name__)
@@ -35,6 +45,24 @@ log = logging.getLogger(__name__)
 CODEC = "pcm_s16le"
 _LAYOUTS = {1: "mono", 2: "stereo"}
 PROC_PCM = Path("/proc/asound/pcm")
+SYSTEM_ALSA_DIR = Path("/usr/share/alsa")
+_CARD_NUMBER = re.compile(r"^(plug)?hw:\d+(,\d+)?$|CARD=\d+")
+
+
+def use_system_alsa_config(
+    environ: MutableMapping[str, str], alsa_dir: Path = SYSTEM_ALSA_DIR
+) -> str | None:
+    """Set ``ALSA_CONFIG_DIR`` to the system's ALSA configuration if it is unset and that
+    directory holds ``alsa.conf``; returns the value in force (None: left to alsa-lib)."""
+    if "ALSA_CONFIG_DIR" not in environ and (alsa_dir / "alsa.conf").is_file():
+        environ["ALSA_CONFIG_DIR"] = str(alsa_dir)
+    return environ.get("ALSA_CONFIG_DIR")
+
+
+def input_options(sample_rate_hz: int, channels: int) -> dict[str, str]:
+    """FFmpeg's ``alsa`` demuxer options: ``ch_layout`` is the FFmpeg >= 5.1 name (the old
+    ``channels`` gives a layout-less stream)."""
+    return {"sample_rate": str(sample_rate_hz), "ch_layout": _LAYOUTS[channels]}
 
 
 def capture_devices(proc_pcm: Path = PROC_PCM) -> list[str]:
@@ -53,7 +81,12 @@ def capture_devices(proc_pcm: Path = PROC_PCM) -> list[str]:
 
 
 class AlsaMicrophone:
-    """A ``Microphone`` on an ALSA capture device (``"default"``, ``"hw:1,0"``, ...)."""
+    """A ``Microphone`` on an ALSA capture device (``"plughw:CARD=<id>,DEV=0"``, ``"default"``).
+
+    A device named by card number (``hw:1,0``) is refused unless ``allow_card_numbers``: the
+    number changes with USB and HDMI enumeration between boots. ``on_fault`` hears a capture
+    thread that stopped (``capture_stopped``), so the unit can seal it; video goes on.
+    """
 
     def __init__(
         self,
@@ -63,9 +96,17 @@ class AlsaMicrophone:
         clock: Clock,
         *,
         resync_us: int = 50_000,
+        on_fault: FaultSink | None = None,
+        allow_card_numbers: bool = False,
     ) -> None:
         if channels not in _LAYOUTS:
             raise HardwareError(f"ALSA microphone: channels must be 1 or 2 (got {channels})")
+        if _CARD_NUMBER.search(device) and not allow_card_numbers:
+            raise ConfigError(
+                f"audio.device {device!r}: card numbers change between boots; name the card, "
+                "e.g. plughw:CARD=<id>,DEV=0 (ids in /proc/asound/cards)"
+            )
+        self._on_fault = on_fault
         self.device = device
         self.sample_rate_hz = sample_rate_hz
         self.channels = channels
@@ -85,14 +126,17 @@ class AlsaMicrophone:
     def start(self, sink: AudioSink) -> None:
         if self._thread is not None:
             raise RuntimeError("microphone already started")
+        config_dir = use_system_alsa_config(os.environ)
         try:
             self._container = av.open(
                 self.device,
                 format="alsa",
-                options={"sample_rate": str(self.sample_rate_hz), "channels": str(self.channels)},
+                options=input_options(self.sample_rate_hz, self.channels),
             )
         except (OSError, av.error.FFmpegError) as exc:
-            raise HardwareError(f"ALSA capture device {self.device!r}: {exc}") from exc
+            raise HardwareError(
+                f"ALSA capture device {self.device!r}: {exc} (ALSA_CONFIG_DIR={config_dir})"
+            ) from exc
         with self._sink_lock:
             self._sink = sink
         self._running.set()
@@ -155,6 +199,8 @@ class AlsaMicrophone:
             # (health/status) and end; the recorder keeps recording video.
             self.error = exc
             log.error("ALSA capture on %s stopped: %s", self.device, exc)
+            if self._on_fault is not None:
+                self._on_fault("microphone", "capture_stopped", f"{self.device}: {exc}")
 
     def _deliver(self, chunk: AudioChunk) -> None:
         with self._sink_lock:

@@ -20,11 +20,14 @@ class ConfigError(UsageError):
 
 
 class IntegrityError(BwcError):
-    """Evidence or a firmware bundle failed verification. Carries the offending file and reason."""
+    """Evidence or a firmware bundle failed verification. Carries the offending file and reason,
+    and for evidence a stable finding ``code`` (``evidence.findings.Code``) when known.
+    """
 
-    def __init__(self, reason: str, *, path: str | None = None) -> None:
+    def __init__(self, reason: str, *, path: str | None = None, code: str | None = None) -> None:
         self.reason = reason
         self.path = path
+        self.code = code
         super().__init__(f"{path}: {reason}" if path else reason)
 
 

@@ -4,6 +4,12 @@ dock-sense line. Works on any gpiozero pin factory (lgpio on a Pi, ``MockFactory
 This is the only module of ``hal`` that imports gpiozero, and only when constructed. It reports
 raw edges; it must not recognise gestures (the recorder does that from edge timestamps).
 
+Edge times: the pin factory stamps each edge when it happens (lgpio passes the kernel's event
+timestamp; gpiozero keeps it as the device's last change). The callback runs later, after the
+debounce period and thread scheduling, so the edge is dated from that tick: the clock's time now
+minus the device's ``active_time``/``inactive_time`` (gpiozero's age of the last change, computed
+with the factory's own ``ticks_diff``, so no assumption about the tick's clock base is made).
+
 Threading: gpiozero calls the edge callbacks on its pin-event thread (or, with the mock factory,
 synchronously in ``drive_low``/``drive_high``); the sink must not block. Animated indicator
 patterns run on gpiozero's own blink/source threads.
@@ -30,6 +36,35 @@ IndicatorKind = Literal["led", "buzzer", "haptic"]
 _MIN_STEP_MS = 10
 """Multi-step patterns are played on a grid no finer than this, so the source thread idles."""
 
+MAX_EDGE_AGE_S = 1.0
+"""An edge tick older than this when its callback runs (or in the future) is not trusted: the edge
+is dated at the callback instead, and ``GpiozeroButton.untrusted_ticks`` counts it."""
+
+PIN_FACTORIES = ("lgpio", "mock")
+
+
+def make_pin_factory(name: str) -> Any:
+    """The gpiozero pin factory named ``name``, chosen explicitly rather than by gpiozero's
+    fallback chain (which would silently pick another library, or none, on a broken install).
+
+    ``lgpio``: the Raspberry Pi's (Pi 5 and earlier, through /dev/gpiochip*). ``mock``: gpiozero's
+    ``MockFactory``. Raises ``HardwareError`` naming the factory if it cannot be opened.
+    """
+    if name == "mock":
+        from gpiozero.pins.mock import MockFactory
+
+        return MockFactory()
+    if name != "lgpio":
+        raise HardwareError(
+            f"unknown GPIO pin factory {name!r} (known: {', '.join(PIN_FACTORIES)})"
+        )
+    try:
+        from gpiozero.pins.lgpio import LGPIOFactory
+
+        return LGPIOFactory()
+    except (ImportError, OSError, RuntimeError) as exc:  # no lgpio module, no /dev/gpiochip
+        raise HardwareError(f"GPIO pin factory lgpio: {type(exc).__name__}: {exc}") from exc
+
 
 def _gpiozero() -> Any:
     try:
@@ -40,7 +75,7 @@ def _gpiozero() -> Any:
 
 
 class GpiozeroButton:
-    """A momentary input (button or trigger line) reported as edges with monotonic timestamps."""
+    """A momentary input (button or trigger line) reported as edges dated by the pin's tick."""
 
     def __init__(
         self,
@@ -68,6 +103,7 @@ class GpiozeroButton:
             raise HardwareError(f"button {name} on pin {pin}: {exc}") from exc
         self._device.when_pressed = self._pressed
         self._device.when_released = self._released
+        self.untrusted_ticks = 0
 
     @property
     def name(self) -> str:
@@ -97,8 +133,17 @@ class GpiozeroButton:
 
     def _emit(self, active: bool) -> None:
         sink = self._sink
-        if sink is not None:
-            sink(self._name, active, self._clock.monotonic_us())
+        if sink is None:
+            return
+        now_us = self._clock.monotonic_us()
+        device = self._device
+        # Read on the pin-event thread, the only one that moves the last change: no race.
+        age_s = device.active_time if active else device.inactive_time
+        if age_s is None or not 0 <= age_s <= MAX_EDGE_AGE_S:
+            self.untrusted_ticks += 1
+            log.warning("button %s: edge tick age %r s not trusted; dated now", self._name, age_s)
+            age_s = 0.0
+        sink(self._name, active, now_us - round(age_s * 1_000_000))
 
 
 class GpiozeroIndicator:

@@ -20,11 +20,19 @@ FrameSink = Callable[[EncodedFrame], None]
 AudioSink = Callable[[AudioChunk], None]
 """Receives each audio chunk; called on the capture thread; must not block."""
 
+FaultSink = Callable[[str, str, str], None]
+"""Receives ``(source, code, detail)`` when a backend hits a fault it contains (an overlay that
+raised, a microphone that could not open) so the unit can seal it as signed evidence and show it.
+Called on the backend's thread; must not block. ``code`` is a stable identifier, ``detail`` prose.
+"""
+
 EdgeSink = Callable[[str, bool, int], None]
 """Receives ``(input_name, active, t_us)`` for every debounced edge of a button or trigger line.
 
-``t_us`` is read from the injected ``Clock`` at the moment of the edge, so gesture timing works
-the same on simulated time. Called on the GPIO event thread; must not block.
+``t_us`` is the time of the edge itself on the injected ``Clock``: the pin factory's tick of the
+edge (the kernel's event timestamp on lgpio), not the moment the callback ran, which is later by
+the debounce period and thread scheduling. Gesture timing works the same on simulated time.
+Called on the GPIO event thread; must not block.
 """
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from evidence.format import DEVICE_PUB_NAME, parse_entry_name
@@ -32,10 +33,18 @@ if TYPE_CHECKING:
 class S3StoreReader:
     """A ``evidence.store.StoreReader`` over the objects under an S3 prefix."""
 
-    def __init__(self, url: str, settings: S3Settings, *, client: S3Client | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        settings: S3Settings,
+        *,
+        client: S3Client | None = None,
+        listing: Mapping[str, int] | None = None,
+    ) -> None:
         self._bucket, prefix = parse_s3_url(url)
         self._client = client or settings.client()
-        listing = self._list(prefix)
+        if listing is None:
+            listing = self._list(prefix)
         if not _looks_like_store(listing) and (only := _single_store_below(listing)) is not None:
             prefix = f"{prefix}/{only}" if prefix else only
             listing = {
@@ -44,7 +53,7 @@ class S3StoreReader:
         if not listing:
             raise UsageError(f"{url}: no evidence objects under this prefix")
         self._prefix = prefix
-        self._names = listing
+        self._names = dict(listing)
         self._pinned: dict[str, str] = {}  # name -> the receipted version id
         self._pin_receipted_versions()
 
@@ -98,19 +107,7 @@ class S3StoreReader:
         return out
 
     def _list(self, prefix: str) -> dict[str, int]:
-        base = f"{prefix}/" if prefix else ""
-        out: dict[str, int] = {}
-        try:
-            paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self._bucket, Prefix=base):
-                for obj in page.get("Contents", []):
-                    out[obj["Key"][len(base) :]] = int(obj.get("Size", 0))
-        except S3_FAILURES as exc:
-            code = client_error_code(exc)
-            raise UsageError(
-                f"s3://{self._bucket}/{prefix}: cannot list the store ({code or exc})"
-            ) from exc
-        return out
+        return _list_prefix(self._client, self._bucket, prefix)
 
     def _key(self, name: str) -> str:
         return f"{self._prefix}/{name}" if self._prefix else name
@@ -139,8 +136,52 @@ class S3StoreReader:
     def exists(self, name: str) -> bool:
         return name in self._names
 
+    def size(self, name: str) -> int:
+        if name not in self._names:
+            raise FileNotFoundError(name)
+        return self._names[name]
+
     def describe(self, name: str) -> str:
         return f"s3://{self._bucket}/{self._key(name)}"
+
+
+@dataclass(frozen=True)
+class S3Stores:
+    stores: list[S3StoreReader]
+    share: bool
+
+
+def s3_store_readers(url: str, settings: S3Settings, *, client: S3Client | None = None) -> S3Stores:
+    """Every unit's store at ``url``: the store itself, or each store one level below it (an
+    offload target's root holding several units). Empty if nothing there looks like a store."""
+    bucket, prefix = parse_s3_url(url)
+    client = client or settings.client()
+    listing = _list_prefix(client, bucket, prefix)
+    if _looks_like_store(listing):
+        return S3Stores([S3StoreReader(url, settings, client=client, listing=listing)], False)
+    tops = sorted({k.split("/", 1)[0] for k in listing if "/" in k})
+    out = []
+    for top in tops:
+        below = {k[len(top) + 1 :]: v for k, v in listing.items() if k.startswith(top + "/")}
+        if _looks_like_store(below):
+            sub = f"s3://{bucket}/{prefix}/{top}" if prefix else f"s3://{bucket}/{top}"
+            out.append(S3StoreReader(sub, settings, client=client, listing=below))
+    return S3Stores(out, True)
+
+
+def _list_prefix(client: S3Client, bucket: str, prefix: str) -> dict[str, int]:
+    """Name (relative to ``prefix``) -> size of every object under ``prefix``."""
+    base = f"{prefix}/" if prefix else ""
+    out: dict[str, int] = {}
+    try:
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=base):
+            for obj in page.get("Contents", []):
+                out[obj["Key"][len(base) :]] = int(obj.get("Size", 0))
+    except S3_FAILURES as exc:
+        code = client_error_code(exc)
+        raise UsageError(f"s3://{bucket}/{prefix}: cannot list the store ({code or exc})") from exc
+    return out
 
 
 def _looks_like_store(listing: Mapping[str, int]) -> bool:

@@ -26,6 +26,10 @@ def _rng(lo: float | None = None, hi: float | None = None, choices: tuple[str, .
 class UnitConfig:
     compatible: str = "bwc-sim"
     model: str = "simulated unit"
+    # Boot control and slot writer (firmware/backends.py): "sim" (directory slots) or "pi"
+    # (tryboot A/B on the SD card ``disk``, docs/unit-layout.md).
+    boot: str = field(default="sim", metadata={"choices": ("sim", "pi")})
+    disk: str = "/dev/mmcblk0"
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class AudioConfig:
 @dataclass(frozen=True)
 class GpioConfig:
     backend: str = field(default="sim", metadata={"choices": ("sim", "gpiozero")})
+    pin_factory: str = field(default="lgpio", metadata={"choices": ("lgpio", "mock")})
+    """The gpiozero pin factory of a ``gpiozero`` backend, chosen explicitly (not by fallback)."""
     event_pin: int = field(default=17, metadata={"lo": 0, "hi": 53})
     function_pin: int = field(default=27, metadata={"lo": 0, "hi": 53})
     trigger_pin: int = field(default=22, metadata={"lo": 0, "hi": 53})
@@ -81,7 +87,7 @@ class GpioConfig:
 @dataclass(frozen=True)
 class GnssConfig:
     backend: str = field(default="sim", metadata={"choices": ("sim", "serial", "none")})
-    port: str = "/dev/ttyAMA0"
+    port: str = "/dev/serial0"
     baud: int = field(default=9600, metadata={"lo": 1200, "hi": 921_600})
 
 

@@ -171,6 +171,8 @@ class Recorder:
         self.audio_chunks_dropped = 0
         self.events_lost = 0
         self.recordings: list[str] = []
+        self.hardware_faults: dict[str, str] = {}
+        """The latest detail of every hardware fault seen this run, by ``source/code``."""
 
     # -- public surface ------------------------------------------------------------------------
 
@@ -265,6 +267,12 @@ class Recorder:
             self._buffer.clear()
             self._feedback.close()
 
+    def record_fault(self, source: str, code: str, detail: str) -> None:
+        """Seal a ``hardware_fault`` event (a backend contained a failure: a microphone that did
+        not open, an overlay that raised) and keep it in ``status()``. The recording goes on."""
+        self.hardware_faults[f"{source}/{code}"] = detail
+        self._event("hardware_fault", {"source": source, "code": code, "detail": detail})
+
     def indicate(self, feedback: Feedback) -> None:
         """Show unit-level feedback that is not the recorder's own (the dock's offload state)."""
         self._feedback.show(feedback)
@@ -282,6 +290,7 @@ class Recorder:
             "muted": self._muted,
             "storage_blocked": self._storage_blocked,
             "clock_source": self._clock.source.value,
+            "hardware_faults": sorted(self.hardware_faults),
         }
 
     # -- gestures ------------------------------------------------------------------------------

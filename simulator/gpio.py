@@ -1,8 +1,11 @@
 """Simulated GPIO: the production gpiozero backends on gpiozero's ``MockFactory``, plus the driving
 methods the scenario player uses (press, hold, bounce, dock) on simulated time.
 
-Each simulated unit owns one mock factory (``make_pin_factory``). The mock pin does not debounce,
-so ``schedule_bounce`` really delivers a burst of edges. Gestures are not recognised here.
+Each simulated unit owns one mock factory (``make_pin_factory``) whose ticks are the simulated
+clock's, so every edge carries its simulated time as lgpio's edges carry the kernel's. The mock
+pin does not debounce, so ``schedule_bounce`` really delivers a burst of edges; a pin can report
+its edges late (``report_delay_us``), as lgpio reports a debounced edge after the debounce period.
+Gestures are not recognised here.
 
 Threading: everything runs on the thread that advances the ``VirtualClock``; the mock pin calls
 the edge sink synchronously inside ``press``/``release``.
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpiozero.pins.mock import MockFactory, MockPWMPin
+from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
 
 from hal.gpio import GpiozeroButton, GpiozeroDock, GpiozeroIndicator, IndicatorKind, PinId
 from hal.protocols import EdgeSink
@@ -24,9 +27,47 @@ DOUBLE_PRESS_GAP_S = 0.15
 """A double press: pressed 120 ms, released 150 ms, pressed 120 ms."""
 
 
-def make_pin_factory() -> Any:
-    """One mock pin factory for a simulated unit; its pins can do PWM (for the haptic motor)."""
-    return MockFactory(pin_class=MockPWMPin)
+class VirtualTimePin(MockPWMPin):  # type: ignore[misc]
+    """gpiozero's PWM mock pin with edges stamped on the factory's (simulated) ticks.
+
+    ``report_delay_us``: the edge's callback runs this long after the edge, on the simulated
+    clock, still carrying the edge's own tick (0: at once, inside ``drive_low``/``drive_high``).
+    """
+
+    report_delay_us = 0
+
+    def _call_when_changed(self) -> None:
+        # MockPin stamps with the real monotonic clock; the edge's tick here is simulated time.
+        factory: VirtualTimeFactory = self.factory
+        ticks, state = factory.ticks(), self.state
+        if self.report_delay_us <= 0:
+            super(MockPin, self)._call_when_changed(ticks, state)
+            return
+        factory.clock.call_at(
+            ticks + self.report_delay_us,
+            lambda: super(MockPin, self)._call_when_changed(ticks, state),
+        )
+
+
+class VirtualTimeFactory(MockFactory):  # type: ignore[misc]
+    """gpiozero's ``MockFactory`` whose ticks are the ``VirtualClock``'s microseconds."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__(pin_class=VirtualTimePin)
+        self.clock = clock
+
+    def ticks(self) -> int:
+        return self.clock.monotonic_us()
+
+    @staticmethod
+    def ticks_diff(later: int, earlier: int) -> float:
+        return (later - earlier) / 1_000_000
+
+
+def make_pin_factory(clock: VirtualClock) -> Any:
+    """One mock pin factory for a simulated unit, on its clock; its pins can do PWM (for the
+    haptic motor)."""
+    return VirtualTimeFactory(clock)
 
 
 def _s_to_us(seconds: float) -> int:

@@ -133,5 +133,5 @@ def _run_simulated(
             termios.tcsetattr(sys.stdin, termios.TCSADRAIN, saved)
         unit.power_off("operator power off")
     print(f"\nbwc run: powered off; {len(unit.recorder.recordings)} recording(s) this boot")
-    print(f"  verify: bwc verify {layout.evidence} --trust {layout.device_pub}")
+    print(f"  verify: bwc verify {layout.evidence} --trust {layout.device_pub} --allow-freed")
     return 0

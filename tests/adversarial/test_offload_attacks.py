@@ -20,6 +20,7 @@ from evidence.verify import verify_store
 from firmware.cli import main
 from firmware.layout import UnitLayout
 from hal.errors import ConfigError
+from hal.software_key import SoftwareDeviceKey
 from offload.targets import DirectoryTarget, OffloadInterrupted
 from tests.offload_store import (
     StepClock,
@@ -293,7 +294,8 @@ def test_copy_corrupted_between_receipt_and_free_blocks_the_free_then_is_resent(
     assert (target.root / victim).read_bytes() == truth
     assert not (unit.store / victim).exists()
     assert_freed_only_what_target_holds(unit.store, target.root)
-    at_dock = verify_store(DirectoryStoreReader(target.root))
+    device_raw = SoftwareDeviceKey.load(unit.key_path).public_key_raw()
+    at_dock = verify_store(DirectoryStoreReader(target.root), trusted_keys=[device_raw])
     assert at_dock.intact, at_dock.all_findings
 
 

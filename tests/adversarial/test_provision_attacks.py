@@ -234,7 +234,9 @@ def test_new_identity_archives_the_old_chain_and_names_it_in_the_new_one(
     old_pub = layout.device_pub.read_bytes()
     old_raw = _raw_pub(layout.device_pub)
     old_fp = SoftwareDeviceKey.load(layout.device_key).fingerprint()
-    old_report = verify_store(DirectoryStoreReader(layout.evidence), trusted_keys=[old_raw])
+    old_report = verify_store(
+        DirectoryStoreReader(layout.evidence), trusted_keys=[old_raw], allow_freed=True
+    )
     assert old_report.intact, old_report.all_findings
 
     agency_pub = tmp_path / "agency" / "agency-pub.pem"
@@ -249,32 +251,37 @@ def test_new_identity_archives_the_old_chain_and_names_it_in_the_new_one(
     new_raw = _raw_pub(layout.device_pub)
     (prov,) = chain_events(layout.evidence, "provisioned")
     assert json.loads((layout.evidence / "0000000000.json").read_bytes())["kind"] == "provisioned"
-    prev = prov["previous"]
+    prev = {k: v for k, v in prov.items() if k.startswith("previous_")}
     assert prev == {
-        "device_id": "unit-7",
-        "device_key_fingerprint": old_fp,
-        "chain_head_seq": old_report.head_seq,
-        "chain_head_sha256": old_report.head_hash,
-        "archive": "evidence-archive/unit-7-1",
+        "previous_device_id": "unit-7",
+        "previous_device_key_fingerprint": old_fp,
+        "previous_chain_head_seq": old_report.head_seq,
+        "previous_chain_head_sha256": old_report.head_hash,
+        "previous_archive": "evidence-archive/unit-7-1",
     }
     # Both chains verify, each pinned to its own key; the archive up to the head the new names.
+    head = (int(prev["previous_chain_head_seq"]), str(prev["previous_chain_head_sha256"]))
     archived = verify_store(
         DirectoryStoreReader(archive),
         trusted_keys=[old_raw],
-        expected_heads=[(prev["chain_head_seq"], prev["chain_head_sha256"])],
+        expected_heads=[head],
+        allow_freed=True,
     )
     assert archived.intact, archived.all_findings
     new = verify_store(DirectoryStoreReader(layout.evidence), trusted_keys=[new_raw])
     assert new.intact, new.all_findings
     assert new.device == "unit-8"
+    # The verifier explains the hand-over: this chain continues unit-7's.
+    (said,) = new.handovers
+    assert "unit-7" in said and old_fp in said
     # The new store is offloaded into the new identity's own folder beside the old one.
     _offload(layout, share, capsys)
     assert (share / "unit-8" / "0000000000.json").is_file()
     # Every file of the old chain reached the target, up to its closing shutdown (which
     # `bwc offload` sends, unreceipted, after writing it).
     assert set(old_files) <= set(store_files(share / "unit-7"))
-    head = f"{old_report.head_seq:010d}"
-    assert json.loads(old_files[f"{head}.json"])["kind"] == "shutdown"
+    head_name = f"{old_report.head_seq:010d}.json"
+    assert json.loads(old_files[head_name])["kind"] == "shutdown"
     old_pub_at_target = (share / "unit-7" / "device-pub.pem").read_bytes()
     assert old_pub_at_target == old_pub
 
@@ -292,4 +299,4 @@ def test_archives_are_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFi
     for name in archives:
         raw = _raw_pub(layout.root / "evidence-archive" / name / "device-pub.pem")
         store = DirectoryStoreReader(layout.root / "evidence-archive" / name)
-        assert verify_store(store, trusted_keys=[raw]).intact, name
+        assert verify_store(store, trusted_keys=[raw], allow_freed=True).intact, name

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from gpiozero.pins.mock import MockFactory, MockPWMPin
+from gpiozero.pins.mock import MockFactory
 
-from hal.gpio import GpiozeroButton
+from hal.errors import HardwareError
+from hal.gpio import MAX_EDGE_AGE_S, GpiozeroButton, make_pin_factory
 from hal.protocols import Button
 from simulator.clock import VirtualClock
-from simulator.gpio import SimButton
+from simulator.gpio import SimButton, VirtualTimeFactory
+from simulator.gpio import make_pin_factory as make_sim_pin_factory
 
 PIN = 17
 Drive = Callable[[bool], None]
@@ -25,7 +28,7 @@ def _gpiozero(clock: VirtualClock) -> tuple[Button, Drive]:
 
 
 def _sim(clock: VirtualClock) -> tuple[Button, Drive]:
-    button = SimButton("event", PIN, clock, MockFactory(pin_class=MockPWMPin))
+    button = SimButton("event", PIN, clock, make_sim_pin_factory(clock))
     return button, lambda pressed: button.press() if pressed else button.release()
 
 
@@ -54,7 +57,11 @@ def test_edges_carry_name_state_and_clock_time(rig: tuple[Button, Drive, Virtual
     clock.advance(150_000)
     drive(False)
     assert not button.is_active
-    assert edges == [("event", True, 1_000), ("event", False, 151_000)]
+    # gpiozero's stock mock pins tick on the real monotonic clock: the age of the edge when its
+    # callback runs is then the few microseconds of real time between the two.
+    assert [(n, a) for n, a, _ in edges] == [("event", True), ("event", False)]
+    assert abs(edges[0][2] - 1_000) <= 1_000
+    assert abs(edges[1][2] - 151_000) <= 1_000
 
 
 def test_on_edge_replaces_the_sink(rig: tuple[Button, Drive, VirtualClock]) -> None:
@@ -77,3 +84,56 @@ def test_no_edge_without_a_change(rig: tuple[Button, Drive, VirtualClock]) -> No
     drive(True)
     drive(True)
     assert edges == [True]
+
+
+def _late_reporting_button(
+    clock: VirtualClock, report_delay_us: int
+) -> tuple[GpiozeroButton, Drive, list[tuple[bool, int]]]:
+    """A button on gpiozero mock pins that tick on ``clock`` and report each edge
+    ``report_delay_us`` late, as lgpio does after its debounce period."""
+    factory = VirtualTimeFactory(clock)
+    button = GpiozeroButton("event", PIN, clock, pin_factory=factory)
+    pin: Any = factory.pin(PIN)
+    pin.report_delay_us = report_delay_us
+    edges: list[tuple[bool, int]] = []
+    button.on_edge(lambda _n, active, t_us: edges.append((active, t_us)))
+    return button, lambda pressed: pin.drive_low() if pressed else pin.drive_high(), edges
+
+
+def test_edges_are_dated_by_the_pins_tick_not_by_the_late_callback() -> None:
+    clock = VirtualClock(1_764_000_000_000_000)
+    button, drive, edges = _late_reporting_button(clock, report_delay_us=20_000)
+    clock.advance(1_000)
+    drive(True)
+    assert edges == []  # the report comes after the debounce period
+    clock.advance(150_000)
+    drive(False)
+    clock.advance(100_000)
+    assert edges == [(True, 1_000), (False, 151_000)]
+    assert button.untrusted_ticks == 0
+    button.close()
+
+
+def test_an_edge_tick_too_old_to_trust_is_dated_at_its_callback() -> None:
+    clock = VirtualClock(1_764_000_000_000_000)
+    late_us = round(MAX_EDGE_AGE_S * 1e6) + 500_000
+    button, drive, edges = _late_reporting_button(clock, report_delay_us=late_us)
+    drive(True)
+    clock.advance(late_us)
+    assert edges == [(True, late_us)]
+    assert button.untrusted_ticks == 1
+    button.close()
+
+
+def test_pin_factories_are_chosen_by_name() -> None:
+    assert isinstance(make_pin_factory("mock"), MockFactory)
+    with pytest.raises(HardwareError, match="unknown GPIO pin factory 'rpigpio'"):
+        make_pin_factory("rpigpio")
+
+
+@pytest.mark.skipif(
+    any(Path("/dev").glob("gpiochip*")), reason="a GPIO chip exists here: lgpio may open"
+)
+def test_lgpio_without_a_gpio_chip_is_one_hardware_error() -> None:
+    with pytest.raises(HardwareError, match="GPIO pin factory lgpio: "):
+        make_pin_factory("lgpio")

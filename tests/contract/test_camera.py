@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from hal.errors import HardwareError
-from hal.picamera import Picamera2Camera, frame_index, frame_pts_us
+from hal.picamera import Picamera2Camera, frame_index, frame_pts_us, load_picamera2
 from hal.protocols import Camera
 from hal.system_clock import SystemClock
 from hal.types import EncodedFrame
@@ -31,7 +30,16 @@ def _picamera2() -> tuple[Camera, Advance]:
     return camera, time.sleep
 
 
-_HAS_PICAMERA2 = importlib.util.find_spec("picamera2") is not None
+def _picamera2_cameras() -> tuple[bool, int]:
+    """Whether picamera2 imports here, and how many cameras libcamera sees."""
+    try:
+        api = load_picamera2()
+    except HardwareError:
+        return False, 0
+    return True, len(api.picamera2.global_camera_info())
+
+
+_HAS_PICAMERA2, _CAMERAS = _picamera2_cameras()
 
 
 @pytest.fixture(
@@ -40,7 +48,12 @@ _HAS_PICAMERA2 = importlib.util.find_spec("picamera2") is not None
         pytest.param(
             _picamera2,
             id="picamera2",
-            marks=pytest.mark.skipif(not _HAS_PICAMERA2, reason="picamera2 does not import here"),
+            marks=pytest.mark.skipif(
+                _CAMERAS == 0,
+                reason="no camera here (picamera2 imports)"
+                if _HAS_PICAMERA2
+                else "picamera2 does not import here",
+            ),
         ),
     ]
 )
@@ -104,12 +117,25 @@ def test_nothing_arrives_after_stop(camera: tuple[Camera, Advance]) -> None:
     assert len(frames) == count
 
 
-@pytest.mark.skipif(_HAS_PICAMERA2, reason="picamera2 is installed here")
+@pytest.mark.skipif(_HAS_PICAMERA2, reason="picamera2 imports here")
 def test_picamera2_backend_loads_anywhere_and_fails_cleanly_without_picamera2() -> None:
     camera = Picamera2Camera(WIDTH, HEIGHT, FPS, 400_000, KEY_S, "BWC-TEST", SystemClock())
     with pytest.raises(HardwareError, match="picamera2"):
         camera.start(lambda _f: None)
     camera.stop()  # stopping a camera that never started is harmless
+
+
+@pytest.mark.skipif(
+    not _HAS_PICAMERA2 or _CAMERAS > 0, reason="needs picamera2 and no camera connected"
+)
+def test_with_picamera2_but_no_camera_start_fails_cleanly() -> None:
+    """The real ``Picamera2(0)`` with no camera raises; the backend turns that into one
+    ``HardwareError`` and leaves nothing open, so a second start fails the same way."""
+    camera = Picamera2Camera(WIDTH, HEIGHT, FPS, 400_000, KEY_S, "BWC-TEST", SystemClock())
+    for _ in range(2):
+        with pytest.raises(HardwareError, match="camera 0: RuntimeError"):
+            camera.start(lambda _f: None)
+    camera.stop()
 
 
 def test_picamera2_timestamps_map_to_the_unit_clock_and_indices_show_drops() -> None:

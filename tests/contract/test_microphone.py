@@ -29,7 +29,7 @@ def _sim() -> tuple[Microphone, Advance, Now]:
 
 def _alsa() -> tuple[Microphone, Advance, Now]:
     clock = SystemClock()
-    mic = AlsaMicrophone(capture_devices()[0], RATE, CHANNELS, clock)
+    mic = AlsaMicrophone(capture_devices()[0], RATE, CHANNELS, clock, allow_card_numbers=True)
     return mic, time.sleep, clock.monotonic_us
 
 

@@ -58,6 +58,16 @@ class ProvisionedUnit:
     agency_key: Path
     agency_pub: Path
 
+    @property
+    def device_pub(self) -> Path:
+        """The unit's public identity, which the agency registers and verify pins."""
+        return self.device / "identity" / "device-pub.pem"
+
+    @property
+    def trust(self) -> tuple[str, Path]:
+        """``--trust`` of this unit's key: verify and export are strict about origin."""
+        return ("--trust", self.device_pub)
+
 
 def provision_unit(
     root: Path, device_id: str = "CAM-TEST-1", officer: str = "PC-1234"

@@ -275,7 +275,8 @@ def run_trial(workdir: Path, template: Path, agency_key: Path, seed: int) -> Tri
     elif "buffering" not in kinds:
         fail(f"the next boot did not reach buffering (events {kinds})")
 
-    verify = _run(workdir, "verify", store, "--json")
+    trust = ("--trust", device / "identity" / "device-pub.pem")
+    verify = _run(workdir, "verify", store, "--json", *trust)
     if verify.returncode != 0 or "Traceback" in verify.stderr:
         fail(f"verify exited {verify.returncode}: {verify.stderr.strip()[-400:]}")
         return result
@@ -331,7 +332,7 @@ def run_trial(workdir: Path, template: Path, agency_key: Path, seed: int) -> Tri
                 fail(f"recording {rid} lost {result.preroll_loss_s:.3f} s of pre-event buffer")
 
     export_dir = workdir / f"export-{seed}"
-    export = _run(workdir, "export", store, "--key", agency_key, "--out", export_dir)
+    export = _run(workdir, "export", store, "--key", agency_key, "--out", export_dir, *trust)
     if export.returncode != 0 or "Traceback" in export.stderr:
         fail(f"export exited {export.returncode}: {export.stderr.strip()[-400:]}")
         return result

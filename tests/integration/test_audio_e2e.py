@@ -85,7 +85,7 @@ def test_audio_sync_policy_and_mute(
         f"recorder.pre_event_audio={str(pre_event_audio).lower()}",
     )
     store = unit.device / "evidence"
-    report = bwc.json("verify", store, "--json")
+    report = bwc.json("verify", *unit.trust, store, "--json")
     assert report["intact"] is True
     (rec,) = report["recordings"]
     assert len(rec["mute"]) == 1
@@ -94,10 +94,10 @@ def test_audio_sync_policy_and_mute(
     assert (mute["to_utc_us"] - mute["from_utc_us"]) / 1e6 == pytest.approx(
         UNMUTE_S - MUTE_S, abs=0.1
     )
-    assert "  mute " in bwc("verify", store).stdout
+    assert "  mute " in bwc("verify", *unit.trust, store).stdout
 
     out = tmp_path / "out"
-    bwc("export", store, "--key", unit.agency_key, "--out", out)
+    bwc("export", *unit.trust, store, "--key", unit.agency_key, "--out", out)
     (meta_path,) = out.glob("*.json")
     meta = json.loads(meta_path.read_text())
     assert meta["audio"]["pre_event_audio"] is pre_event_audio

@@ -251,7 +251,17 @@ def test_bad_agency_key_for_export(
 ) -> None:
     device, _ = recorded
     for name, key in _key_cases(recorded, tmp_path).items():
-        proc = cli("export", device / "evidence", "--key", key, "--out", tmp_path / "o", check=None)
+        proc = cli(
+            "export",
+            device / "evidence",
+            "--key",
+            key,
+            "--out",
+            tmp_path / "o",
+            "--trust",
+            device / "identity" / "device-pub.pem",
+            check=None,
+        )
         assert proc.returncode in (1, 2), name
         _one_line_error(proc, proc.returncode, str(key))
 
@@ -395,17 +405,29 @@ def test_hostile_store_never_crashes_verify_or_export(
         victim = _first(store, target)
     damage(victim)
 
-    verify = cli("verify", store, check=None)
+    verify = cli("verify", store, "--trust", device / "identity" / "device-pub.pem", check=None)
     assert "Traceback" not in verify.stderr, verify.stderr
     assert verify.returncode in (1, 2), (case, verify.stdout[-1500:])
     assert len(verify.stderr.strip().splitlines()) <= 1, verify.stderr
     if case in ("deeply nested list", "directory named like an entry"):
-        as_json = cli("verify", store, "--json", check=None)
+        as_json = cli(
+            "verify", store, "--json", "--trust", device / "identity" / "device-pub.pem", check=None
+        )
         assert "Traceback" not in as_json.stderr
         assert as_json.returncode == verify.returncode == 1
         assert json.loads(as_json.stdout)["intact"] is False
 
-    export = cli("export", store, "--key", agency_key, "--out", tmp_path / "out", check=None)
+    export = cli(
+        "export",
+        store,
+        "--key",
+        agency_key,
+        "--out",
+        tmp_path / "out",
+        "--trust",
+        device / "identity" / "device-pub.pem",
+        check=None,
+    )
     _one_line_error(export, verify.returncode)
     assert not list((tmp_path / "out").glob("*.mp4")) if (tmp_path / "out").exists() else True
 
@@ -419,7 +441,7 @@ def test_bounce_does_not_start_a_recording(bwc: Bwc, unit: ProvisionedUnit, tmp_
         {"at_s": 4.0, "action": "bounce", "button": "function"},
     )
     bwc("sim", scen, "--device", unit.device, *SMALL)
-    report = bwc.json("verify", unit.device / "evidence", "--json")
+    report = bwc.json("verify", unit.device / "evidence", "--json", *unit.trust)
     assert report["intact"] is True
     assert report["recordings"] == []
 
@@ -437,7 +459,7 @@ def test_gnss_garbage_is_counted_never_fatal(
     )
     proc = bwc("sim", scen, "--device", unit.device, *SMALL, "--set", "recorder.pre_event_s=1")
     assert "Traceback" not in proc.stderr
-    report = bwc.json("verify", unit.device / "evidence", "--json")
+    report = bwc.json("verify", unit.device / "evidence", "--json", *unit.trust)
     assert report["intact"] is True
     (rec,) = report["recordings"]
     assert rec["stop_trigger"] == "hold"
@@ -453,9 +475,21 @@ def test_hostile_store_through_the_console_script(
     shutil.copytree(device / "evidence", store, symlinks=True)
     _deep(_first(store, "unit"))
     _symlink_loop(_first(store, "event"))
-    verify = bwc("verify", store, "--json", check=None)
+    verify = bwc(
+        "verify", store, "--json", "--trust", device / "identity" / "device-pub.pem", check=None
+    )
     assert "Traceback" not in verify.stderr
     assert verify.returncode == 1
     assert json.loads(verify.stdout)["intact"] is False
-    export = bwc("export", store, "--key", agency_key, "--out", tmp_path / "out", check=None)
+    export = bwc(
+        "export",
+        store,
+        "--key",
+        agency_key,
+        "--out",
+        tmp_path / "out",
+        "--trust",
+        device / "identity" / "device-pub.pem",
+        check=None,
+    )
     _one_line_error(export, 1)

@@ -83,11 +83,11 @@ def test_cut_off_is_a_power_cut_and_everything_verifies(
     assert "power_loss_discovered" in kinds
     stops = [e["fields"]["trigger"] for e in events if e["kind"] == "record_stop"]  # type: ignore[index]
     assert stops == ["low_battery"]  # stopped cleanly before the cut-off: no recovery stop
-    report = bwc.json("verify", store, "--json")
+    report = bwc.json("verify", *unit.trust, store, "--json")
     assert report["intact"] is True
     (rec,) = report["recordings"]
     assert rec["stop_trigger"] == "low_battery"
-    bwc("export", store, "--key", unit.agency_key, "--out", tmp_path / "out")
+    bwc("export", *unit.trust, store, "--key", unit.agency_key, "--out", tmp_path / "out")
 
 
 def test_rtc_reset_then_gnss_time_steps_the_clock_in_chain_order(
@@ -123,7 +123,7 @@ def test_rtc_reset_then_gnss_time_steps_the_clock_in_chain_order(
     manifests = read_manifests(store)
     utcs = [m["utc_us"] for m in manifests]
     assert utcs != sorted(utcs)
-    report = bwc.json("verify", store, "--json")
+    report = bwc.json("verify", *unit.trust, store, "--json")
     assert report["intact"] is True
     recs = report["recordings"]
     assert len(recs) == 2

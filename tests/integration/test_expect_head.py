@@ -23,7 +23,7 @@ def store(tmp_path: Path) -> Path:
 
 
 def verify_json(store: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-    code = main(["verify", str(store), "--json", *extra])
+    code = main(["verify", str(store), "--json", "--unpinned", *extra])
     return code, json.loads(capsys.readouterr().out)
 
 
@@ -73,6 +73,6 @@ def test_rewritten_entry_is_caught(
 def test_malformed_expect_head_is_a_usage_error(
     store: Path, bad: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["verify", str(store), "--expect-head", bad]) == 2
+    assert main(["verify", str(store), "--unpinned", "--expect-head", bad]) == 2
     err = capsys.readouterr().err
     assert "--expect-head" in err and err.count("\n") == 1

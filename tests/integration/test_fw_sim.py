@@ -92,7 +92,8 @@ def test_flash_then_boot_commits(tmp_path: Path, unit: Path) -> None:
     sim(tmp_path, unit)
     s = status(unit)
     assert (s["booted"], s["booted_by_tryboot"]) == ("B", False)
-    assert bwc("verify", str(unit / "evidence"), check=False).returncode == 0
+    trust = str(unit / "identity" / "device-pub.pem")
+    assert bwc("verify", str(unit / "evidence"), "--trust", trust, check=False).returncode == 0
 
 
 def test_failed_health_check_returns_to_the_old_slot(tmp_path: Path, unit: Path) -> None:

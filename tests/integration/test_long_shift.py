@@ -3,7 +3,8 @@ while a monitor samples the ``bwc sim`` process's RSS and open file descriptors 
 Memory and descriptors must stay flat, and everything recorded must verify and export.
 
 The normal suite runs a short shift (minutes); ``make soak`` (or ``LONG_SHIFT_H=12``) runs the
-12-hour one, which takes tens of minutes of wall time. Figures go to ``.bench/long-shift.json``.
+12-hour one, which takes tens of minutes of wall time. Figures go to ``.bench/long-shift.json`` and
+a chart of RSS and open files over the run to ``.bench/long-shift.svg``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from bench.chart import Series, series_chart, write_svg
 from simulator.h264 import read_frame_numbers
 from tests.integration.conftest import Bwc, ProvisionedUnit, write_scenario
 from tests.integration.faults import bwc_argv
@@ -40,9 +42,11 @@ SETS = {
 class Samples:
     rss_kb: list[int] = field(default_factory=list)
     fds: list[int] = field(default_factory=list)
+    wall_s: list[float] = field(default_factory=list)  # since the process started
 
 
 def _sample(pid: int, out: Samples, stop: threading.Event, period_s: float) -> None:
+    started = time.monotonic()
     while not stop.is_set():
         try:
             status = Path(f"/proc/{pid}/status").read_text()
@@ -54,6 +58,7 @@ def _sample(pid: int, out: Samples, stop: threading.Event, period_s: float) -> N
             return  # the process ended
         out.rss_kb.append(rss)
         out.fds.append(fds)
+        out.wall_s.append(time.monotonic() - started)
         stop.wait(period_s)
 
 
@@ -73,7 +78,27 @@ def shift_events(hours: float) -> list[dict[str, Any]]:
     return events
 
 
-def run_shift(bwc: Bwc, unit: ProvisionedUnit, tmp_path: Path, hours: float) -> dict[str, Any]:
+def write_chart(path: Path, samples: Samples, hours: float, wall_s: float) -> Path:
+    """RSS and open files of the `bwc sim` process over the run, as an SVG beside the figures."""
+    return write_svg(
+        path,
+        series_chart(
+            f"Long shift: {hours:g} h on simulated time",
+            f"the bwc sim process sampled every {'0.25' if hours < 1 else '1'} s of wall time; "
+            f"{hours * 3600 / max(wall_s, 1e-9):.0f} simulated s per wall s",
+            "wall seconds into the run",
+            samples.wall_s,
+            [
+                Series("resident memory (RSS)", "MB", [kb / 1024 for kb in samples.rss_kb]),
+                Series("open file descriptors", "count", samples.fds, "#e08a00"),
+            ],
+        ),
+    )
+
+
+def run_shift(
+    bwc: Bwc, unit: ProvisionedUnit, tmp_path: Path, hours: float, chart: Path
+) -> dict[str, Any]:
     scen = write_scenario(tmp_path / "shift.toml", hours * 3600, *shift_events(hours))
     sets = [a for k, v in SETS.items() for a in ("--set", f"{k}={v}")]
     started = time.monotonic()
@@ -108,9 +133,9 @@ def run_shift(bwc: Bwc, unit: ProvisionedUnit, tmp_path: Path, hours: float) -> 
     fd_growth = max(samples.fds[q4]) - max(samples.fds[q2])
 
     store = unit.device / "evidence"
-    report = bwc.json("verify", store, "--json")
+    report = bwc.json("verify", *unit.trust, store, "--json")
     out = tmp_path / "export"
-    bwc("export", store, "--key", unit.agency_key, "--out", out)
+    bwc("export", *unit.trust, store, "--key", unit.agency_key, "--out", out)
     for rec in report["recordings"]:
         frames = read_frame_numbers(out / f"{rec['id']}.mp4")
         assert frames == list(range(rec["first_frame"], rec["last_frame"] + 1)), rec["id"]
@@ -130,6 +155,7 @@ def run_shift(bwc: Bwc, unit: ProvisionedUnit, tmp_path: Path, hours: float) -> 
         "samples": n,
     }
     print(json.dumps(figures))
+    write_chart(chart, samples, hours, wall_s)
     assert report["intact"] is True
     assert len(report["recordings"]) == 4
     assert figures["markers"] == 8
@@ -141,7 +167,12 @@ def run_shift(bwc: Bwc, unit: ProvisionedUnit, tmp_path: Path, hours: float) -> 
 def test_short_shift_memory_and_fds_stay_flat(
     bwc: Bwc, unit: ProvisionedUnit, tmp_path: Path
 ) -> None:
-    run_shift(bwc, unit, tmp_path, hours=0.1)
+    chart = tmp_path / "long-shift.svg"
+    figures = run_shift(bwc, unit, tmp_path, hours=0.1, chart=chart)
+    svg = chart.read_text()
+    assert svg.count("<polyline") == 2
+    assert "open file descriptors (count)" in svg
+    assert f"{figures['shift_h']:g} h on simulated time" in svg
 
 
 @pytest.mark.slow
@@ -152,7 +183,8 @@ def test_twelve_hour_shift_memory_and_fds_stay_flat(
 ) -> None:
     if "SOAK_TRIALS" not in os.environ and "LONG_SHIFT_H" not in os.environ:
         pytest.skip("long mode: make soak, or LONG_SHIFT_H=12")
-    figures = run_shift(bwc, unit, tmp_path, hours=float(os.environ.get("LONG_SHIFT_H", "12")))
     report = Path(os.environ.get("LONG_SHIFT_REPORT", ".bench/long-shift.json"))
+    hours = float(os.environ.get("LONG_SHIFT_H", "12"))
+    figures = run_shift(bwc, unit, tmp_path, hours=hours, chart=report.with_suffix(".svg"))
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(figures, indent=2) + "\n")

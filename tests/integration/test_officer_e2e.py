@@ -38,7 +38,15 @@ def test_trigger_marker_stealth_in_metadata_at_the_right_times(
     )
     sets = [arg for key, value in overrides().items() for arg in ("--set", f"{key}={value}")]
     bwc("sim", s, "--device", unit.device, *sets)
-    bwc("export", unit.device / "evidence", "--key", unit.agency_key, "--out", tmp_path / "out")
+    bwc(
+        "export",
+        *unit.trust,
+        unit.device / "evidence",
+        "--key",
+        unit.agency_key,
+        "--out",
+        tmp_path / "out",
+    )
     (meta_path,) = (tmp_path / "out").glob("*.json")
     meta = json.loads(meta_path.read_text())
     start_utc = meta["start_utc_us"]
@@ -53,7 +61,7 @@ def test_trigger_marker_stealth_in_metadata_at_the_right_times(
     (stealth,) = meta["stealth"]
     assert stealth["to_utc_us"] - stealth["from_utc_us"] == 5_000_000
     assert markers[1]["at_utc_us"] - start_utc > markers[0]["at_utc_us"] - start_utc
-    report = bwc.json("verify", unit.device / "evidence", "--json")
+    report = bwc.json("verify", *unit.trust, unit.device / "evidence", "--json")
     assert report["intact"] is True
 
 

@@ -29,9 +29,12 @@ def test_bwc_offload_to_dock_share_then_verify_both_copies(
     assert sorted(p.name for p in copy.glob("*.bin")) == payloads
     assert not list(layout.evidence.glob("*.bin"))
 
-    assert main(["verify", str(layout.evidence)]) == 0
-    assert "offloaded" in capsys.readouterr().out
-    assert main(["verify", copy.as_uri()]) == 0
+    trust = ["--trust", str(layout.device_pub)]
+    assert main(["verify", str(layout.evidence), *trust]) == 1  # strict: payloads were freed
+    assert "[payload-freed]" in capsys.readouterr().out
+    assert main(["verify", str(layout.evidence), *trust, "--allow-freed"]) == 0
+    assert "freed on the unit after offload" in capsys.readouterr().out
+    assert main(["verify", copy.as_uri(), *trust]) == 0
     capsys.readouterr()
 
     # The round's own events and the session's closing shutdown went too: the target holds
@@ -46,7 +49,7 @@ def test_bwc_offload_to_dock_share_then_verify_both_copies(
     assert again["complete"] is True
     assert again["freed_files"] == 0
     assert again["found_files"] == 2 and again["uploaded_files"] == 2
-    assert main(["verify", copy.as_uri()]) == 0
+    assert main(["verify", copy.as_uri(), *trust]) == 0
 
 
 def test_bwc_offload_without_target_is_a_usage_error(
@@ -74,4 +77,4 @@ def test_bwc_offload_to_unwritable_share_fails_and_keeps_everything(
     assert code == 1
     assert "cannot write" in capsys.readouterr().err
     assert len(list(layout.evidence.glob("*.bin"))) == 5
-    assert main(["verify", str(layout.evidence)]) == 0
+    assert main(["verify", str(layout.evidence), "--trust", str(layout.device_pub)]) == 0

@@ -24,6 +24,7 @@ from evidence.sealing import JsonValue
 from evidence.verify import verify_store
 from firmware.cli import main
 from hal.errors import IntegrityError, RefusedError
+from hal.software_key import SoftwareDeviceKey
 from offload.runner import OffloadResult, ReceiptSink
 from offload.s3_reader import S3StoreReader
 from offload.store_url import open_store_reader
@@ -131,7 +132,7 @@ def test_offload_to_s3_locks_confirms_frees_and_verifies_there(
         assert head["ObjectLockRetainUntilDate"] > dt.datetime.now(dt.UTC) + dt.timedelta(days=1000)
         assert head["ETag"].strip('"') == hashlib.md5(data).hexdigest()
     # The agency verifies what arrived, where it arrived; the prefix above one unit works too.
-    report = verify_store(S3StoreReader(f"s3://{bucket}/units", s3))
+    report = verify_store(S3StoreReader(f"s3://{bucket}/units", s3), unpinned=True)
     assert report.intact, report.all_findings
     assert report.entries >= len([n for n in before if n.endswith(".json")])
     reader = open_store_reader(f"s3://{bucket}/units/{unit.device_id}")
@@ -250,7 +251,7 @@ def test_server_gone_mid_offload_keeps_confirmed_and_resumes_without_resending(
     probe = TargetProbe(S3Target(url, s3))
     assert run(unit, probe).complete
     assert probe.puts() and not set(probe.puts()) & done
-    assert verify_store(S3StoreReader(url, s3)).intact
+    assert verify_store(S3StoreReader(url, s3), unpinned=True).intact
 
 
 def test_server_side_digest_check_rejects_altered_bytes(
@@ -338,7 +339,7 @@ def test_power_cut_then_rerun_finds_sent_files_instead_of_resending(
     versions = client.list_object_versions(Bucket=bucket, Prefix="u/").get("Versions", [])
     keys = [v["Key"] for v in versions]
     assert len(keys) == len(set(keys))  # one version per file: nothing uploaded twice
-    assert verify_store(S3StoreReader(url, s3)).intact
+    assert verify_store(S3StoreReader(url, s3), unpinned=True).intact
 
 
 def test_bwc_offload_and_verify_through_the_cli(
@@ -355,7 +356,8 @@ def test_bwc_offload_and_verify_through_the_cli(
     assert code == 0, out.err
     assert "complete" in out.out
     assert not list(layout.evidence.glob("*.bin"))
-    assert main(["verify", f"s3://{bucket}/fleet/unit-7", "--json"]) == 0
+    trust = ["--trust", str(layout.device_pub)]
+    assert main(["verify", f"s3://{bucket}/fleet/unit-7", "--json", *trust]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["intact"] is True and report["recordings"]
 
@@ -418,10 +420,17 @@ def test_simulated_recording_offloaded_then_verified_and_exported_from_s3(
     assert not list((device / "evidence").glob("*.bin"))
     capsys.readouterr()
     store = f"s3://{bucket}/fleet/u9"
-    assert main(["verify", store]) == 0
+    trust = ["--trust", str(device / "identity" / "device-pub.pem")]
+    assert main(["verify", store]) == 1  # origin not established without --trust
+    assert "[origin-not-established]" in capsys.readouterr().out
+    assert main(["verify", store, *trust]) == 0
     assert "marker" in capsys.readouterr().out
+    # The target's root as a whole: every unit under it, against the registry.
+    assert main(["verify", f"s3://{bucket}/fleet", *trust]) == 0
+    assert "result: every unit INTACT" in capsys.readouterr().out
     out = tmp_path / "out"
-    assert main(["export", store, "--key", str(agency / "agency-key.pem"), "--out", str(out)]) == 0
+    key = str(agency / "agency-key.pem")
+    assert main(["export", store, "--key", key, "--out", str(out), *trust]) == 0
     (mp4,) = out.glob("*.mp4")
     with av.open(str(mp4)) as container:
         frames = sum(1 for _ in container.decode(video=0))
@@ -429,6 +438,11 @@ def test_simulated_recording_offloaded_then_verified_and_exported_from_s3(
 
 
 # ---------------------------------------------------------------------- attacks on the S3 copy
+
+
+def _device_raw(unit: Unit) -> bytes:
+    """The unit's public key: origin is pinned, as the agency's registry would."""
+    return SoftwareDeviceKey.load(unit.key_path).public_key_raw()
 
 
 def _plant_over(client: S3Client, bucket: str, key: str) -> None:
@@ -456,7 +470,7 @@ def test_planted_newer_versions_neither_block_the_free_nor_fool_the_reader(
     assert not (unit.store / victims[0]).exists()
     latest = client.get_object(Bucket=bucket, Key=f"u/{victims[0]}")["Body"].read()
     assert latest == b"planted"
-    report = verify_store(S3StoreReader(url, s3))
+    report = verify_store(S3StoreReader(url, s3), trusted_keys=[_device_raw(unit)])
     assert report.intact, report.all_findings
 
 
@@ -470,7 +484,7 @@ def test_delete_marker_over_a_receipted_object_does_not_hide_it(
     reader = S3StoreReader(url, s3)
     # Read from the receipted version (not merely excused as freed by the copied events).
     assert reader.exists("0000000003.bin") and reader.read("0000000003.bin") == original
-    report = verify_store(reader)
+    report = verify_store(reader, trusted_keys=[_device_raw(unit)])
     assert report.intact, report.all_findings
 
 

@@ -44,7 +44,7 @@ def test_cut_inside_the_preroll_flush_is_explained(
     start = next(m for m in manifests if m.get("kind") == "record_start")
     (stop,) = [m for m in manifests if m.get("kind") == "record_stop"]
     assert stop["fields"]["trigger"] == "power_loss_recovery"
-    report = bwc.json("verify", store, "--json")
+    report = bwc.json("verify", *unit.trust, store, "--json")
     assert report["intact"] is True
 
     first = int(start["fields"]["first_frame"])
@@ -63,4 +63,4 @@ def test_cut_inside_the_preroll_flush_is_explained(
     assert live_loss_s <= MAX_LOSS_S, figures
     assert preroll_loss_s <= PRE_EVENT_S + 1.0 + MAX_LOSS_S, figures
     if units:
-        bwc("export", store, "--key", unit.agency_key, "--out", tmp_path / "out")
+        bwc("export", *unit.trust, store, "--key", unit.agency_key, "--out", tmp_path / "out")

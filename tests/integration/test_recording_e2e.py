@@ -57,7 +57,15 @@ def test_exported_stripe_is_contiguous_from_preroll_to_stop(
         unit.device / "identity" / "device-pub.pem",
     )
     assert report["intact"] is True
-    bwc("export", unit.device / "evidence", "--key", unit.agency_key, "--out", tmp_path / "out")
+    bwc(
+        "export",
+        unit.device / "evidence",
+        "--key",
+        unit.agency_key,
+        "--out",
+        tmp_path / "out",
+        *unit.trust,
+    )
     (meta_path,) = (tmp_path / "out").glob("*.json")
     meta = json.loads(meta_path.read_text())
     frames = read_frame_numbers(str(meta_path.with_suffix(".mp4")))

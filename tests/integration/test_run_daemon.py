@@ -21,7 +21,9 @@ def test_demo_provisions_on_first_run_then_runs_and_powers_off_cleanly(tmp_path:
     assert second.returncode == 0, second.stderr
     assert "provisioning" not in second.stdout, "the demo unit is provisioned once"
     bwc = Bwc(tmp_path)
-    report = bwc.json("verify", device / "evidence", "--json")
+    report = bwc.json(
+        "verify", "--trust", device / "identity" / "device-pub.pem", device / "evidence", "--json"
+    )
     assert report["intact"] is True
 
 
@@ -43,5 +45,5 @@ def test_run_keeps_time_and_seals_a_clean_shutdown(bwc: Bwc, unit: ProvisionedUn
         "camera.height=288",
     )
     assert "powered off" in out.stdout
-    report = bwc.json("verify", unit.device / "evidence", "--json")
+    report = bwc.json("verify", *unit.trust, unit.device / "evidence", "--json")
     assert report["intact"] is True

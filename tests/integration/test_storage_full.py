@@ -79,10 +79,10 @@ def test_storage_full_verifies_and_next_boot_refuses(
     refused = _events(store, "storage_full")
     assert len(refused) == 2 and refused[-1]["fields"]["recording"] is None  # type: ignore[index]
 
-    report = bwc.json("verify", store, "--json")
+    report = bwc.json("verify", *unit.trust, store, "--json")
     assert report["intact"] is True
     first = report["recordings"][0]
     assert {r["stop_trigger"] for r in report["recordings"]} == {"storage_full"}
     assert first["units"] == len(units_after_full)
-    bwc("export", store, "--key", unit.agency_key, "--out", tmp_path / "out")
+    bwc("export", *unit.trust, store, "--key", unit.agency_key, "--out", tmp_path / "out")
     assert (tmp_path / "out" / f"{first['id']}.mp4").stat().st_size > 0

@@ -41,6 +41,11 @@ def store(pristine: Path, tmp_path: Path) -> Path:
 
 
 def verify(store: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    if "--trust" not in extra and "--unpinned" not in extra:
+        # Pin the unit's real key, kept outside the store (as an agency's registry would).
+        pinned = store.parent / "registered-device-pub.pem"
+        pinned.write_bytes(fixed_device_key(1).public_pem())
+        extra = (*extra, "--trust", str(pinned))
     code = main(["verify", str(store), *extra])
     return code, capsys.readouterr().out
 
@@ -63,10 +68,13 @@ def entry(seq: int, ext: str) -> str:
 
 def test_pristine_store_verifies(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = verify(store, capsys)
-    assert code == 0, out
-    assert "unpinned" in out
-    code, out = verify(store, capsys, "--trust", str(store / "device-pub.pem"))
-    assert code == 0 and "(pinned)" in out
+    assert code == 0 and "(pinned by --trust)" in out, out
+    # Without a trust anchor origin is not established: not intact, unless --unpinned says so.
+    code = main(["verify", str(store)])
+    out = capsys.readouterr().out
+    assert code == 1 and "[origin-not-established]" in out
+    code, out = verify(store, capsys, "--unpinned")
+    assert code == 0 and "ORIGIN NOT CHECKED" in out
 
 
 def test_pinning_a_different_key_fails(
@@ -172,7 +180,7 @@ def test_manifest_resigned_with_another_key_naming_it(
     (store / "device-pub.pem").write_bytes(forger.public_pem())
     code, out = verify(store, capsys, "--trust", str(trusted))
     assert code == 1
-    assert f"FINDING {store / name}" in out
+    assert f"] {store / name}:" in out
 
 
 def test_tail_of_recording_removed(store: Path, capsys: pytest.CaptureFixture[str]) -> None:

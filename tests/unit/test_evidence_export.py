@@ -74,6 +74,8 @@ def test_export_writes_playable_mp4_and_metadata(
             str(tmp_path / "agency" / "agency-key.pem"),
             "--out",
             str(out),
+            "--trust",
+            str(unit / "identity" / "device-pub.pem"),
         ]
     )
     assert code == 0, capsys.readouterr().err
@@ -88,7 +90,9 @@ def test_export_writes_playable_mp4_and_metadata(
     assert meta["officer"] == "officer-7"
     assert meta["firmware_version"] == "0.1.0"
     assert meta["verification"]["intact"] is True
-    assert meta["verification"]["pinned"] is False
+    assert meta["verification"]["pinned"] is True
+    assert meta["verification"]["origin"] == "pinned"
+    assert meta["verification"]["pinned_key"] == meta["verification"]["signing_key"]
     assert [s["units"] for s in meta["segments"]] == [2, 2]
     assert len(meta["gnss_track"]) == 4
     assert meta["video_packets"] == 4 * FPS
@@ -108,6 +112,8 @@ def test_export_refuses_device_side_key_files(
             str(unit / "identity" / name),
             "--out",
             str(tmp_path / "out"),
+            "--trust",
+            str(unit / "identity" / "device-pub.pem"),
         ]
     )
     err = capsys.readouterr().err
@@ -128,6 +134,8 @@ def test_export_with_another_agencys_key_fails(
             str(tmp_path / "other" / "agency-key.pem"),
             "--out",
             str(tmp_path / "out"),
+            "--trust",
+            str(unit / "identity" / "device-pub.pem"),
         ]
     )
     assert code == 1
@@ -146,6 +154,8 @@ def test_export_refuses_a_tampered_store(
             str(tmp_path / "agency" / "agency-key.pem"),
             "--out",
             str(tmp_path / "out"),
+            "--trust",
+            str(unit / "identity" / "device-pub.pem"),
         ]
     )
     assert code == 1

@@ -89,7 +89,7 @@ def test_seal_and_decrypt_for_two_recipients(tmp_path: Path, kem: str) -> None:
     for d in ("ag1", "ag2"):
         key = load_agency_private(tmp_path / d / "agency-key.pem")
         assert decrypt_unit(reader, manifest, key) == b"payload-two"
-    assert verify_store(reader).intact
+    assert verify_store(reader, unpinned=True).intact
 
 
 def test_ciphertext_moved_to_another_entry_does_not_decrypt(tmp_path: Path) -> None:
@@ -148,13 +148,13 @@ def test_power_loss_discovery_moves_leftovers_and_names_open_recording(tmp_path:
     ]
     assert (store / "orphans" / f"{BOOT_B}-0000000005.bin").read_bytes() == b"partial"
     reader = DirectoryStoreReader(store)
-    assert not verify_store(reader).intact  # not closed and orphans unexplained, yet
+    assert not verify_store(reader, unpinned=True).intact  # not closed and orphans unexplained, yet
     sealer.event("power_loss_discovered", rec.event_fields(), mono_us=0, utc_us=0)
     stop = rec.stop_fields()
     assert stop is not None
     sealer.event("record_stop", stop, mono_us=0, utc_us=0)
     sealer.event("shutdown", {}, mono_us=0, utc_us=0)
-    report = verify_store(reader)
+    report = verify_store(reader, unpinned=True)
     assert report.intact, report.format_text()
     assert report.recordings[0].power_losses == 1
     assert report.recordings[0].stop_trigger == "power_loss_recovery"
@@ -172,7 +172,7 @@ def test_new_boot_after_unclean_end_needs_power_loss_event(tmp_path: Path) -> No
     assert sealer.recovery is not None and sealer.recovery.open_recording is None
     sealer.event("boot", {}, mono_us=0, utc_us=0)
     sealer.event("shutdown", {}, mono_us=0, utc_us=0)
-    report = verify_store(DirectoryStoreReader(store))
+    report = verify_store(DirectoryStoreReader(store), unpinned=True)
     assert [f.reason for f in report.all_findings] == [
         f"boot {BOOT_B} follows an unclean end of boot {BOOT_A} without a "
         "power_loss_discovered event (entries removed?)"
@@ -195,11 +195,13 @@ def test_offloaded_payloads_are_explained(tmp_path: Path) -> None:
     key = fixed_device_key(1)
     build_store(store, key, [pub], [b"a", b"b"], boot_id=BOOT_A)
     (store / "0000000002.bin").unlink()
-    assert not verify_store(DirectoryStoreReader(store)).intact
+    assert not verify_store(DirectoryStoreReader(store), unpinned=True).intact
     sealer = Sealer.open(store, key, [pub], "bwc-test-0001", BOOT_B, "rtc")
     sealer.event("boot", {}, mono_us=0, utc_us=0)
     sealer.event("offload_freed", {"files": ["0000000002.bin"]}, mono_us=0, utc_us=0)
     sealer.event("shutdown", {}, mono_us=0, utc_us=0)
-    report = verify_store(DirectoryStoreReader(store))
+    strict = verify_store(DirectoryStoreReader(store), unpinned=True)
+    assert [f.code for f in strict.all_findings] == ["payload-freed"]
+    report = verify_store(DirectoryStoreReader(store), unpinned=True, allow_freed=True)
     assert report.intact, report.format_text()
     assert report.offloaded == ["0000000002.bin"]

@@ -33,7 +33,7 @@ def test_stored_vectors_verify_pinned() -> None:
 
 def test_stored_vectors_decrypt_with_stored_agency_key() -> None:
     key = load_agency_private(VECTORS / "agency-key.pem")
-    (rec,) = open_store(STORE, key)
+    (rec,) = open_store(STORE, key, [load_trusted_key(VECTORS / "device-pub.pem")])
     plain = [b"".join(s.iter_plaintext()) for s in rec.segments]
     assert plain == [
         GOLDEN_PAYLOADS[0] + GOLDEN_PAYLOADS[1],

@@ -87,11 +87,11 @@ def _dump(obj: Any) -> bytes:
 
 
 def _check(store: Path, agency_key: AgencyPrivateKey) -> None:
-    report = verify_store(DirectoryStoreReader(store))
+    report = verify_store(DirectoryStoreReader(store), unpinned=True)
     assert not report.intact
     assert report.all_findings
     with pytest.raises(IntegrityError):
-        for rec in open_store(store, agency_key):
+        for rec in open_store(store, agency_key, unpinned=True):
             for seg in rec.segments:
                 seg.plaintext()
 
@@ -140,10 +140,10 @@ def test_signed_hostile_manifests_never_crash_the_verifier(
         except ValueError:
             return  # NaN/inf: the sealer cannot sign it either (covered unsigned above)
         _rechain(store, entries)
-        report = verify_store(DirectoryStoreReader(store))
+        report = verify_store(DirectoryStoreReader(store), unpinned=True)
         assert report.intact == (not report.all_findings)
         try:
-            for rec in open_store(store, agency[1]):
+            for rec in open_store(store, agency[1], unpinned=True):
                 for seg in rec.segments:
                     seg.plaintext()
         except (IntegrityError, RefusedError):

@@ -80,10 +80,10 @@ def test_offload_sends_every_file_then_frees_confirmed_payloads(unit: Unit, tmp_
     assert receipted(unit.store) >= set(before)
     assert result.freed_files and sorted(result.freed_files) == sorted(bins)
     # The chain still verifies on the unit (payloads explained as offloaded) and at the target.
-    on_unit = verify_store(DirectoryStoreReader(unit.store))
+    on_unit = verify_store(DirectoryStoreReader(unit.store), unpinned=True, allow_freed=True)
     assert on_unit.intact, on_unit.all_findings
     assert sorted(on_unit.offloaded) == sorted(bins)
-    at_dock = verify_store(DirectoryStoreReader(target.root))
+    at_dock = verify_store(DirectoryStoreReader(target.root), unpinned=True)
     assert at_dock.intact, at_dock.all_findings
     # The round also sent its own receipt/freed events, so the target holds the whole chain
     # up to the shutdown event written after the round (the next round takes that one).
@@ -158,7 +158,7 @@ def test_new_evidence_after_a_round_goes_in_the_next(unit: Unit, tmp_path: Path)
     assert result.complete
     assert probe.puts() and not set(probe.puts()) & done_before
     assert not list(unit.store.glob("*.bin"))
-    assert verify_store(DirectoryStoreReader(target.root)).intact
+    assert verify_store(DirectoryStoreReader(target.root), unpinned=True).intact
 
 
 def test_undock_mid_file_stops_cleanly_and_resumes(unit: Unit, tmp_path: Path) -> None:
@@ -184,7 +184,7 @@ def test_undock_mid_file_stops_cleanly_and_resumes(unit: Unit, tmp_path: Path) -
     second = run(unit, TargetProbe(target))
     assert second.complete
     assert not list(unit.store.glob("*.bin"))
-    assert verify_store(DirectoryStoreReader(target.root)).intact
+    assert verify_store(DirectoryStoreReader(target.root), unpinned=True).intact
 
 
 def test_target_full_stops_with_error_keeps_unconfirmed(unit: Unit, tmp_path: Path) -> None:
@@ -281,7 +281,7 @@ def test_power_cut_anywhere_loses_nothing_frees_nothing_unconfirmed(
         if not (unit.store / name).exists():
             assert name in freed(unit.store) and name in receipted(unit.store)
             assert (inner.root / name).read_bytes() == before[name]
-    report = verify_store(DirectoryStoreReader(unit.store))
+    report = verify_store(DirectoryStoreReader(unit.store), unpinned=True, allow_freed=True)
     assert report.intact, report.all_findings
     # Next boot re-runs the offload: it completes without re-sending any receipted file.
     done_before = receipted(unit.store)
@@ -291,7 +291,7 @@ def test_power_cut_anywhere_loses_nothing_frees_nothing_unconfirmed(
     for name, data in before.items():
         assert (inner.root / name).read_bytes() == data
     assert not list(unit.store.glob("*.bin"))
-    assert verify_store(DirectoryStoreReader(inner.root)).intact
+    assert verify_store(DirectoryStoreReader(inner.root), unpinned=True).intact
 
 
 def test_plan_rebuilds_confirmed_files_from_both_receipt_forms() -> None:

@@ -67,13 +67,15 @@ def test_recording_with_gap_marker_and_segments_verifies_and_decrypts(tmp_path: 
         recorder.tick(f.pts_us)
     recorder.shutdown("test")
 
-    report = verify_store(DirectoryStoreReader(store))
+    report = verify_store(DirectoryStoreReader(store), unpinned=True)
     assert report.intact, [(f.file, f.reason) for f in report.all_findings]
     assert len(report.recordings) == 1
     rec = report.recordings[0]
     assert rec.gaps and all(g["explained"] for g in rec.gaps)
 
-    opened = list(open_store(DirectoryStoreReader(store), load_agency_private(priv_path)))
+    opened = list(
+        open_store(DirectoryStoreReader(store), load_agency_private(priv_path), unpinned=True)
+    )
     assert len(opened) == 1
     total = 0
     for segment in opened[0].segments:
@@ -124,5 +126,5 @@ def test_storage_full_stop_verifies(tmp_path: Path) -> None:
         recorder.tick(f.pts_us)
     assert recorder.state.value == "fault"
     assert event_fields(store, "record_stop")["trigger"] == "storage_full"
-    report = verify_store(DirectoryStoreReader(store))
+    report = verify_store(DirectoryStoreReader(store), unpinned=True)
     assert report.intact, [(f.file, f.reason) for f in report.all_findings]

@@ -9,7 +9,7 @@ from simulator.gpio import SimButton, SimIndicator, make_pin_factory
 
 def _rig() -> tuple[VirtualClock, SimButton, list[tuple[bool, int]]]:
     clock = VirtualClock(0)
-    button = SimButton("event", 17, clock, make_pin_factory())
+    button = SimButton("event", 17, clock, make_pin_factory(clock))
     edges: list[tuple[bool, int]] = []
     button.on_edge(lambda _name, active, t_us: edges.append((active, t_us)))
     return clock, button, edges
@@ -63,7 +63,7 @@ def test_sim_indicator_records_history_and_starts_no_threads() -> None:
     import threading
 
     clock = VirtualClock(0)
-    led = SimIndicator("led", 22, "led", clock, make_pin_factory())
+    led = SimIndicator("led", 22, "led", clock, make_pin_factory(clock))
     threads_before = threading.active_count()
     led.play(SOLID)
     clock.advance(1_000)

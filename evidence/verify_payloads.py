@@ -1,0 +1,178 @@
+"""The verifier's third part: every file the chain names must be there and be what it says.
+
+Unit payloads: present (or, with ``--allow-freed`` only, freed after a signed offload), of the
+signed size (compared before anything is hashed) and SHA-256. Orphans: every file in ``orphans/``
+is named by a signed ``power_loss_discovered``/``leftovers_moved`` event, and every file such an
+event names is present, with the size and hash it recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import PurePosixPath
+from typing import Any
+
+from evidence.findings import Code
+from evidence.format import ORPHANS_DIR
+from evidence.records import UNIT, EventKind
+from evidence.store import StoreReader
+from evidence.verify_context import Context, Entry
+from hal.errors import IntegrityError
+
+HASH_CHUNK = 1 << 20  # 1 MiB reads: large enough that hashing, not Python, sets the pace.
+
+
+def hash_stream(store: StoreReader, name: str, limit: int | None = None) -> tuple[int, str]:
+    """Size and hex SHA-256 of a file, streamed in large chunks; stops after ``limit`` + 1 bytes
+    so a file that grows while it is read cannot make the work unbounded."""
+    h = hashlib.sha256()
+    size = 0
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    with store.open(name) as f:
+        while limit is None or size <= limit:
+            n = f.readinto(view)  # type: ignore[attr-defined]
+            if not n:
+                break
+            h.update(view[:n])
+            size += n
+    return size, h.hexdigest()
+
+
+def _check_file(
+    ctx: Context, name: str, size: int, sha256: str, rec: str | None, codes: tuple[Code, Code, Code]
+) -> None:
+    """``name`` must be a readable regular file of ``size`` bytes hashing to ``sha256``."""
+    unreadable, wrong_size, wrong_hash = codes
+    path = ctx.path(name)
+    try:
+        actual = ctx.store.size(name)
+        if actual == size:
+            actual, digest = hash_stream(ctx.store, name, size)
+    except (OSError, IntegrityError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "cannot be read"
+        ctx.finding(IntegrityError(f"unreadable: {why}", path=path, code=unreadable), rec)
+        return
+    if actual != size:
+        ctx.finding(
+            IntegrityError(
+                f"file is {actual} bytes, the signed manifest says {size}",
+                path=path,
+                code=wrong_size,
+            ),
+            rec,
+        )
+    elif digest != sha256:
+        ctx.finding(
+            IntegrityError(
+                "SHA-256 does not match the signed manifest", path=path, code=wrong_hash
+            ),
+            rec,
+        )
+
+
+_PAYLOAD_CODES = (Code.PAYLOAD_UNREADABLE, Code.PAYLOAD_SIZE, Code.PAYLOAD_HASH)
+_ORPHAN_CODES = (Code.PAYLOAD_UNREADABLE, Code.ORPHAN_ALTERED, Code.ORPHAN_ALTERED)
+
+
+def check_payloads(ctx: Context, entries: list[Entry], present: set[str]) -> None:
+    freed: set[str] = set()
+    for e in entries:
+        if e.manifest.is_event(EventKind.OFFLOAD_FREED):
+            files = e.manifest.event_fields.get("files")
+            if isinstance(files, list):
+                freed.update(PurePosixPath(str(f)).name for f in files)
+    for e in entries:
+        m = e.manifest
+        if m.type != UNIT:
+            continue
+        p = m["payload"]
+        rec: str = m["recording"]
+        name: str = p["file"]
+        if name not in present:
+            if name in freed and ctx.policy.allow_freed:
+                ctx.report.offloaded.append(name)
+                if rec in ctx.recs:
+                    ctx.recs[rec].offloaded_units += 1
+            elif name in freed:
+                ctx.finding(
+                    IntegrityError(
+                        "payload absent: freed on the unit after a signed offload. An offloaded "
+                        "copy must hold every payload; for a unit's own store pass --allow-freed",
+                        path=ctx.path(name),
+                        code=Code.PAYLOAD_FREED,
+                    ),
+                    rec,
+                )
+            else:
+                ctx.finding(
+                    IntegrityError(
+                        "payload file missing", path=ctx.path(name), code=Code.PAYLOAD_MISSING
+                    ),
+                    rec,
+                )
+            continue
+        _check_file(ctx, name, p["size"], p["sha256"], rec, _PAYLOAD_CODES)
+
+
+def _orphan_records(fields: dict[str, Any]) -> tuple[list[str], dict[str, tuple[int, str]]]:
+    names = (
+        [str(o) for o in fields.get("orphans", []) or []]
+        if isinstance(fields.get("orphans"), list)
+        else []
+    )
+    described: dict[str, tuple[int, str]] = {}
+    files = fields.get("orphan_files")
+    if isinstance(files, list):
+        for f in files:
+            if (
+                isinstance(f, dict)
+                and isinstance(f.get("file"), str)
+                and isinstance(f.get("size"), int)
+                and isinstance(f.get("sha256"), str)
+            ):
+                described[f["file"]] = (f["size"], f["sha256"])
+    return names, described
+
+
+def check_orphans(ctx: Context, names: list[str], entries: list[Entry]) -> None:
+    named: dict[str, Entry] = {}
+    described: dict[str, tuple[int, str]] = {}
+    for e in entries:
+        # A clean boot that still found leftovers (e.g. a write that failed for space)
+        # names them in ``leftovers_moved`` instead.
+        m = e.manifest
+        if m.is_event(EventKind.POWER_LOSS_DISCOVERED) or m.is_event(EventKind.LEFTOVERS_MOVED):
+            these, sizes = _orphan_records(m.event_fields)
+            for o in these:
+                named.setdefault(o, e)
+            described.update(sizes)
+    present = set(names)
+    for name in names:
+        if not name.startswith(f"{ORPHANS_DIR}/"):
+            continue
+        if name in named:
+            ctx.report.notes.append(
+                f"{ctx.path(name)}: leftover of a power cut, named in a signed "
+                "power_loss_discovered event"
+            )
+        else:
+            ctx.finding(
+                IntegrityError(
+                    "orphan not named by a signed power_loss_discovered/leftovers_moved event",
+                    path=ctx.path(name),
+                    code=Code.ORPHAN_UNEXPLAINED,
+                )
+            )
+    for name, e in sorted(named.items()):
+        if name not in present:
+            ctx.finding(
+                IntegrityError(
+                    f"named by the signed event {e.name} but not in the store (deleted?)",
+                    path=ctx.path(name),
+                    code=Code.ORPHAN_MISSING,
+                )
+            )
+        elif name in described:
+            size, sha256 = described[name]
+            _check_file(ctx, name, size, sha256, None, _ORPHAN_CODES)

@@ -1,0 +1,208 @@
+"""What verification found, as a report: per store, per boot, per recording; text and JSON.
+
+Pure data and formatting. The text report summarises repeated findings of one code; ``--json``
+lists the first few of each code too, plus a count per code, so a hostile store cannot make the
+report itself unbounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from evidence.findings import Finding, counts_by_code, summarise
+from evidence.format import ZERO_HASH
+from evidence.timestamp import Anchor
+
+
+@dataclass
+class RecordingReport:
+    id: str
+    units: int = 0
+    segments: int = 0
+    duration_s: float = 0.0
+    first_frame: int | None = None
+    last_frame: int | None = None
+    start_utc_us: int | None = None
+    end_utc_us: int | None = None
+    utc_source: str | None = None
+    start_trigger: str | None = None
+    stop_trigger: str | None = None
+    pre_event_s: float | None = None
+    pre_event_captured_s: float | None = None
+    pre_event_audio: bool | None = None
+    officer_id: str | None = None
+    profile_digest: str | None = None
+    boot: str | None = None
+    closed: bool = False
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    power_losses: int = 0
+    markers: list[dict[str, Any]] = field(default_factory=list)
+    stealth: list[dict[str, Any]] = field(default_factory=list)
+    mute: list[dict[str, Any]] = field(default_factory=list)
+    gnss: list[dict[str, Any]] = field(default_factory=list)
+    offloaded_units: int = 0
+    unit_seqs: list[int] = field(default_factory=list)
+    key: str | None = None
+    pinned: bool = False
+    notes: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return not self.findings
+
+
+@dataclass
+class BootReport:
+    id: str
+    first_seq: int
+    last_seq: int
+    clean: bool
+    firmware_version: str | None = None
+    profile_digest: str | None = None
+    device_id: str | None = None
+    officer_id: str | None = None
+
+
+@dataclass
+class Report:
+    store: str
+    entries: int = 0
+    head_seq: int = -1
+    head_hash: str = ZERO_HASH
+    device: str | None = None
+    keys: list[str] = field(default_factory=list)
+    pinned: bool = False
+    origin: str = "not-established"  # "pinned" | "unpinned" (--unpinned) | "not-established"
+    recordings: list[RecordingReport] = field(default_factory=list)
+    boots: list[BootReport] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    handovers: list[str] = field(default_factory=list)
+    offloaded: list[str] = field(default_factory=list)
+    anchors: list[Anchor] = field(default_factory=list)
+    anchored_seq: int | None = None  # highest seq covered by a good (see anchors) timestamp token
+    anchored_at: str | None = None  # that token's gen_time (ISO 8601 UTC)
+    anchor_verified: bool = False  # whether that token's signature was checked (--tsa-ca)
+
+    @property
+    def all_findings(self) -> list[Finding]:
+        return self.findings + [f for r in self.recordings for f in r.findings]
+
+    @property
+    def intact(self) -> bool:
+        return not self.all_findings
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["intact"] = self.intact
+        out["finding_counts"] = counts_by_code(self.all_findings)
+        out["findings"] = _shown(self.findings)
+        out["all_findings"] = _shown(self.all_findings)
+        for rec, r in zip(out["recordings"], self.recordings, strict=True):
+            rec["intact"] = r.intact
+            rec["findings"] = _shown(r.findings)
+            del rec["unit_seqs"]
+        return out
+
+    def format_text(self) -> str:
+        lines = [f"store {self.store}: {self.entries} entries, head seq {self.head_seq}"]
+        lines.append(f"  head hash {self.head_hash}")
+        for fp in self.keys:
+            lines.append(f"  signed by device key {fp} ({_ORIGIN_WORDS[self.origin]})")
+        if self.device is not None:
+            lines.append(f"  device {self.device}")
+        lines.extend(f"  {h}" for h in self.handovers)
+        for b in self.boots:
+            lines.append(
+                f"  boot {b.id}: entries {b.first_seq}-{b.last_seq}, "
+                f"{'clean shutdown' if b.clean else 'no clean shutdown'}"
+            )
+        for r in self.recordings:
+            lines.extend(_recording_lines(r))
+        lines.extend(_anchor_lines(self))
+        lines.extend(f"note: {n}" for n in self.notes)
+        lines.extend(_finding_lines(self.findings, ""))
+        n = len(self.all_findings)
+        if n:
+            lines.append(f"result: {n} finding(s); NOT intact")
+        elif self.origin == "unpinned":
+            lines.append(
+                "result: INTACT, but ORIGIN NOT CHECKED (--unpinned): any key could have "
+                "signed this"
+            )
+        else:
+            lines.append("result: INTACT")
+        return "\n".join(lines)
+
+
+_ORIGIN_WORDS = {
+    "pinned": "pinned by --trust",
+    "unpinned": "UNPINNED: origin not checked",
+    "not-established": "origin not established",
+}
+
+
+def _shown(findings: list[Finding]) -> list[dict[str, Any]]:
+    return [asdict(f) for f in summarise(findings) if isinstance(f, Finding)]
+
+
+def _finding_lines(findings: list[Finding], indent: str) -> list[str]:
+    out = []
+    for f in summarise(findings):
+        if isinstance(f, Finding):
+            out.append(f"{indent}FINDING [{f.code}] {f.file}: {f.reason}")
+        else:
+            out.append(f"{indent}{f}")
+    return out
+
+
+def _recording_lines(r: RecordingReport) -> list[str]:
+    lines = [
+        f"recording {r.id}: {'INTACT' if r.intact else 'BROKEN'}; {r.units} units in "
+        f"{r.segments} segments, {r.duration_s:.1f} s, frames {r.first_frame}-"
+        f"{r.last_frame}, start {r.start_trigger}, stop {r.stop_trigger}"
+    ]
+    if r.offloaded_units:
+        lines.append(
+            f"  {r.offloaded_units} unit payloads freed on the unit after offload (--allow-freed)"
+        )
+    for g in r.gaps:
+        how = "explained" if g["explained"] else "UNEXPLAINED"
+        lines.append(f"  frame gap {g['from_frame']}-{g['to_frame']}: {how}")
+    if r.power_losses:
+        lines.append(f"  power losses: {r.power_losses}")
+    for m in r.markers:
+        lines.append(f"  marker at frame {m.get('frame')} (utc_us {m.get('at_utc_us')})")
+    for s in r.stealth:
+        lines.append(f"  stealth {s['from_utc_us']} - {s['to_utc_us']}")
+    for s in r.mute:
+        lines.append(f"  mute {s['from_utc_us']} - {s['to_utc_us']}")
+    lines.extend(f"  note: {n}" for n in r.notes)
+    lines.extend(_finding_lines(r.findings, "  "))
+    return lines
+
+
+_ANCHOR_STATUS = {
+    "verified": "TSA signature verified (--tsa-ca)",
+    "unverified": "TSA signature not checked (no --tsa-ca)",
+}
+
+
+def _anchor_lines(report: Report) -> list[str]:
+    lines = []
+    for a in report.anchors:
+        how = _ANCHOR_STATUS.get(a.status, "INVALID")
+        lines.append(
+            f"  timestamp token at seq {a.seq}: anchors seq {a.head_seq} at {a.gen_time} "
+            f"({a.tsa_name or a.tsa_url}); {how}"
+        )
+    if report.anchored_seq is not None:
+        lines.append(
+            f"chain anchored up to seq {report.anchored_seq} at {report.anchored_at}"
+            + ("" if report.anchor_verified else " (TSA signature not checked: pass --tsa-ca)")
+        )
+    elif report.head_seq >= 0:
+        lines.append("chain not anchored by any timestamp token")
+    return lines

@@ -1,0 +1,81 @@
+"""`bwc report STORE --key AGENCY_KEY --out DIR [--trust FILE ...]`: verify, decrypt and write one
+self-contained HTML report per recording (timeline, pictures, GNSS track, verification summary).
+
+Exit 1 with the reason if anything fails verification or decryption; 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from evidence.keys import load_agency_private
+from evidence.verify import load_trusted_key
+from firmware import __version__
+from hal.errors import UsageError
+from offload.store_url import open_store_reader
+from report.render import write_reports
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="verify, decrypt and write an HTML report per recording for investigators",
+        description="Verifies STORE (as `bwc verify`), decrypts it with the agency key and writes "
+        "DIR/<recording-id>.html per recording: a timeline, pictures decoded from the sealed "
+        "video, the GNSS track and the verification summary. Each page is self-contained and "
+        "offline (nothing is fetched) and prints to PDF from a browser.",
+    )
+    p.add_argument(
+        "store",
+        help="evidence directory (DEVICE/evidence), an offloaded copy, file:// or s3:// URL",
+    )
+    p.add_argument(
+        "--key", required=True, type=Path, help="the agency private key (agency-key.pem)"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="directory for <recording-id>.html (never overwritten)",
+    )
+    p.add_argument(
+        "--trust",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="device public key PEM the evidence must be signed with (repeatable)",
+    )
+    p.add_argument(
+        "--every-s",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="a picture every SECONDS of video (default: a round interval giving about ten)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.every_s is not None and not 0.5 <= args.every_s <= 86400:
+        raise UsageError(f"--every-s {args.every_s:g}: must be from 0.5 to 86400 seconds")
+    key = load_agency_private(args.key)
+    trusted = [load_trusted_key(p) for p in args.trust]
+    reader = open_store_reader(args.store)
+    written = write_reports(
+        reader,
+        key,
+        args.out,
+        lambda: time.time_ns() // 1000,
+        __version__,
+        trusted or None,
+        args.every_s,
+    )
+    for path in written:
+        print(path)
+    if not written:
+        print("no recordings in the store")
+    return 0

@@ -1,0 +1,138 @@
+"""The signed events around one recording that the verifier checks but does not summarise:
+low battery, clock steps, gaps, restarts and firmware changes while it ran, and afterwards the
+power-loss discovery that closed it, the offload receipts that name its files and the timestamp
+tokens that anchor them.
+
+Only called on a store the opener has already verified (it refuses any other), so every entry read
+here has passed the chain and signature checks; this module only selects and words them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from evidence.format import entry_name
+from evidence.store import StoreReader
+from report.clock_text import iso_utc
+
+# Event kinds that concern the whole unit, shown when they happen while the recording runs.
+_DURING = {
+    "low_battery": ("Low battery", "battery"),
+    "clock_step": ("Clock corrected", "clock"),
+    "storage_full": ("Storage full", "storage"),
+    "daemon_restart": ("Recorder restarted", "restart"),
+    "firmware_commit": ("Firmware committed", "firmware"),
+    "firmware_rollback": ("Firmware rolled back", "firmware"),
+    "frame_gap": ("Frames not captured (signed)", "gap"),
+}
+RECEIPT_KIND = "offload_receipt"
+FREED_KIND = "offload_freed"
+LOSS_KIND = "power_loss_discovered"
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    seq: int
+    utc_us: int
+    kind: str  # css class
+    title: str
+    detail: str
+    during: bool  # inside the recording's time span (drawn on the timeline) or after it
+
+
+def recording_events(
+    store: StoreReader, recording: str, units: list[dict[str, Any]], head_seq: int
+) -> list[ChainEvent]:
+    """Signed events that concern ``recording`` (whose verified unit manifests are ``units``)."""
+    if not units:
+        return []
+    files = _unit_files(units)
+    first_seq, last_seq = units[0]["seq"], units[-1]["seq"]
+    out: list[ChainEvent] = []
+    for seq in range(max(0, first_seq - 1), head_seq + 1):
+        m = _read(store, seq)
+        if m is None or m.get("type") != "event":
+            continue
+        kind, fields, utc = m.get("kind"), m.get("fields") or {}, int(m.get("utc_us") or 0)
+        during = seq <= last_seq
+        rec = fields.get("recording")
+        if during and kind in _DURING and rec in (None, recording):
+            title, css = _DURING[kind]
+            out.append(ChainEvent(seq, utc, css, title, _during_detail(kind, fields), True))
+        elif kind == LOSS_KIND and fields.get("open_recording") == recording:
+            note = str(fields.get("lost_note") or "")
+            out.append(
+                ChainEvent(
+                    seq,
+                    utc,
+                    "power-loss",
+                    "Power loss discovered at the next start",
+                    f"Signed at entry {seq}: {note}" if note else f"Signed at entry {seq}.",
+                    False,
+                )
+            )
+        elif kind in (RECEIPT_KIND, FREED_KIND) and not during:
+            named = {_file_name(f) for f in fields.get("files") or []}
+            mine = len(named & files)
+            if not mine:
+                continue
+            target = str(fields.get("target") or "the offload target")
+            if kind == RECEIPT_KIND:
+                title, detail = (
+                    "Offloaded",
+                    f"{target} confirmed receipt of {mine} of this recording's "
+                    f"{len(files)} unit files (entry {seq}).",
+                )
+            else:
+                title, detail = (
+                    "Freed on the unit",
+                    f"{mine} of this recording's files freed on the unit after the confirmed "
+                    f"offload to {target} (entry {seq}).",
+                )
+            out.append(ChainEvent(seq, utc, "offload", title, detail, False))
+    return out
+
+
+def _unit_files(units: list[dict[str, Any]]) -> set[str]:
+    """The file names of the recording's units (manifests, signatures, payloads)."""
+    names: set[str] = set()
+    for m in units:
+        seq = m["seq"]
+        names.add(entry_name(seq, "json"))
+        names.add(entry_name(seq, "sig"))
+        payload = m.get("payload")
+        if isinstance(payload, dict) and isinstance(payload.get("file"), str):
+            names.add(payload["file"])
+    return names
+
+
+def _file_name(item: object) -> str:
+    """A receipt lists ``{"file": name, ...}``; a freed event lists plain names."""
+    if isinstance(item, dict):
+        return str(item.get("file") or item.get("name"))
+    return str(item)
+
+
+def _during_detail(kind: str, fields: dict[str, Any]) -> str:
+    if kind == "low_battery" and isinstance(fields.get("level_pct"), int | float):
+        return f"Battery at {fields['level_pct']:.0f} %."
+    if kind == "clock_step":
+        old, new = fields.get("old_utc_us"), fields.get("new_utc_us")
+        if isinstance(old, int) and isinstance(new, int):
+            return (
+                f"The unit's clock was set from {iso_utc(old)} to {iso_utc(new)} "
+                f"(source: {fields.get('source', 'unknown')})."
+            )
+    if kind == "frame_gap":
+        return f"Signed explanation: {fields.get('reason', 'not given')}."
+    return ""
+
+
+def _read(store: StoreReader, seq: int) -> dict[str, Any] | None:
+    try:
+        m = json.loads(store.read(entry_name(seq, "json")))
+    except (OSError, ValueError):
+        return None  # an entry the verifier accepted is readable; a race with a writer is not ours
+    return m if isinstance(m, dict) else None
