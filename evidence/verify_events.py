@@ -103,24 +103,30 @@ class Meaning:
         b.officer_id = _str(f.get("officer_id"))
 
     def provisioned(self, e: Entry, f: dict[str, Any]) -> None:
-        # A unit re-provisioned under a new identity starts a new chain whose first event names
-        # the identity before it; the old chain was offloaded and archived under its own key.
-        prev = {k[len("previous_") :]: v for k, v in f.items() if k.startswith("previous_")}
-        if not prev:
+        # A unit re-provisioned under a new identity archives its offloaded chain and starts a
+        # new one, whose first event names the identity before it ({"previous": {...}}).
+        prev = f.get("previous")
+        if prev is None:
             return
-        if e.seq != 0 or not all(
-            isinstance(v, str | int) and not isinstance(v, bool) for v in prev.values()
-        ):
+        ok = isinstance(prev, dict) and all(
+            isinstance(prev.get(k), str) for k in ("device_id", "device_key_fingerprint")
+        )
+        if not ok or e.seq != 0:
             self._finding(
-                "a hand-over from a previous identity must be entry 0 of a chain",
+                "a hand-over from a previous identity must be entry 0 of a new chain and name "
+                "the previous device id and key fingerprint",
                 e,
                 Code.HANDOVER_INVALID,
             )
             return
-        said = ", ".join(f"{k.replace('_', ' ')} {str(v)[:64]}" for k, v in sorted(prev.items()))
+        head = prev.get("chain_head_seq")
+        where = prev.get("archive")
         self.ctx.report.handovers.append(
-            f"hand-over: this chain continues a previous identity ({said}); verify that chain "
-            "with its own key"
+            f"hand-over: this chain continues device {str(prev['device_id'])[:64]} "
+            f"(key {str(prev['device_key_fingerprint'])[:64]}, chain head seq {head} "
+            f"{str(prev.get('chain_head_sha256'))[:64]}"
+            + (f", archived in {str(where)[:200]}" if isinstance(where, str) else "")
+            + "); verify that chain with its own key"
         )
 
     def record_start(self, e: Entry, f: dict[str, Any]) -> None:

@@ -156,12 +156,13 @@ def _sim_gpio(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
 
 
 def _gpiozero(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
-    from hal.gpio import GpiozeroButton, GpiozeroDock, GpiozeroIndicator
+    from hal.gpio import GpiozeroButton, GpiozeroDock, GpiozeroIndicator, make_pin_factory
 
     gpio = profile.gpio
+    pins = make_pin_factory(gpio.pin_factory)  # named, not gpiozero's fallback chain (#17.10)
     for name, pin in (("event", gpio.event_pin), ("function", gpio.function_pin),
                       ("trigger", gpio.trigger_pin)):  # fmt: skip
-        button = GpiozeroButton(name, pin, clock, bounce_ms=gpio.bounce_ms)
+        button = GpiozeroButton(name, pin, clock, pins, bounce_ms=gpio.bounce_ms)
         hw.buttons[name] = button
         hw.closers.append(button.close)
     kinds: tuple[tuple[str, Any, IndicatorKind], ...] = (
@@ -170,10 +171,10 @@ def _gpiozero(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
         ("buzzer", gpio.buzzer_pin, "buzzer"),
     )
     for name, pin, kind in kinds:
-        indicator = GpiozeroIndicator(name, pin, kind)
+        indicator = GpiozeroIndicator(name, pin, kind, pins)
         hw.indicators[name] = indicator
         hw.closers.append(indicator.close)
-    dock = GpiozeroDock(gpio.dock_pin)  # the dock-sense line: docking and offload (#17.11)
+    dock = GpiozeroDock(gpio.dock_pin, pins)  # the dock-sense line: docking and offload (#17.11)
     hw.dock = dock
     hw.closers.append(dock.close)
 

@@ -264,6 +264,7 @@ def boot_unit(
     )
     for button in hardware.buttons.values():
         button.on_edge(daemon.edge_sink)
+    daemon.hear_faults(hardware.camera, hardware.microphone)  # overlay, capture thread
     recorder.start()
     sink = frame_sink(daemon.frame_sink) if frame_sink is not None else daemon.frame_sink
     unit.camera = CameraGuard(unit, sink)

@@ -45,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             return code
         print(f"Demo agency keys: {agency}/agency-key.pem (private) and agency-pub.pem")
-    # The simulated profile's dock share is file://../dock, a sibling of DEVICE (never inside it).
     dock = args.device.parent / "dock" / DEMO_DEVICE_ID
     key = f"--key {agency}/agency-key.pem"
     trust = f"--trust {layout.device_pub}"

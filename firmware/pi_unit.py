@@ -160,7 +160,7 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
     recorder.start()
     camera.start(daemon.frame_sink)
     if microphone is not None and not daemon.start_microphone(microphone):
-        microphone = None  # sealed as a hardware_fault; the video goes on
+        microphone = None  # sealed as a fault; the video goes on
     watchdog = Watchdog()
     if recorder.state is State.BUFFERING:
         notify("READY=1\nSTATUS=buffering")

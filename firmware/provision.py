@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from evidence.keys import AgencyPublicKey, parse_agency_public, public_key_blocks
 from evidence.sealing import JsonValue
 from firmware.backends import firmware_backends
+from firmware.bundle import CHANNEL_LABEL, CHANNELS
 from firmware.evidence_access import open_unit_sealer
 from firmware.flash import init_slots
 from firmware.identity import (
@@ -110,7 +111,17 @@ def read_agency_pub(path: Path) -> AgencyPublicKey:
 def read_release_pub(path: Path) -> tuple[bytes, str]:
     """The firmware release key re-serialised (Ed25519 SubjectPublicKeyInfo PEM), fingerprint."""
     source = f"--release-pub {path}"
-    keys = public_key_blocks(_read(path, "--release-pub"), source, "release public key")
+    data = _read(path, "--release-pub")
+    # `bwc fw keygen` labels the key with its channel on one line before the PEM block (RFC 7468
+    # explanatory text). That one line is allowed and kept; other text outside the block is not.
+    channel = "release"
+    first, sep, rest = data.partition(b"\n")
+    if sep and first.startswith(CHANNEL_LABEL.encode()):
+        channel = first[len(CHANNEL_LABEL) :].decode("ascii", "replace").strip()
+        if channel not in CHANNELS:
+            raise UsageError(f"{source}: unknown firmware channel {channel!r}")
+        data = rest
+    keys = public_key_blocks(data, source, "release public key")
     if len(keys) != 1:
         raise UsageError(f"{source}: holds {len(keys)} keys; expected one Ed25519 public key")
     (key,) = keys
@@ -123,7 +134,9 @@ def read_release_pub(path: Path) -> tuple[bytes, str]:
     pem = key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return pem, fingerprint_raw(raw)
+    # An unlabelled key is a release key to the bundle checker; a development key keeps its label.
+    label = b"" if channel == "release" else f"{CHANNEL_LABEL} {channel}\n".encode()
+    return label + pem, fingerprint_raw(raw)
 
 
 def _read(path: Path, option: str) -> bytes:
@@ -145,17 +158,15 @@ class Previous:
     head_hash: str
     archive: Path | None
 
-    def to_fields(self, root: Path) -> dict[str, JsonValue]:
-        """Flat ``previous_*`` fields of the ``provisioned`` event (the verifier's hand-over)."""
-        out: dict[str, JsonValue] = {
-            "previous_device_id": self.device_id,
-            "previous_device_key_fingerprint": self.key_fingerprint,
-            "previous_chain_head_seq": self.head_seq,
-            "previous_chain_head_sha256": self.head_hash,
+    def to_json(self, root: Path) -> dict[str, JsonValue]:
+        """The ``previous`` field of the new chain's ``provisioned`` event (verify's hand-over)."""
+        return {
+            "device_id": self.device_id,
+            "device_key_fingerprint": self.key_fingerprint,
+            "chain_head_seq": self.head_seq,
+            "chain_head_sha256": self.head_hash,
+            "archive": self.archive.relative_to(root).as_posix() if self.archive else None,
         }
-        if self.archive is not None:
-            out["previous_archive"] = self.archive.relative_to(root).as_posix()
-        return out
 
 
 def _chain_head(store: Path) -> tuple[int, str, str | None]:
@@ -306,7 +317,7 @@ def provision(
         "device_key_generated": key_generated,
     }
     if previous is not None:
-        fields.update(previous.to_fields(layout.root))
+        fields["previous"] = previous.to_json(layout.root)
     # The unit has no trusted clock while being provisioned; time fields say so (utc_source unset).
     seq = sealer.event("provisioned", fields, mono_us=0, utc_us=0)
     sealer.event("shutdown", {"reason": "provisioning complete"}, mono_us=0, utc_us=0)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from evidence.export import export_store
+from evidence.findings import Code
 from evidence.keys import load_agency_private
 from evidence.verify import verify_store
 from firmware.commands.verify import add_origin_args, trusted_keys
@@ -37,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     readers = open_store_readers(args.store).stores
     if not readers:
         raise IntegrityError(
-            "no evidence store here: nothing to export", path=args.store, code="no-evidence"
+            f"[{Code.NO_EVIDENCE}] no evidence store here: nothing to export",
+            path=args.store,
+            code=Code.NO_EVIDENCE,
         )
     if len(readers) > 1:
         # A share: every unit must verify before anything is written for any of them.

@@ -251,29 +251,30 @@ def test_new_identity_archives_the_old_chain_and_names_it_in_the_new_one(
     new_raw = _raw_pub(layout.device_pub)
     (prov,) = chain_events(layout.evidence, "provisioned")
     assert json.loads((layout.evidence / "0000000000.json").read_bytes())["kind"] == "provisioned"
-    prev = {k: v for k, v in prov.items() if k.startswith("previous_")}
+    prev = prov["previous"]
     assert prev == {
-        "previous_device_id": "unit-7",
-        "previous_device_key_fingerprint": old_fp,
-        "previous_chain_head_seq": old_report.head_seq,
-        "previous_chain_head_sha256": old_report.head_hash,
-        "previous_archive": "evidence-archive/unit-7-1",
+        "device_id": "unit-7",
+        "device_key_fingerprint": old_fp,
+        "chain_head_seq": old_report.head_seq,
+        "chain_head_sha256": old_report.head_hash,
+        "archive": "evidence-archive/unit-7-1",
     }
     # Both chains verify, each pinned to its own key; the archive up to the head the new names.
-    head = (int(prev["previous_chain_head_seq"]), str(prev["previous_chain_head_sha256"]))
     archived = verify_store(
         DirectoryStoreReader(archive),
         trusted_keys=[old_raw],
-        expected_heads=[head],
-        allow_freed=True,
+        expected_heads=[(prev["chain_head_seq"], prev["chain_head_sha256"])],
+        allow_freed=True,  # the unit's own (archived) store: its payloads were offloaded
     )
     assert archived.intact, archived.all_findings
-    new = verify_store(DirectoryStoreReader(layout.evidence), trusted_keys=[new_raw])
+    new = verify_store(
+        DirectoryStoreReader(layout.evidence), trusted_keys=[new_raw], allow_freed=True
+    )
     assert new.intact, new.all_findings
     assert new.device == "unit-8"
-    # The verifier explains the hand-over: this chain continues unit-7's.
-    (said,) = new.handovers
-    assert "unit-7" in said and old_fp in said
+    # verify explains the hand-over: the old identity, its key and where its chain went.
+    (handover,) = new.handovers
+    assert "unit-7" in handover and prev["device_key_fingerprint"] in handover
     # The new store is offloaded into the new identity's own folder beside the old one.
     _offload(layout, share, capsys)
     assert (share / "unit-8" / "0000000000.json").is_file()
@@ -321,9 +322,10 @@ def test_reprovision_cut_after_the_archive_rename_names_that_archive_when_rerun(
     )
     assert code == 0, err
     (prov,) = chain_events(layout.evidence, "provisioned")
-    assert prov["previous_archive"] == "evidence-archive/unit-7-1"
-    assert prov["previous_device_key_fingerprint"] == old_fp
-    assert (prov["previous_chain_head_seq"], prov["previous_chain_head_sha256"]) == (
+    prev = prov["previous"]
+    assert prev["archive"] == "evidence-archive/unit-7-1"
+    assert prev["device_key_fingerprint"] == old_fp
+    assert (prev["chain_head_seq"], prev["chain_head_sha256"]) == (
         head.head_seq,
         head.head_hash,
     )
