@@ -22,7 +22,6 @@ and archive. Both chains verify on their own.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from evidence.keys import AgencyPublicKey, parse_agency_public, public_key_blocks
+from evidence.records import MAX_MANIFEST_BYTES, EventKind, decode_json
 from evidence.sealing import JsonValue
 from firmware.backends import firmware_backends
 from firmware.bundle import CHANNEL_LABEL, CHANNELS
@@ -47,13 +47,14 @@ from firmware.identity import (
 )
 from firmware.layout import UnitLayout
 from hal.durable import fsync_dir, write_atomic
-from hal.errors import UsageError
+from hal.errors import IntegrityError, UsageError
 from hal.software_key import SoftwareDeviceKey, fingerprint_raw
 from offload.plan import ChainState
 from offload.runner import scan_store
+from offload.targets import hash_file
 
 ARCHIVE_DIR = "evidence-archive"
-CLOSING_KINDS = frozenset({"shutdown"})
+CLOSING_KINDS = frozenset({EventKind.SHUTDOWN.value})
 """Events that may close the chain unreceipted: ``bwc offload`` writes one after its round."""
 
 log = logging.getLogger(__name__)
@@ -174,14 +175,15 @@ def _chain_head(store: Path) -> tuple[int, str, str | None]:
     scan = scan_store(store) if store.is_dir() else None
     if scan is None or not scan.entries:
         return -1, "0" * 64, None
-    data = (store / scan.entries[-1].manifest).read_bytes()
+    path = store / scan.entries[-1].manifest
+    data = path.read_bytes() if path.stat().st_size <= MAX_MANIFEST_BYTES else b""
     try:
-        device = json.loads(data).get("device")
-    except (ValueError, AttributeError):
+        device = decode_json(data, str(path)).get("device")
+    except IntegrityError:
         device = None
     return (
         scan.entries[-1].seq,
-        hashlib.sha256(data).hexdigest(),
+        hash_file(path)[1],  # the file's bytes, in chunks, whatever their size
         device if isinstance(device, str) else None,
     )
 

@@ -24,7 +24,6 @@ environment: the target, sink and clock are handed in.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from evidence.format import ORPHANS_DIR, TMP_PREFIX, parse_entry_name
+from evidence.records import MAX_MANIFEST_BYTES, decode_json
 from evidence.sealing import JsonValue
 from hal.durable import fsync_dir
 from hal.errors import IntegrityError
@@ -153,8 +153,11 @@ def scan_store(store_dir: Path) -> StoreScan:
             payloads.add(item.name)
         elif ext == "json":
             try:
-                manifest = json.loads(Path(item.path).read_bytes())
-            except (OSError, ValueError):
+                # Size first: a planted huge manifest is never read whole (records' limit).
+                if item.stat().st_size > MAX_MANIFEST_BYTES:
+                    raise IntegrityError("manifest over the size limit", path=item.path)
+                manifest = decode_json(Path(item.path).read_bytes(), item.path)
+            except (OSError, IntegrityError):
                 manifest = {}  # still sent as-is: the verifier, not the offload, judges it
             entries.append(parse_entry(seq, manifest if isinstance(manifest, dict) else {}))
     orphans = store_dir / ORPHANS_DIR

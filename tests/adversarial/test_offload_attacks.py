@@ -21,6 +21,8 @@ from firmware.cli import main
 from firmware.layout import UnitLayout
 from hal.errors import ConfigError
 from hal.software_key import SoftwareDeviceKey
+from offload.plan import ChainState
+from offload.runner import scan_store
 from offload.targets import DirectoryTarget, OffloadInterrupted
 from tests.offload_store import (
     StepClock,
@@ -372,3 +374,21 @@ def test_copy_replaced_by_a_link_to_the_units_own_file_blocks_the_free(
     copy = target.root / victim
     assert not copy.is_symlink() and copy.stat().st_nlink == 1 and copy.read_bytes() == truth
     assert not (unit.store / victim).exists()
+
+
+def test_hostile_manifests_on_the_unit_are_sent_not_parsed_loosely(unit: Unit) -> None:
+    """A 1 GiB sparse manifest is never read whole, and NaN, duplicate keys or a lone surrogate
+    give no crash and no loose reading (a NaN-sized receipt does not confirm anything)."""
+    huge = unit.store / "0000000900.json"
+    with huge.open("wb") as f:
+        f.truncate(1 << 30)
+    files = [{"file": "0000000002.bin", "sha256": "00", "size": float("nan")}]
+    bad = json.dumps({"kind": "offload_receipt", "fields": {"target": "x", "files": files}})
+    (unit.store / "0000000901.json").write_text(bad)  # NaN: json.dumps writes it bare
+    (unit.store / "0000000902.json").write_bytes(b'{"kind": "marker", "kind": "offload_freed"}')
+    (unit.store / "0000000903.json").write_bytes(b'{"kind": "\\ud800"}')
+    scan = scan_store(unit.store)
+    hostile = {e.seq: e for e in scan.entries if e.seq >= 900}
+    assert sorted(hostile) == [900, 901, 902, 903]
+    assert all(e.kind is None and e.payload is None for e in hostile.values())
+    assert ChainState.from_entries(scan.entries).confirmed == {}
