@@ -28,9 +28,17 @@ from firmware.evidence_access import open_unit_sealer, record_recovery
 from firmware.identity import Assignment, load_assignment, read_profile, require_provisioned
 from firmware.layout import UnitLayout
 from firmware.offload_target import build_target
+from hal.errors import BwcError
 from hal.protocols import Clock
 from hal.system_clock import SystemClock
-from offload.runner import OffloadProgress, OffloadResult, ProgressSink, Retention, offload
+from offload.runner import (
+    OffloadProgress,
+    OffloadResult,
+    ProgressSink,
+    Retention,
+    offload,
+    send_closing_entry,
+)
 from recorder.config import Profile, parse_override
 
 log = logging.getLogger(__name__)
@@ -147,13 +155,19 @@ def run(args: argparse.Namespace) -> int:
             )
     finally:
         reason = "offload complete" if result is not None and result.complete else "offload ended"
-        sealer.event(
+        closing = sealer.event(
             "shutdown",
             {"reason": reason},
             mono_us=clock.monotonic_us(),
             utc_us=clock.utc_us(),
             reserve_ok=True,
         )
+    if result.complete:
+        try:
+            send_closing_entry(layout.evidence, target, clock, closing, retention=retention)
+        except BwcError as exc:
+            # Not fatal: the next round sends it; until then the target lacks only this entry.
+            print(f"warning: the closing entry was not sent: {exc}", file=sys.stderr)
     if result.stopped == "undocked":
         result.stopped = "interrupted"
     _print(result, args.json)
