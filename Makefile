@@ -38,7 +38,7 @@ fmt: $(STAMP) ## Format the code
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP) ## Run the benchmarks; writes .bench/results.json
+bench: $(STAMP) ## Run the benchmarks; writes .bench/results.json and a chart, .bench/results.svg
 	$(BIN)/python -m bench
 
 soak: $(STAMP) ## Long fault-injection run (SOAK_TRIALS=200 by default)

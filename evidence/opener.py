@@ -85,6 +85,8 @@ def _manifest(store: StoreReader, seq: int) -> dict[str, Any]:
     """A manifest the verifier passed, read again (strictly: it may have changed since)."""
     name = entry_name(seq, "json")
     try:
+        if store.size(name) > MAX_MANIFEST_BYTES:
+            raise IntegrityError("changed after verification", path=store.describe(name))
         data = store.read(name)
     except OSError as exc:
         raise IntegrityError("unreadable after verification", path=store.describe(name)) from exc

@@ -25,6 +25,10 @@ def _num(v: object) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
+def _int(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
 def _close_interval(intervals: list[dict[str, Any]], utc_us: int) -> None:
     if intervals and intervals[-1]["to_utc_us"] is None:
         intervals[-1]["to_utc_us"] = utc_us
@@ -103,24 +107,30 @@ class Meaning:
         b.officer_id = _str(f.get("officer_id"))
 
     def provisioned(self, e: Entry, f: dict[str, Any]) -> None:
-        # A unit re-provisioned under a new identity starts a new chain whose first event names
-        # the identity before it; the old chain was offloaded and archived under its own key.
-        prev = {k[len("previous_") :]: v for k, v in f.items() if k.startswith("previous_")}
-        if not prev:
+        # A unit re-provisioned under a new identity archives its offloaded chain and starts a
+        # new one, whose first event names the identity before it ({"previous": {...}}).
+        prev = f.get("previous")
+        if prev is None:
             return
-        if e.seq != 0 or not all(
-            isinstance(v, str | int) and not isinstance(v, bool) for v in prev.values()
-        ):
+        ok = isinstance(prev, dict) and all(
+            isinstance(prev.get(k), str) for k in ("device_id", "device_key_fingerprint")
+        )
+        if not ok or e.seq != 0:
             self._finding(
-                "a hand-over from a previous identity must be entry 0 of a chain",
+                "a hand-over from a previous identity must be entry 0 of a new chain and name "
+                "the previous device id and key fingerprint",
                 e,
                 Code.HANDOVER_INVALID,
             )
             return
-        said = ", ".join(f"{k.replace('_', ' ')} {str(v)[:64]}" for k, v in sorted(prev.items()))
+        head = prev.get("chain_head_seq")
+        where = prev.get("archive")
         self.ctx.report.handovers.append(
-            f"hand-over: this chain continues a previous identity ({said}); verify that chain "
-            "with its own key"
+            f"hand-over: this chain continues device {str(prev['device_id'])[:64]} "
+            f"(key {str(prev['device_key_fingerprint'])[:64]}, chain head seq {head} "
+            f"{str(prev.get('chain_head_sha256'))[:64]}"
+            + (f", archived in {str(where)[:200]}" if isinstance(where, str) else "")
+            + "); verify that chain with its own key"
         )
 
     def record_start(self, e: Entry, f: dict[str, Any]) -> None:
@@ -144,6 +154,7 @@ class Meaning:
         r.profile_digest = _str(f.get("profile_digest")) or b.profile_digest
         r.boot = m.boot
         r.start_utc_us = m["utc_us"]
+        r.press_utc_us = _int(f.get("press_utc_us"))
         r.utc_source = m["utc_source"]
         self.last[rec_id] = e
         if self.stealth_on is not None:

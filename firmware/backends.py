@@ -20,7 +20,16 @@ from firmware.identity import Assignment
 from firmware.layout import UnitLayout
 from firmware.slot_writer import SlotWriter
 from hal.errors import ConfigError
-from hal.protocols import Battery, Button, Camera, Clock, Dock, Gnss, Indicator, Microphone
+from hal.protocols import (
+    Battery,
+    Button,
+    Camera,
+    Clock,
+    Dock,
+    Gnss,
+    Indicator,
+    Microphone,
+)
 from recorder.config import Profile, UnitConfig
 
 if TYPE_CHECKING:
@@ -57,12 +66,16 @@ def _pi(layout: UnitLayout, unit: UnitConfig, privileged: bool) -> FirmwareBacke
         PiSystem,
     )
     from firmware.fat import FatVolume
-    from firmware.sd_card import BOOTSEL_PARTITION, read_partition_table
+    from firmware.sd_card import BOOTSEL_PARTITION, check_tryboot_model, read_partition_table
     from firmware.slot_writer import PartitionSlotWriter
 
     disk = Path(unit.disk)
     autoboot: AutobootStore
     if privileged:
+        # Provisioning and flashing stop here on a Pi without tryboot (Pi 3, Zero 2 W).
+        model = PiSystem().model
+        if model.is_file():
+            check_tryboot_model(model.read_text(errors="replace"))
         start = read_partition_table(disk).get(BOOTSEL_PARTITION, str(disk)).start
         autoboot = FatAutoboot(FatVolume(disk, start), layout.autoboot_txt)
         system = PiSystem(reboot=_run)
@@ -156,12 +169,13 @@ def _sim_gpio(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
 
 
 def _gpiozero(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
-    from hal.gpio import GpiozeroButton, GpiozeroDock, GpiozeroIndicator
+    from hal.gpio import GpiozeroButton, GpiozeroDock, GpiozeroIndicator, make_pin_factory
 
     gpio = profile.gpio
+    pins = make_pin_factory(gpio.pin_factory)  # named, not gpiozero's fallback chain (#17.10)
     for name, pin in (("event", gpio.event_pin), ("function", gpio.function_pin),
                       ("trigger", gpio.trigger_pin)):  # fmt: skip
-        button = GpiozeroButton(name, pin, clock, bounce_ms=gpio.bounce_ms)
+        button = GpiozeroButton(name, pin, clock, pins, bounce_ms=gpio.bounce_ms)
         hw.buttons[name] = button
         hw.closers.append(button.close)
     kinds: tuple[tuple[str, Any, IndicatorKind], ...] = (
@@ -170,12 +184,12 @@ def _gpiozero(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
         ("buzzer", gpio.buzzer_pin, "buzzer"),
     )
     for name, pin, kind in kinds:
-        indicator = GpiozeroIndicator(name, pin, kind)
+        indicator = GpiozeroIndicator(name, pin, kind, pins)
         hw.indicators[name] = indicator
         hw.closers.append(indicator.close)
-    dock = GpiozeroDock(gpio.dock_pin)  # the dock-sense line: docking and offload (#17.11)
+    dock = GpiozeroDock(gpio.dock_pin, pins)  # the dock-sense line: docking and offload (#17.11)
     hw.dock = dock
-    hw.closers.append(dock.close)
+    hw.closers += [dock.close, pins.close]
 
 
 def _sim_camera(profile: Profile, assignment: Assignment, clock: Clock) -> Camera:

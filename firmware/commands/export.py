@@ -9,10 +9,12 @@ decryption; 2 for a wrong key file or option.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 from evidence.export import export_store
+from evidence.findings import Code
 from evidence.keys import load_agency_private
 from evidence.verify import verify_store
 from firmware.commands.verify import add_origin_args, trusted_keys
@@ -28,6 +30,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="directory for <recording-id>.mp4/.json")
     add_origin_args(p)
+    p.add_argument("--json", action="store_true", help="print the files written as JSON on stdout")
     p.set_defaults(func=run)
 
 
@@ -37,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     readers = open_store_readers(args.store).stores
     if not readers:
         raise IntegrityError(
-            "no evidence store here: nothing to export", path=args.store, code="no-evidence"
+            f"[{Code.NO_EVIDENCE}] no evidence store here: nothing to export",
+            path=args.store,
+            code=Code.NO_EVIDENCE,
         )
     if len(readers) > 1:
         # A share: every unit must verify before anything is written for any of them.
@@ -53,7 +58,21 @@ def run(args: argparse.Namespace) -> int:
     written: list[Path] = []
     for reader in readers:
         # Each unit's store is verified in full before anything of it is written.
-        written += export_store(reader, key, args.out, trusted or None, unpinned=args.unpinned)
+        try:
+            written += export_store(reader, key, args.out, trusted or None, unpinned=args.unpinned)
+        except IntegrityError as exc:
+            raise _where_the_copy_is(exc, args.store) from None
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "out": str(args.out),
+                    "written": [str(p) for p in written],
+                    "origin": "unpinned" if args.unpinned else "pinned",
+                }
+            )
+        )
+        return 0
     for path in written:
         print(path)
     if not written:
@@ -63,3 +82,13 @@ def run(args: argparse.Namespace) -> int:
             "origin NOT checked (--unpinned): the exported evidence may have been signed by any key"
         )
     return 0
+
+
+def _where_the_copy_is(exc: IntegrityError, store: str) -> IntegrityError:
+    """A unit's own store whose video was freed after offload: name the copy to export from."""
+    from firmware.hints import freed_copy_message
+
+    message = freed_copy_message(store, "export") if exc.code == "payload-freed" else None
+    if message is None:
+        return exc
+    return IntegrityError(message, path=store, code=exc.code)

@@ -303,9 +303,13 @@ def test_new_chain_names_the_previous_identity(
         "provisioned",
         {
             "device_id": "CAM-NEW",
-            "previous_device_id": "CAM-OLD",
-            "previous_key": old.key.fingerprint(),
-            "previous_head_seq": 7,
+            "previous": {
+                "device_id": "CAM-OLD",
+                "device_key_fingerprint": old.key.fingerprint(),
+                "chain_head_seq": 7,
+                "chain_head_sha256": "ab" * 32,
+                "archive": "evidence-archive/CAM-OLD-1",
+            },
         },
         mono_us=1,
         utc_us=1,
@@ -328,3 +332,29 @@ def test_symlinked_store_entries_do_not_escape(
     os.symlink(outside, victim)
     got = verify(capsys, unit.store, *unit.trust)
     assert got.code == 1 and got.codes & {Code.PAYLOAD_SIZE, Code.PAYLOAD_HASH}
+
+
+def test_gigabyte_manifest_is_refused_unread(
+    unit: Attackable, capsys: pytest.CaptureFixture[str]
+) -> None:
+    victim = unit.store / entry(1, "json")
+    with victim.open("r+b") as f:
+        f.truncate(1 << 30)  # 1 GiB, sparse: reading it whole would cost a gigabyte or two
+    t0 = time.monotonic()
+    got = verify(capsys, unit.store, *unit.trust)
+    assert time.monotonic() - t0 < 5.0
+    assert Code.MANIFEST_TOO_LARGE in got.codes
+
+
+@pytest.mark.parametrize("what", ["empty folder", "folder of key files"])
+def test_export_of_nothing_is_not_success(
+    unit: Attackable, tmp_path: Path, capsys: pytest.CaptureFixture[str], what: str
+) -> None:
+    target = unit.registry
+    if what == "empty folder":
+        target = tmp_path / "empty"
+        target.mkdir()
+    got = bwc(
+        capsys, "export", target, "--key", unit.agency_key, "--out", tmp_path / "o", *unit.trust
+    )
+    assert got.code == 1 and Code.NO_EVIDENCE in got.err
