@@ -308,3 +308,23 @@ def test_image_boots_to_buffering_records_and_the_evidence_verifies_outside(
         f"QEMU: READY after {ready_s:.0f} s, scenario done after {total_s:.0f} s, {pings} pings",
         file=sys.stderr,
     )
+
+
+def test_the_slot_image_wraps_into_a_bundle_that_inspects(tmp_path: Path) -> None:
+    """What technicians flash is exactly what was built: `bwc fw build` takes build/image/slot."""
+    slot = IMAGE_DIR / "slot"
+    assert sorted(p.name for p in slot.iterdir()) == ["boot.vfat", "packages.txt", "root.ext4"]
+    packages = (slot / "packages.txt").read_text().splitlines()
+    assert any(line.startswith("deb linux-image-") for line in packages)
+    assert any(line.startswith("python openbwc ") for line in packages)
+    bwc = Bwc(tmp_path)
+    bwc("fw", "keygen", "--out", tmp_path / "keys")
+    bundle = tmp_path / "fw.bundle"
+    manifest = bwc.json(
+        "fw", "build", slot, "--version", "0.1.0", "--security-version", "1",
+        "--compatible", "bwc-pi5-v1", "--key", tmp_path / "keys" / "release-key.pem",
+        "--out", bundle, "--json",
+    )  # fmt: skip
+    assert manifest["manifest"]["payload"]["kind"] == "tar"
+    out = bwc("fw", "inspect", bundle, "--trust", tmp_path / "keys" / "release-pub.pem").stdout
+    assert "bwc-pi5-v1" in out
