@@ -7,6 +7,7 @@
 # reproducible filesystem images: the same inputs give the same bytes (SOURCE_DATE_EPOCH, sorted
 # inputs, fixed UUIDs, volume ids and hash seeds, every timestamp pinned). See docs/image.md.
 #
+# It also installs what `make image-test` needs (qemu-system-arm, device-tree-compiler).
 # Outputs (OUT, default build/image):
 #   slot/boot.vfat slot/root.ext4 slot/packages.txt   the slot image `bwc fw build` wraps
 #   bwc-sdcard.img                                    the whole card (MBR; layout in docs/unit-layout.md)
@@ -49,7 +50,8 @@ phase tools
 need_pkgs=""
 for pair in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support \
             mkfs.vfat:dosfstools mcopy:mtools mke2fs:e2fsprogs debugfs:e2fsprogs sfdisk:fdisk \
-            arch-test:arch-test qemu-system-aarch64:qemu-system-arm; do
+            arch-test:arch-test qemu-system-aarch64:qemu-system-arm \
+            dtc:device-tree-compiler; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin command -v "${pair%%:*}" >/dev/null 2>&1 \
     || need_pkgs+=" ${pair#*:}"
 done
