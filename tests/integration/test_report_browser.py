@@ -96,7 +96,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProvisionedUnit,
     finally:
         if tsa:
             tsa.stop()
-    return unit, unit.device / "dock" / "CAM-0042"
+    return unit, unit.device.parent / "dock" / "CAM-0042"  # the dock share beside the unit
 
 
 def _chromium() -> str:
