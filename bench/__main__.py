@@ -23,7 +23,6 @@ from bench.rig import machine
 Row = dict[str, Any]
 
 RESULTS = Path(".bench/results.json")
-CHART = RESULTS.with_suffix(".svg")
 
 
 def _evidence() -> list[Row]:
@@ -103,6 +102,19 @@ TOPICS: dict[str, Callable[[], list[Row]]] = {
 }
 
 
+def save(rows: list[Row], results: Path, *, keep_previous: bool) -> list[Row]:
+    """Write ``results`` (JSON, CONTRACT §8) and beside it the chart of every figure against its
+    goal (``results.svg``). With ``keep_previous`` (a run of some topics only) the figures of the
+    other topics already in ``results`` are kept. Returns what was written."""
+    results.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(results.read_text()) if results.exists() and keep_previous else []
+    names = {r["name"] for r in rows}
+    merged = [r for r in previous if r["name"] not in names] + rows
+    results.write_text(json.dumps(merged, indent=2) + "\n")
+    write_svg(results.with_suffix(".svg"), goal_chart(merged))
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("topics", nargs="*", choices=[*TOPICS, []], help="default: all")
@@ -114,17 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
         rows.extend(TOPICS[name]())
         print(f"bench: {name} took {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
-    RESULTS.parent.mkdir(exist_ok=True)
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() and args.topics else []
-    names = {r["name"] for r in rows}
-    merged = [r for r in previous if r["name"] not in names] + rows
-    RESULTS.write_text(json.dumps(merged, indent=2) + "\n")
-    write_svg(CHART, goal_chart(merged))
+    save(rows, RESULTS, keep_previous=bool(args.topics))
     print(f"\n{'metric':28} {'value':>10}  {'goal':8} unit")
     for r in rows:
         value = "skipped" if r["value"] is None else r["value"]
         print(f"{r['name']:28} {value!s:>10}  {r['goal'] or '':8} {r['unit']}")
-    print(f"\nwrote {RESULTS} and the chart {CHART} ({machine()})")
+    print(f"\nwrote {RESULTS} and the chart {RESULTS.with_suffix('.svg')} ({machine()})")
     return 0
 
 

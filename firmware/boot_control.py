@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from firmware.fat import FatVolume
 from firmware.layout import UnitLayout
+from firmware.sd_card import ROOT_SLOT, root_partuuid
 from firmware.update_state import canonical_json, read_json_file
 from hal.durable import remove_durably, write_atomic
-from hal.errors import IntegrityError, UsageError
+from hal.errors import IntegrityError, RefusedError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +129,26 @@ class BootControl(Protocol):
         """Whether the running boot is a one-shot try-boot."""
         ...
 
+    def is_initialised(self) -> bool:
+        """Whether the unit has A/B boot slots set up."""
+        ...
+
+    def armed_tryboot(self) -> str | None:
+        """The slot the next boot will try, if a try-boot is armed."""
+        ...
+
+    def disarm_tryboot(self) -> None:
+        """Cancel an armed try-boot; the next boot starts the primary."""
+        ...
+
+    def consume_tryboot(self) -> None:
+        """Called once per boot after the bootloader ran: a one-shot flag it used is spent."""
+        ...
+
+    def check_boot(self) -> list[str]:
+        """Disagreements between what booted and what the boot selection says (none: [])."""
+        ...
+
 
 class _SlotStateFile:
     """slot-state.json on the boot partition: the state of each slot, written atomically."""
@@ -215,6 +238,13 @@ class SimBootControl:
             return None
         return text if text in SLOTS else None
 
+    def consume_tryboot(self) -> None:
+        """Nothing to do: ``select_boot_slot`` (the simulated bootloader) cleared the flag."""
+
+    def check_boot(self) -> list[str]:
+        """The simulated bootloader cannot disagree with itself."""
+        return []
+
     def boot_record(self) -> dict[str, object] | None:
         path = self._layout.boot_json
         if not path.exists():
@@ -248,39 +278,154 @@ class SimBootControl:
 CommandRunner = Callable[[Sequence[str]], None]
 
 
-class PiBootControl:
-    """Boot control of a Raspberry Pi with the tryboot A/B partition scheme.
+class AutobootStore(Protocol):
+    """Where ``autoboot.txt`` is read and rewritten: p1 itself, or a view of it."""
 
-    ``boot_dir`` is the mounted FAT boot partition (e.g. /boot/firmware), ``device_tree`` the
-    bootloader's node (/proc/device-tree/chosen/bootloader) and ``runner`` runs a command
-    (``subprocess.run(cmd, check=True)`` in production, a recorder in tests).
-    A rename on FAT is not guaranteed atomic on power loss; autoboot.txt is at most 512 bytes
-    and is rewritten whole, which is the scheme the Raspberry Pi documentation describes.
+    def read(self) -> bytes: ...
+
+    def rewrite(self, data: bytes) -> None:
+        """Replace the file's bytes durably; ``data`` has the file's current size."""
+        ...
+
+
+class FatAutoboot:
+    """``autoboot.txt`` on the boot-select FAT partition, rewritten in place (never renamed).
+
+    ``mirror`` (on the ext4 data partition) gets a copy after every read and rewrite, so the
+    unprivileged recorder can read the boot selection without access to the raw partition.
+    """
+
+    NAME = "autoboot.txt"
+
+    def __init__(self, volume: FatVolume, mirror: Path | None = None) -> None:
+        self.volume = volume
+        self._mirror = mirror
+
+    def read(self) -> bytes:
+        try:
+            data = self.volume.read_file(self.NAME)
+        except FileNotFoundError:
+            raise UsageError(
+                f"{self.volume.path}: no {self.NAME} on the boot-select partition"
+            ) from None
+        self._refresh_mirror(data)
+        return data
+
+    def rewrite(self, data: bytes) -> None:
+        self.volume.rewrite_file(self.NAME, data)
+        if self.volume.read_file(self.NAME) != data:
+            raise IntegrityError(f"{self.NAME}: read-back differs", path=str(self.volume.path))
+        self._refresh_mirror(data)
+
+    def _refresh_mirror(self, data: bytes) -> None:
+        if self._mirror is not None:
+            self._mirror.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                current = self._mirror.read_bytes()
+            except FileNotFoundError:
+                current = None
+            if current != data:
+                write_atomic(self._mirror, data)
+
+
+class MirroredAutoboot:
+    """The recorder's view: it reads the copy the root helper keeps on the data partition, and
+    asks the helper for a rewrite (docs/unit-layout.md, "The root helper").
+
+    ``rewrite`` writes ``request`` (the wanted bytes, atomically, on the data partition), which a
+    systemd path unit turns into one run of ``bwc bootctl sync`` as root, then waits up to
+    ``wait_s`` for the mirror to show the new bytes. If the helper does not answer in time it
+    raises ``RefusedError``; the request stays and the boot-time ``sync`` applies it.
     """
 
     def __init__(
         self,
-        boot_dir: Path,
-        runner: CommandRunner,
-        device_tree: Path = Path("/proc/device-tree/chosen/bootloader"),
+        mirror: Path,
+        request: Path,
+        *,
+        wait_s: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._boot = boot_dir
-        self._runner = runner
-        self._dt = device_tree
-        self._states = _SlotStateFile(boot_dir / "slot-state.json")
+        self._mirror = mirror
+        self._request = request
+        self._wait_s = wait_s
+        self._sleep = sleep
+
+    def read(self) -> bytes:
+        try:
+            return self._mirror.read_bytes()
+        except FileNotFoundError:
+            raise UsageError(
+                f"{self._mirror}: missing; the root helper (bwc bootctl sync) has not run"
+            ) from None
+
+    def rewrite(self, data: bytes) -> None:
+        parse_autoboot(data, str(self._request))
+        write_atomic(self._request, data)
+        waited = 0.0
+        step = 0.05
+        while True:
+            try:
+                if self._mirror.read_bytes() == data:
+                    return
+            except FileNotFoundError:
+                pass
+            if waited >= self._wait_s:
+                raise RefusedError(
+                    f"the root helper did not apply {self._request.name} within "
+                    f"{self._wait_s:.0f} s; it stays requested for the next boot"
+                )
+            self._sleep(step)
+            waited += step
+
+
+@dataclass(frozen=True)
+class PiSystem:
+    """What the running Linux tells about the boot; every path injectable for tests.
+
+    ``cmdline``: the kernel command line (its ``root=PARTUUID=`` names the running root).
+    ``device_tree``: the bootloader's node, with the ``tryboot`` and ``partition`` cells.
+    ``reboot``: runs ``reboot "0 tryboot"`` (the root helper passes ``subprocess.run``).
+    """
+
+    cmdline: Path = Path("/proc/cmdline")
+    device_tree: Path = Path("/proc/device-tree/chosen/bootloader")
+    reboot: CommandRunner | None = None
+
+
+class PiBootControl:
+    """Boot control of a Raspberry Pi with ``tryboot_a_b`` (docs/unit-layout.md).
+
+    ``autoboot`` is p1's ``autoboot.txt`` (``FatAutoboot`` in the root helper, ``MirroredAutoboot``
+    in the recorder), ``layout`` the unit directory on the ext4 data partition, which holds the
+    slot states (``boot/slot-state.json``) and the armed try-boot (``boot/tryboot``: which slot
+    the next ``reboot "0 tryboot"`` tries). ``system`` is where Linux reports the boot.
+
+    Power safety: autoboot.txt is never renamed or resized; a commit rewrites its 63 bytes in
+    place, and the two versions differ only in the two partition digits, so any torn mix still
+    names slot partitions. The running slot comes from the root on ``/proc/cmdline``, not from the
+    device tree's ``partition`` cell (Pi 5 bootloaders report 0 there, rpi-eeprom #575).
+    """
+
+    def __init__(self, autoboot: AutobootStore, layout: UnitLayout, system: PiSystem) -> None:
+        self._autoboot_store = autoboot
+        self._layout = layout
+        self._system = system
+        self._states = _SlotStateFile(layout.slot_state_json)
 
     def _autoboot(self) -> Autoboot:
-        path = self._boot / "autoboot.txt"
-        try:
-            return parse_autoboot(path.read_bytes(), str(path))
-        except FileNotFoundError:
-            raise UsageError(f"{path}: missing; the SD card is not set up for A/B boot") from None
+        return parse_autoboot(self._autoboot_store.read(), "autoboot.txt")
+
+    def is_initialised(self) -> bool:
+        return self._layout.slot_state_json.is_file()
 
     def get_primary(self) -> str:
         return self._autoboot().primary
 
     def set_primary(self, slot: str) -> None:
-        write_atomic(self._boot / "autoboot.txt", render_autoboot(slot))
+        """Rewrite autoboot.txt in place so ``slot`` boots normally and the other is tried."""
+        data = render_autoboot(slot)
+        self._autoboot_store.rewrite(data)
 
     def get_state(self, slot: str) -> str:
         return self._states.read()[check_slot(slot)]
@@ -289,7 +434,7 @@ class PiBootControl:
         self._states.write(slot, state)
 
     def _dt_u32(self, name: str) -> int:
-        path = self._dt / name
+        path = self._system.device_tree / name
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -301,19 +446,82 @@ class PiBootControl:
         return int.from_bytes(data, "big")
 
     def get_current(self) -> str:
-        partition = self._dt_u32("partition")
+        """The running slot, from ``root=PARTUUID=<disk-id>-NN`` on the kernel command line."""
+        path = self._system.cmdline
         try:
-            return PARTITION_SLOT[partition]
+            cmdline = path.read_text(errors="replace")
+        except OSError as exc:
+            raise IntegrityError(f"cannot read ({exc.strerror})", path=str(path)) from None
+        root = root_partuuid(cmdline)
+        if root is None:
+            raise IntegrityError("no root=PARTUUID= on the kernel command line", path=str(path))
+        try:
+            return ROOT_SLOT[root[1]]
         except KeyError:
-            raise IntegrityError(f"booted from partition {partition}, which is no slot") from None
+            raise IntegrityError(
+                f"the root is partition {root[1]}, which is no slot's root", path=str(path)
+            ) from None
 
     def booted_by_tryboot(self) -> bool:
         return self._dt_u32("tryboot") == 1
 
+    def check_boot(self) -> list[str]:
+        """Disagreements between what booted and what autoboot.txt says should have.
+
+        Empty when the running root is the ``[tryboot]`` slot on a try-boot, or the primary
+        otherwise, and the device tree's partition (when it names one) is that slot's.
+        """
+        problems: list[str] = []
+        current = self.get_current()
+        auto = self._autoboot()
+        tryboot = self.booted_by_tryboot()
+        expected = auto.try_slot if tryboot else auto.primary
+        if current != expected:
+            problems.append(
+                f"running slot {current} but autoboot.txt selects {expected} for a "
+                f"{'try-boot' if tryboot else 'normal boot'}"
+            )
+        try:
+            partition = self._dt_u32("partition")
+        except IntegrityError:
+            partition = 0
+        if partition not in (0, SLOT_PARTITION[current]):
+            problems.append(f"device tree says partition {partition}, the root is slot {current}'s")
+        return problems
+
     def arm_tryboot(self, slot: str) -> None:
-        """Point ``[tryboot]`` at ``slot`` (if needed) and reboot with the one-shot flag."""
+        """Point ``[tryboot]`` at ``slot`` and record that the next reboot tries it.
+
+        It does not reboot: ``reboot_into_tryboot`` (the root helper) does, at a safe moment.
+        """
         if self._autoboot().try_slot != check_slot(slot):
             if self.get_primary() == slot:
                 raise UsageError(f"slot {slot} is the primary; nothing to try")
             self.set_primary(other_slot(slot))
-        self._runner(["reboot", "0 tryboot"])
+        write_atomic(self._layout.tryboot_flag, slot.encode() + b"\n")
+
+    def armed_tryboot(self) -> str | None:
+        try:
+            text = self._layout.tryboot_flag.read_bytes()[:16].decode("ascii", "replace").strip()
+        except FileNotFoundError:
+            return None
+        return text if text in SLOTS else None
+
+    def disarm_tryboot(self) -> None:
+        remove_durably(self._layout.tryboot_flag)
+
+    def consume_tryboot(self) -> None:
+        """On a try-boot the bootloader has cleared its one-shot flag: forget our request too."""
+        if self.booted_by_tryboot() and self._layout.tryboot_flag.exists():
+            self.disarm_tryboot()
+
+    def reboot_into_tryboot(self) -> None:
+        """``reboot "0 tryboot"`` if a try-boot is armed and its slot is installed (root only)."""
+        slot = self.armed_tryboot()
+        if slot is None:
+            raise RefusedError("no try-boot is armed")
+        if self.get_state(slot) != "installed" or self._autoboot().try_slot != slot:
+            raise RefusedError(f"slot {slot} is not an installed slot selected by [tryboot]")
+        if self._system.reboot is None:
+            raise RefusedError("this boot control cannot reboot")
+        self._system.reboot(["reboot", "0 tryboot"])

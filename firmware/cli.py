@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "report": "report",
     "fw": "fw",
     "offload": "offload",
+    "bootctl": "bootctl",
 }
 
 log = logging.getLogger(__name__)

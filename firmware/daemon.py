@@ -13,7 +13,7 @@ import queue
 from typing import Any
 
 from hal.errors import HardwareError
-from hal.protocols import Microphone
+from hal.protocols import Microphone, ReportsFaults
 from hal.types import AudioChunk, EncodedFrame
 from recorder.core import Recorder
 
@@ -40,10 +40,17 @@ class Daemon:
     def fault_sink(self, source: str, code: str, detail: str) -> None:
         self._queue.put(("fault", (source, code, detail)))
 
+    def hear_faults(self, *backends: object) -> None:
+        """Route the faults of every backend that reports its own (``ReportsFaults``) here, to
+        be sealed on the daemon's thread. Call before starting them."""
+        for backend in backends:
+            if isinstance(backend, ReportsFaults):
+                backend.on_fault = self.fault_sink
+
     def start_microphone(self, microphone: Microphone) -> bool:
-        """Start ``microphone`` into this daemon. One that cannot open is a sealed
-        ``hardware_fault`` (and shows in the recorder's status), never a silent video-only run;
-        the video goes on either way. Returns whether it started."""
+        """Start ``microphone`` into this daemon. One that cannot open is a sealed ``fault``
+        (and shows in the recorder's status), never a silent video-only run; the video goes on
+        either way. Returns whether it started."""
         try:
             microphone.start(self.audio_sink)
         except HardwareError as exc:

@@ -19,154 +19,49 @@ unverified. Slot records (``slot.json``) and the factory image (``init_slots``) 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import shutil
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from firmware.boot_control import SLOTS, SimBootControl, check_slot, other_slot
+from firmware.boot_control import BootControl, check_slot, other_slot
 from firmware.bundle import (
-    CHUNK_BYTES,
     BundleFormatError,
     BundleHeader,
     Manifest,
     iter_payload,
     load_trusted_key,
     open_bundle,
-    payload_bytes_tar,
     read_header,
-    tar_member_names,
     verify_payload,
     verify_signature,
 )
 from firmware.layout import UnitLayout
+from firmware.slot_writer import SlotInfo, SlotWriter
 from firmware.update_state import (
     DEFAULT_MAX_ATTEMPTS,
     EventSink,
     PendingTry,
     UpdateState,
-    canonical_json,
     drain_events,
     load_state,
     owe_event,
     read_json_file,
     save_state,
 )
-from hal.durable import fsync_dir, write_atomic
 from hal.errors import IntegrityError, RefusedError, UsageError
 
 log = logging.getLogger(__name__)
 
-SLOT_FORMAT = "bwc-slot/1"
 FLASH_PHASES = ("preflight", "invalidate", "write", "verify", "swap", "mark", "arm")
 METADATA_BYTES = 64 * 1024  # slot.json + manifest + signature, with room to spare
 FACTORY_VERSION = "0.1.0"
 
 
 # ---------------------------------------------------------------------------------------------
-# Slot records
-
-
-@dataclass(frozen=True)
-class SlotInfo:
-    """What a slot holds, from its ``slot.json``."""
-
-    slot: str
-    version: str
-    security_version: int
-    sha256: str
-    size: int
-    kind: str
-    compatible: str
-    channel: str
-    build_utc_s: int
-    source: str  # "factory" or "bundle"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": SLOT_FORMAT,
-            "slot": self.slot,
-            "version": self.version,
-            "security_version": self.security_version,
-            "sha256": self.sha256,
-            "size": self.size,
-            "kind": self.kind,
-            "compatible": self.compatible,
-            "channel": self.channel,
-            "build_utc_s": self.build_utc_s,
-            "source": self.source,
-        }
-
-
-def read_slot_info(layout: UnitLayout, slot: str) -> SlotInfo | None:
-    """The slot's record, or None if the slot holds no complete install."""
-    path = layout.slot(check_slot(slot)) / "slot.json"
-    if not path.is_file():
-        return None
-    raw = read_json_file(path, max_bytes=16 * 1024)
-    try:
-        if raw["format"] != SLOT_FORMAT:
-            raise KeyError("format")
-        return SlotInfo(
-            slot=str(raw["slot"]),
-            version=str(raw["version"]),
-            security_version=int(raw["security_version"]),
-            sha256=str(raw["sha256"]),
-            size=int(raw["size"]),
-            kind=str(raw["kind"]),
-            compatible=str(raw["compatible"]),
-            channel=str(raw["channel"]),
-            build_utc_s=int(raw["build_utc_s"]),
-            source=str(raw["source"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IntegrityError(f"malformed slot record ({exc})", path=str(path)) from None
-
-
-def hash_file(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
-def verify_slot(layout: UnitLayout, slot: str) -> SlotInfo:
-    """Re-hash the slot's image against its record; ``IntegrityError`` if it is not intact."""
-    info = read_slot_info(layout, slot)
-    if info is None:
-        raise IntegrityError(f"slot {slot} holds no complete install")
-    image = layout.slot(slot) / "image"
-    try:
-        size, sha256 = hash_file(image)
-    except OSError as exc:
-        raise IntegrityError(f"cannot read the image ({exc.strerror})", path=str(image)) from None
-    if (size, sha256) != (info.size, info.sha256):
-        raise IntegrityError(f"slot {slot} image does not match its record", path=str(image))
-    return info
-
-
-def slot_payload_names(layout: UnitLayout, slot: str) -> list[str]:
-    """Member names of a tar image (for simulator fault knobs such as ``HEALTH_FAIL``)."""
-    image = layout.slot(check_slot(slot)) / "image"
-    try:
-        with image.open("rb") as f:
-            return tar_member_names(f)
-    except OSError:
-        return []
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with path.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+# The factory image
 
 
 def init_slots(
@@ -174,46 +69,43 @@ def init_slots(
     version: str = FACTORY_VERSION,
     security_version: int = 0,
     *,
+    boot: BootControl,
+    slots: SlotWriter,
     compatible: str = "bwc-sim",
     build_utc_s: int = 0,
 ) -> bool:
-    """Give a fresh simulated unit its factory firmware; returns False if it already has slots.
+    """Record a fresh unit's factory firmware in slot A; returns False if it already has slots.
 
-    Slot A holds a tiny payload describing ``version`` (state good, primary), slot B is empty,
-    and the security_version floor starts at ``security_version``.
+    Slot A is good and primary, slot B empty, and the security_version floor starts at
+    ``security_version``. The slot writer records what slot A holds (a simulated unit gets a tiny
+    tar describing ``version``; a Pi unit's slot A was written by the image build).
     """
-    boot = SimBootControl(layout)
     if boot.is_initialised():
         return False
-    image = payload_bytes_tar(
-        {
-            "VERSION": f"{version}\n".encode(),
-            "README": b"Factory firmware of the simulated body-worn camera.\n",
-        }
+    slots.install_factory(
+        SlotInfo(
+            slot="A",
+            version=version,
+            security_version=security_version,
+            sha256="",
+            size=0,
+            kind="tar",
+            compatible=compatible,
+            channel="release",
+            build_utc_s=build_utc_s,
+            source="factory",
+        )
     )
-    slot_dir = layout.slot("A")
-    slot_dir.mkdir(parents=True, exist_ok=True)
-    layout.slot("B").mkdir(parents=True, exist_ok=True)
-    _write_file(slot_dir / "image", image)
-    info = SlotInfo(
-        slot="A",
-        version=version,
-        security_version=security_version,
-        sha256=hashlib.sha256(image).hexdigest(),
-        size=len(image),
-        kind="tar",
-        compatible=compatible,
-        channel="release",
-        build_utc_s=build_utc_s,
-        source="factory",
-    )
-    write_atomic(slot_dir / "slot.json", canonical_json(info.to_dict()) + b"\n")
-    fsync_dir(layout.slots)
     boot.set_state("A", "good")
     boot.set_state("B", "empty")
     save_state(layout, UpdateState(floor=security_version))
-    # autoboot.txt last: its presence is what marks the unit as having boot slots.
-    boot.set_primary("A")
+    try:
+        primary: str | None = boot.get_primary()
+    except UsageError:
+        primary = None
+    if primary != "A":
+        # On a simulated unit autoboot.txt is written last: its presence marks the unit as set up.
+        boot.set_primary("A")
     return True
 
 
@@ -282,12 +174,18 @@ def _refuse(checks: list[Check], name: str, reason: str) -> RefusedError:
     return RefusedError(reason)
 
 
-def preflight(layout: UnitLayout, bundle_path: Path, facts: UnitFacts) -> FlashPlan:
+def preflight(
+    layout: UnitLayout,
+    bundle_path: Path,
+    facts: UnitFacts,
+    *,
+    boot: BootControl,
+    slots: SlotWriter,
+) -> FlashPlan:
     """Every check before anything is written; raises ``RefusedError`` with the first reason.
 
     Reads the unit and the whole bundle, writes nothing.
     """
-    boot = SimBootControl(layout)
     checks: list[Check] = []
     if not boot.is_initialised():
         raise RefusedError(f"{layout.root}: not a unit with boot slots (provision it first)")
@@ -311,9 +209,25 @@ def preflight(layout: UnitLayout, bundle_path: Path, facts: UnitFacts) -> FlashP
             except IntegrityError as exc:
                 raise _refuse(checks, "payload", f"payload: {exc.reason}") from None
             checks.append(Check("payload", True, f"sha256 {header.manifest.payload_sha256}"))
+            members = _tar_members(f, header)
     except BundleFormatError as exc:
         raise RefusedError(f"{bundle_path}: {exc}") from None
-    return _plan(layout, bundle_path, header, facts=facts, checks=checks)
+    return _plan(
+        layout, bundle_path, header, facts=facts, checks=checks, boot=boot, slots=slots,
+        members=members,
+    )  # fmt: skip
+
+
+def _tar_members(f: BinaryIO, header: BundleHeader) -> dict[str, int]:
+    """Name -> size of each regular file in a tar payload (empty for a ``file`` payload)."""
+    if header.manifest.payload_kind != "tar":
+        return {}
+    f.seek(header.payload_offset)
+    try:
+        with tarfile.open(fileobj=f, mode="r|") as tar:
+            return {m.name: m.size for m in tar if m.isfile()}
+    except tarfile.TarError as exc:
+        raise RefusedError(f"payload: not a readable tar ({exc})") from None
 
 
 def _plan(
@@ -323,8 +237,10 @@ def _plan(
     *,
     facts: UnitFacts,
     checks: list[Check],
+    boot: BootControl,
+    slots: SlotWriter,
+    members: dict[str, int],
 ) -> FlashPlan:
-    boot = SimBootControl(layout)
     m = header.manifest
     if m.compatible != facts.compatible:
         raise _refuse(
@@ -358,6 +274,11 @@ def _plan(
         )
         raise _refuse(checks, "slot", reason)
     checks.append(Check("slot", True, f"write {target}; {primary} is primary, {current} booted"))
+    try:
+        slots.check_fits(target, members)
+    except RefusedError as exc:
+        raise _refuse(checks, "slot_image", str(exc)) from None
+    checks.append(Check("slot_image", True, f"fits slot {target}"))
     needed = m.payload_size + METADATA_BYTES
     if facts.free_bytes < needed:
         raise _refuse(
@@ -409,14 +330,6 @@ class QuietObserver:
         pass
 
 
-SlotFileOpener = Callable[[Path], BinaryIO]
-"""Opens the slot image for writing; tests inject one that loses power after N bytes."""
-
-
-def _open_for_write(path: Path) -> BinaryIO:
-    return path.open("wb")
-
-
 @dataclass(frozen=True)
 class FlashResult:
     slot: str
@@ -426,30 +339,13 @@ class FlashResult:
     events_sealed: int
 
 
-def _incoming(layout: UnitLayout, slot: str) -> Path:
-    return layout.slots / f".incoming-{slot}"
-
-
-def _outgoing(layout: UnitLayout, slot: str) -> Path:
-    return layout.slots / f".outgoing-{slot}"
-
-
-def discard_leftovers(layout: UnitLayout) -> None:
-    """Remove temp dirs an interrupted install left in slots/ (never a slot itself)."""
-    for slot in SLOTS:
-        for path in (_incoming(layout, slot), _outgoing(layout, slot)):
-            if path.exists():
-                shutil.rmtree(path)
-    if layout.slots.exists():
-        fsync_dir(layout.slots)
-
-
 def flash(
     layout: UnitLayout,
     plan: FlashPlan,
     *,
+    boot: BootControl,
+    slots: SlotWriter,
     observer: FlashObserver | None = None,
-    open_slot_file: SlotFileOpener = _open_for_write,
     evidence: EventSink | None = None,
     mono_us: int = 0,
     utc_us: int = 0,
@@ -462,7 +358,6 @@ def flash(
     when one is given; otherwise the next boot's ``drain_events`` seals it.
     """
     obs: FlashObserver = observer or QuietObserver()
-    boot = SimBootControl(layout)
     target = check_slot(plan.target)
     m = plan.manifest
     if target in (boot.get_primary(), boot.get_current()):
@@ -474,65 +369,32 @@ def flash(
         obs.phase_done(name)
 
     def invalidate() -> None:
-        discard_leftovers(layout)
+        slots.discard_leftovers()
         state = load_state(layout)
         if boot.armed_tryboot() == target:
             boot.disarm_tryboot()
         if state.pending is not None:
             save_state(layout, replace(state, pending=None))
         boot.set_state(target, "empty")
-
-    incoming = _incoming(layout, target)
+        slots.invalidate(target)
 
     def write() -> None:
-        incoming.mkdir(parents=True)
-        done = 0
-        digest = hashlib.sha256()
-        with open_bundle(plan.bundle) as src, open_slot_file(incoming / "image") as out:
+        with open_bundle(plan.bundle) as src:
             header = read_header(src)
             if header.manifest != m:
                 raise IntegrityError("bundle changed since the preflight", path=str(plan.bundle))
-            for chunk in iter_payload(src, header):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                obs.progress("write", done, m.payload_size)
-            out.flush()
-            os.fsync(out.fileno())
-            _write_file(incoming / "manifest.json", header.manifest_bytes)
-            _write_file(incoming / "manifest.sig", header.signature)
-        if digest.hexdigest() != m.payload_sha256:
-            raise IntegrityError("written bytes do not match the manifest")
-        info = SlotInfo(
-            slot=target,
-            version=m.version,
-            security_version=m.security_version,
-            sha256=m.payload_sha256,
-            size=m.payload_size,
-            kind=m.payload_kind,
-            compatible=m.compatible,
-            channel=m.channel,
-            build_utc_s=m.build_utc_s,
-            source="bundle",
-        )
-        _write_file(incoming / "slot.json", canonical_json(info.to_dict()) + b"\n")
-        fsync_dir(incoming)
+            slots.write(
+                target,
+                header,
+                iter_payload(src, header),
+                lambda done: obs.progress("write", done, m.payload_size),
+            )
 
     def verify() -> None:
-        size, sha256 = hash_file(incoming / "image")
-        obs.progress("verify", size, m.payload_size)
-        if (size, sha256) != (m.payload_size, m.payload_sha256):
-            raise IntegrityError("read-back differs from the signed manifest", path=str(incoming))
+        slots.read_back(target, m, lambda done: obs.progress("verify", done, m.payload_size))
 
     def swap() -> None:
-        final = layout.slot(target)
-        outgoing = _outgoing(layout, target)
-        if final.exists():
-            final.rename(outgoing)
-        incoming.rename(final)
-        fsync_dir(layout.slots)
-        if outgoing.exists():
-            shutil.rmtree(outgoing)
+        slots.install(target, SlotInfo.from_manifest(target, m))
 
     def mark() -> None:
         boot.set_state(target, "installed")
@@ -552,7 +414,7 @@ def flash(
         # Never arm what is not installed and intact, whatever happened before.
         if boot.get_state(target) != "installed":
             raise IntegrityError(f"slot {target} is not installed; refusing to arm it")
-        verify_slot(layout, target)
+        slots.verify(target)
         boot.arm_tryboot(target)
 
     for name, action in (

@@ -29,8 +29,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.boot_control import BootControl, check_slot
-from firmware.flash import read_slot_info, slot_payload_names, verify_slot
 from firmware.layout import UnitLayout
+from firmware.slot_writer import SlotWriter
 from firmware.update_state import (
     EventSink,
     PendingTry,
@@ -108,17 +108,18 @@ def _finish_rollback(
     return new
 
 
-def boot_decision(layout: UnitLayout, boot: BootControl) -> BootPlan:
+def boot_decision(layout: UnitLayout, boot: BootControl, *, slots: SlotWriter) -> BootPlan:
     """One power-on: the (simulated) bootloader, then the early-boot update service.
 
     With a ``SimulatedBootloader`` this plays the bootloader too; on a Pi the bootloader has
-    already chosen and the device tree tells which slot runs. Re-arming a lost try-boot on a Pi
-    reboots into it at once (``PiBootControl.arm_tryboot``).
+    already chosen and the kernel command line tells which slot runs. Re-arming a lost try-boot
+    never reboots here: the root helper reboots into it later, at a safe moment.
     """
     if isinstance(boot, SimulatedBootloader):
         slot, tryboot = boot.select_boot_slot()
     else:
         slot, tryboot = boot.get_current(), boot.booted_by_tryboot()
+    boot.consume_tryboot()
     primary = boot.get_primary()
     state = load_state(layout)
     pending = state.pending
@@ -148,7 +149,7 @@ def boot_decision(layout: UnitLayout, boot: BootControl) -> BootPlan:
             notes.append(f"rolled back slot {pending.slot}: {reason}")
         else:
             try:
-                verify_slot(layout, pending.slot)
+                slots.verify(pending.slot)
             except IntegrityError as exc:
                 state = _finish_rollback(boot, layout, state, f"image damaged: {exc.reason}")
                 notes.append(f"rolled back slot {pending.slot}: image damaged")
@@ -159,7 +160,7 @@ def boot_decision(layout: UnitLayout, boot: BootControl) -> BootPlan:
                     f"try-boot of slot {pending.slot} did not finish; re-armed for the next boot "
                     f"({pending.attempts} of {pending.max_attempts} attempts used)"
                 )
-    info = read_slot_info(layout, slot)
+    info = slots.read_info(slot)
     current = state.pending
     for note in notes:
         log.info("boot: %s", note)
@@ -229,6 +230,7 @@ def check_health(
     device_key: DeviceKey | None,
     utc_us: int,
     slot: str,
+    slots: SlotWriter,
 ) -> HealthResult:
     """The post-boot health check of ``slot`` (the one running). ``utc_us`` from the unit's Clock.
 
@@ -236,7 +238,7 @@ def check_health(
     """
     storage, storage_note = _storage_writable(layout)
     identity, identity_note = _identity_ok(device_key)
-    earliest_us = earliest_sane_utc_us(layout, slot)
+    earliest_us = earliest_sane_utc_us(slots, slot)
     clock = utc_us >= earliest_us
     clock_note = "clock after build time" if clock else f"clock before build time {earliest_us}"
     return HealthResult(
@@ -248,13 +250,13 @@ def check_health(
     )
 
 
-def earliest_sane_utc_us(layout: UnitLayout, slot: str) -> int:
+def earliest_sane_utc_us(slots: SlotWriter, slot: str) -> int:
     """The running firmware's build time: a clock earlier than this fails the health check.
 
     A unit without a trustworthy RTC should start its clock no earlier than this (as systemd's
     TIME_EPOCH and fake-hwclock do), then step it from GNSS or NTP.
     """
-    info = read_slot_info(layout, check_slot(slot))
+    info = slots.read_info(check_slot(slot))
     return (info.build_utc_s if info else 0) * 1_000_000
 
 
@@ -275,6 +277,7 @@ def commit_or_rollback(
     health: HealthResult,
     evidence: EventSink | None,
     *,
+    slots: SlotWriter,
     mono_us: int = 0,
     utc_us: int = 0,
 ) -> Outcome:
@@ -290,7 +293,7 @@ def commit_or_rollback(
     outcome = Outcome("nothing_pending", current)
     if pending is not None and boot.booted_by_tryboot() and current == pending.slot:
         failures = health.failures()
-        if HEALTH_FAIL_KNOB in slot_payload_names(layout, current):
+        if HEALTH_FAIL_KNOB in slots.payload_names(current):
             failures.append(f"simulator fault knob {HEALTH_FAIL_KNOB}")
         if failures:
             reason = "health check failed: " + ", ".join(failures)

@@ -88,6 +88,11 @@ class UnitLayout:
         return self.boot / "tryboot"
 
     @property
+    def autoboot_request(self) -> Path:
+        """Pi unit: autoboot.txt bytes the recorder asks the root helper to write to p1."""
+        return self.boot / "autoboot.request"
+
+    @property
     def slot_state_json(self) -> Path:
         return self.boot / "slot-state.json"
 

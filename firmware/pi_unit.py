@@ -15,7 +15,6 @@ import signal
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from firmware import __version__
@@ -74,7 +73,7 @@ def _camera(
 
 def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: float | None) -> int:
     """Boot and run the real unit until SIGTERM/SIGINT (or ``duration_s``); returns an exit code."""
-    from firmware.boot_control import PiBootControl
+    from firmware.boot_control import MirroredAutoboot, PiBootControl, PiSystem
     from hal.gnss_serial import SerialGnss
     from hal.gpio import GpiozeroButton, GpiozeroIndicator, make_pin_factory
 
@@ -84,7 +83,11 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
     assignment = load_assignment(layout)
     clock = SystemClock()
     key = SoftwareDeviceKey.load(layout.device_key)
-    boot = PiBootControl(Path(BOOT_PARTITION), _run_command)
+    # The recorder runs unprivileged: it reads the boot selection from the copy the root helper
+    # keeps on the data partition (docs/unit-layout.md, "The root helper").
+    boot = PiBootControl(
+        MirroredAutoboot(layout.autoboot_txt, layout.autoboot_request), layout, PiSystem()
+    )
     slot = boot.get_current()
     sealer = open_unit_sealer(layout, profile, assignment, key, lambda: clock.source.value)
     record_boot(
@@ -157,7 +160,7 @@ def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: fl
     recorder.start()
     camera.start(daemon.frame_sink)
     if microphone is not None and not daemon.start_microphone(microphone):
-        microphone = None  # sealed as a hardware_fault; the video goes on
+        microphone = None  # sealed as a fault; the video goes on
     watchdog = Watchdog()
     if recorder.state is State.BUFFERING:
         notify("READY=1\nSTATUS=buffering")

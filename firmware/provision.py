@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from evidence.keys import AgencyPublicKey, parse_agency_public, public_key_blocks
 from evidence.sealing import JsonValue
+from firmware.backends import firmware_backends
+from firmware.bundle import CHANNEL_LABEL, CHANNELS
 from firmware.evidence_access import open_unit_sealer
 from firmware.flash import init_slots
 from firmware.identity import (
@@ -108,7 +110,17 @@ def read_agency_pub(path: Path) -> AgencyPublicKey:
 def read_release_pub(path: Path) -> tuple[bytes, str]:
     """The firmware release key re-serialised (Ed25519 SubjectPublicKeyInfo PEM), fingerprint."""
     source = f"--release-pub {path}"
-    keys = public_key_blocks(_read(path, "--release-pub"), source, "release public key")
+    data = _read(path, "--release-pub")
+    # `bwc fw keygen` labels the key with its channel on one line before the PEM block (RFC 7468
+    # explanatory text). That one line is allowed and kept; other text outside the block is not.
+    channel = "release"
+    first, sep, rest = data.partition(b"\n")
+    if sep and first.startswith(CHANNEL_LABEL.encode()):
+        channel = first[len(CHANNEL_LABEL) :].decode("ascii", "replace").strip()
+        if channel not in CHANNELS:
+            raise UsageError(f"{source}: unknown firmware channel {channel!r}")
+        data = rest
+    keys = public_key_blocks(data, source, "release public key")
     if len(keys) != 1:
         raise UsageError(f"{source}: holds {len(keys)} keys; expected one Ed25519 public key")
     (key,) = keys
@@ -121,7 +133,9 @@ def read_release_pub(path: Path) -> tuple[bytes, str]:
     pem = key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return pem, fingerprint_raw(raw)
+    # An unlabelled key is a release key to the bundle checker; a development key keeps its label.
+    label = b"" if channel == "release" else f"{CHANNEL_LABEL} {channel}\n".encode()
+    return label + pem, fingerprint_raw(raw)
 
 
 def _read(path: Path, option: str) -> bytes:
@@ -237,7 +251,8 @@ def provision(
     if release is not None:
         write_atomic(layout.release_pub, release[0])
     write_atomic(layout.profile, profile_file.read_bytes())
-    init_slots(layout, compatible=profile.unit.compatible)
+    fw = firmware_backends(layout, profile.unit, privileged=True)
+    init_slots(layout, boot=fw.boot, slots=fw.slots, compatible=profile.unit.compatible)
     assignment = Assignment(device_id, officer_id, str(profile_file))
     unit = {
         "device_id": device_id,

@@ -12,48 +12,34 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from evidence.sealer import Sealer
-from firmware import __version__
-from firmware.boot_control import SimBootControl
+from firmware.backends import firmware_backends, unit_hardware
+from firmware.boot import OFFLOAD_RETRY_US, BootedUnit, DockOffload, boot_unit
 from firmware.daemon import Daemon
-from firmware.evidence_access import open_unit_sealer, record_boot
-from firmware.flash import read_slot_info
-from firmware.health import (
-    BootPlan,
-    Outcome,
-    boot_decision,
-    check_health,
-    commit_or_rollback,
-    earliest_sane_utc_us,
-)
+from firmware.health import BootPlan, Outcome
 from firmware.identity import Assignment, load_assignment, read_profile, require_provisioned
 from firmware.layout import UnitLayout
 from hal.durable import write_atomic
-from hal.errors import BwcError
+from hal.errors import ConfigError
 from hal.gnss_serial import SerialGnss
-from hal.software_key import SoftwareDeviceKey
+from hal.protocols import Microphone
 from hal.types import ClockSource, EncodedFrame
 from recorder.config import Profile
 from recorder.core import Recorder
-from recorder.feedback import Feedback, FeedbackController
-from recorder.state_machine import State
 from simulator.battery import SimBattery
 from simulator.camera import SimCamera
 from simulator.clock import Handle, VirtualClock
 from simulator.gnss import SimGnssReceiver
-from simulator.gpio import SimButton, SimDock, SimIndicator, make_pin_factory
-from simulator.microphone import SimMicrophone
+from simulator.gpio import SimButton, SimDock, SimIndicator
 from simulator.power import SimPower
 from simulator.scenario import Scenario, ScenarioEvent
 
-if TYPE_CHECKING:  # the dock's modules load when the unit is first docked, not at boot
-    from evidence.timestamp import DockAnchor
+if TYPE_CHECKING:
     from offload.runner import OffloadResult
 
 log = logging.getLogger(__name__)
@@ -70,14 +56,8 @@ TICK_US = 50_000
 RTC_SAVE_US = 5_000_000
 """How often the simulated RTC is persisted so the next boot continues from it."""
 
-OFFLOAD_RETRY_US = 60_000_000
-"""While docked, an offload round runs at once and then once a simulated minute."""
-
 RTC_RESET_UTC_US = 946_684_800_000_000
 """2000-01-01T00:00:00Z: where an RTC that lost its backup battery restarts."""
-
-GNSS_HOME = (51.5074, -0.1278)
-"""Where the simulated officer's beat starts (lat, lon)."""
 
 
 @dataclass
@@ -100,13 +80,17 @@ class SimulatedUnit:
     battery: SimBattery
     dock: SimDock
     power: SimPower
+    booted: BootedUnit
+    dock_offload: DockOffload
     outcome: Outcome | None = None
-    last_offload: OffloadResult | None = None
     _offload_timer: Handle | None = field(default=None, repr=False)
-    _anchor: DockAnchor | None = field(default=None, repr=False)  # this dock session's TSA anchor
-    microphone: SimMicrophone | None = None
+    microphone: Microphone | None = None
     on_status: Callable[[Mapping[str, Any]], None] | None = None
     _closed: bool = field(default=False, repr=False)
+
+    @property
+    def last_offload(self) -> OffloadResult | None:
+        return self.dock_offload.last_result
 
     # -- running -------------------------------------------------------------------------------
 
@@ -173,13 +157,7 @@ class SimulatedUnit:
         self.daemon.drain()
         self.recorder.shutdown(reason)
         self._save_rtc()
-        if self.gnss is not None:
-            self.gnss.close()
-        if self.gnss_receiver is not None:
-            self.gnss_receiver.close()
-        for button in self.buttons.values():
-            button.close()
-        self.dock.close()
+        self.booted.hardware.close()
 
     # -- the dock ------------------------------------------------------------------------------
 
@@ -189,7 +167,7 @@ class SimulatedUnit:
         self.battery.set_charging(True)
         if self._offload_timer is None and self.profile.offload.target:
             self._offload_timer = self.clock.call_every(
-                OFFLOAD_RETRY_US, self._offload_round, start_us=self.clock.monotonic_us()
+                OFFLOAD_RETRY_US, self.dock_offload.round, start_us=self.clock.monotonic_us()
             )
 
     def undocked(self) -> None:
@@ -198,42 +176,7 @@ class SimulatedUnit:
         if self._offload_timer is not None:
             self._offload_timer.cancel()
             self._offload_timer = None
-        self._anchor = None
-
-    def _offload_round(self) -> None:
-        """One offload round through this boot's sealer; a failure waits for the next round."""
-        from firmware.commands.offload import build_target
-        from offload.runner import Retention, offload
-
-        off = self.profile.offload
-        self.recorder.indicate(Feedback.OFFLOADING)
-        if off.tsa_url:
-            # Anchor the chain head before the round, so the token goes out in the same round.
-            # Never fatal: a TSA failure is a warning (and one signed timestamp_failed event).
-            from evidence.timestamp import DockAnchor
-
-            self._anchor = self._anchor or DockAnchor(off.tsa_url)
-            self._anchor.before_round(self.sealer, self.clock)
-        try:
-            target = build_target(
-                self.profile, self.assignment.device_id, os.environ, self.layout.root
-            )
-            result = offload(
-                self.layout.evidence,
-                target,
-                self.sealer,
-                self.clock,
-                self.dock.docked,
-                retention=Retention(off.retention_days, off.marked_retention_days),
-            )
-        except BwcError as exc:
-            # Nothing unconfirmed was freed; the next round resumes where this one stopped.
-            log.warning("offload round failed: %s", exc)
-            self.recorder.indicate(Feedback.FAULT)
-            return
-        self.last_offload = result
-        if result.complete:
-            self.recorder.indicate(Feedback.OFFLOAD_COMPLETE)
+        self.dock_offload.undocked()
 
     # -- scenario helpers ----------------------------------------------------------------------
 
@@ -304,128 +247,71 @@ def boot_simulated_unit(
     *,
     realtime: bool = False,
 ) -> SimulatedUnit:
-    """Power on the simulated unit stored at ``layout``: one boot, up to the buffering state."""
+    """Power on the simulated unit stored at ``layout``: one boot, up to the buffering state,
+    through the same ``boot_unit`` as the Pi unit with the simulator's backends."""
     require_provisioned(layout)
-    boot = SimBootControl(layout)
-    plan = boot_decision(layout, boot)
     profile = read_profile(layout.profile, overrides)
     assignment = load_assignment(layout)
-    layout.run.mkdir(parents=True, exist_ok=True)
-    # Like systemd's TIME_EPOCH and fake-hwclock: never start before the running firmware's build.
-    start_utc_us = max(_start_utc_us(layout), earliest_sane_utc_us(layout, plan.slot))
-    clock = VirtualClock(start_utc_us, ClockSource.RTC, realtime)
-    key = SoftwareDeviceKey.load(layout.device_key)
-    slot_info = read_slot_info(layout, plan.slot)
-    firmware_version = slot_info.version if slot_info else __version__
-    sealer = open_unit_sealer(layout, profile, assignment, key, lambda: clock.source.value)
+    clocks: list[VirtualClock] = []
 
-    record_boot(
-        sealer,
-        clock,
-        profile,
-        assignment,
-        firmware_version=firmware_version,
-        slot=plan.slot,
-        tryboot=plan.tryboot,
-        notes=plan.notes,
-    )
+    def make_clock(earliest_utc_us: int) -> VirtualClock:
+        # Like systemd's TIME_EPOCH and fake-hwclock: never start before the running build.
+        start_utc_us = max(_start_utc_us(layout), earliest_utc_us)
+        clocks.append(VirtualClock(start_utc_us, ClockSource.RTC, realtime))
+        return clocks[-1]
 
-    pins = make_pin_factory(clock)
-    gpio = profile.gpio
-    buttons = {
-        "event": SimButton("event", gpio.event_pin, clock, pins),
-        "function": SimButton("function", gpio.function_pin, clock, pins),
-        "trigger": SimButton("trigger", gpio.trigger_pin, clock, pins),
-    }
-    indicators = {
-        "led": SimIndicator("led", gpio.led_pin, "led", clock, pins),
-        "haptic": SimIndicator("haptic", gpio.haptic_pin, "haptic", clock, pins),
-        "buzzer": SimIndicator("buzzer", gpio.buzzer_pin, "buzzer", clock, pins),
-    }
-    dock = SimDock(gpio.dock_pin, pins)
-    cam = profile.camera
-    camera = SimCamera(
-        clock,
-        cam.width,
-        cam.height,
-        cam.fps,
-        cam.bitrate_bps,
-        cam.keyframe_interval_s,
-        assignment.device_id,
-        cam.overlay,
-        cam.replay_path or None,
+    booted = boot_unit(
+        layout,
+        profile=profile,
+        assignment=assignment,
+        firmware=firmware_backends(layout, profile.unit),
+        make_clock=make_clock,
+        make_hardware=unit_hardware,
+        frame_sink=_traced if frame_log.isEnabledFor(logging.DEBUG) else None,
     )
-    gnss_receiver: SimGnssReceiver | None = None
-    gnss: SerialGnss | None = None
-    if profile.gnss.backend == "sim":
-        gnss_receiver = SimGnssReceiver(clock, *GNSS_HOME)
-        # Open the reader before the receiver's first epoch: opening a port flushes its input.
-        gnss = SerialGnss(gnss_receiver.port, profile.gnss.baud, clock)
-    battery = SimBattery(clock, profile.battery.initial_pct, profile.battery.drain_pct_per_h)
-    feedback = FeedbackController(indicators["led"], indicators["haptic"], indicators["buzzer"])
-    recorder = Recorder(
-        clock,
-        sealer,
-        feedback,
-        profile,
-        {
-            "device_id": assignment.device_id,
-            "officer_id": assignment.officer_id,
-            "firmware_version": firmware_version,
-            "slot": plan.slot,
-        },
-        gnss,
-        battery,
-    )
-    daemon = Daemon(recorder)
-    # audio.backend "none": no microphone; any other backend is simulated on this unit (as the
-    # camera is), sharing the monotonic timeline with the camera: both start at the same instant.
-    microphone: SimMicrophone | None = None
-    if profile.audio.backend != "none":
-        microphone = SimMicrophone(clock, profile.audio.sample_rate_hz, profile.audio.channels)
+    clock = clocks[0]
+    hw = booted.hardware
+    battery = hw.battery
+    dock = hw.dock
+    if not isinstance(battery, SimBattery) or not isinstance(dock, SimDock):
+        raise ConfigError("the simulated unit needs battery.backend and gpio.backend 'sim'")
+    camera = hw.camera
+    if not isinstance(camera, SimCamera):
+        raise ConfigError("the simulated unit needs camera.backend 'sim'")
+    buttons = {name: _sim(b, SimButton) for name, b in hw.buttons.items()}
+    indicators = {name: _sim(i, SimIndicator) for name, i in hw.indicators.items()}
     unit = SimulatedUnit(
         layout=layout,
         profile=profile,
         assignment=assignment,
-        plan=plan,
+        plan=booted.plan,
         clock=clock,
-        sealer=sealer,
-        recorder=recorder,
-        daemon=daemon,
+        sealer=booted.sealer,
+        recorder=booted.recorder,
+        daemon=booted.daemon,
         camera=camera,
         buttons=buttons,
         indicators=indicators,
-        gnss_receiver=gnss_receiver,
-        gnss=gnss,
+        gnss_receiver=hw.extras.get("gnss_receiver"),
+        gnss=hw.gnss if isinstance(hw.gnss, SerialGnss) else None,
         battery=battery,
         dock=dock,
         power=SimPower(clock),
-        microphone=microphone,
+        booted=booted,
+        dock_offload=DockOffload(booted, dock),
+        outcome=booted.outcome,
+        microphone=hw.microphone,
     )
-    for button in buttons.values():
-        button.on_edge(daemon.edge_sink)
-    recorder.start()
-    camera.start(
-        _traced(daemon.frame_sink) if frame_log.isEnabledFor(logging.DEBUG) else daemon.frame_sink
-    )
-    if microphone is not None:
-        microphone.start(daemon.audio_sink)
-    clock.call_every(TICK_US, lambda: recorder.tick(clock.monotonic_us()))
+    clock.call_every(TICK_US, lambda: unit.recorder.tick(clock.monotonic_us()))
     clock.call_every(RTC_SAVE_US, unit._periodic)
     unit._save_battery()
-
-    health = check_health(
-        layout,
-        reached_buffering=recorder.state is State.BUFFERING,
-        device_key=key,
-        utc_us=clock.utc_us(),
-        slot=plan.slot,
-    )
-    unit.outcome = commit_or_rollback(
-        layout, boot, health, sealer, mono_us=clock.monotonic_us(), utc_us=clock.utc_us()
-    )
-    if unit.outcome.action != "nothing_pending":
-        log.warning(
-            "firmware: %s slot %s %s", unit.outcome.action, unit.outcome.slot, unit.outcome.reason
-        )
     return unit
+
+
+_T = TypeVar("_T")
+
+
+def _sim(backend: object, kind: type[_T]) -> _T:
+    if not isinstance(backend, kind):
+        raise ConfigError(f"the simulated unit needs simulated backends, not {backend!r}")
+    return backend

@@ -106,7 +106,7 @@ class AlsaMicrophone:
                 f"audio.device {device!r}: card numbers change between boots; name the card, "
                 "e.g. plughw:CARD=<id>,DEV=0 (ids in /proc/asound/cards)"
             )
-        self._on_fault = on_fault
+        self.on_fault = on_fault
         self.device = device
         self.sample_rate_hz = sample_rate_hz
         self.channels = channels
@@ -199,8 +199,8 @@ class AlsaMicrophone:
             # (health/status) and end; the recorder keeps recording video.
             self.error = exc
             log.error("ALSA capture on %s stopped: %s", self.device, exc)
-            if self._on_fault is not None:
-                self._on_fault("microphone", "capture_stopped", f"{self.device}: {exc}")
+            if self.on_fault is not None:
+                self.on_fault("microphone", "capture_stopped", f"{self.device}: {exc}")
 
     def _deliver(self, chunk: AudioChunk) -> None:
         with self._sink_lock:

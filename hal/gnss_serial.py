@@ -1,8 +1,8 @@
 """A GNSS receiver on a serial line: pyserial for the transport, ``hal.nmea`` for the sentences.
 
 The port is one pyserial URL (``/dev/serial0``, a pty path from the simulator, ``loop://``).
-On a Raspberry Pi ``/dev/serial0`` is the header UART on every model (``ttyAMA0`` is the Bluetooth
-UART on a Pi 3 or Zero 2 W); docs/hardware.md gives the config.txt lines it needs.
+On a Raspberry Pi ``/dev/serial0`` is the header UART (``ttyAMA0`` is the Bluetooth UART on a
+Pi 3 or Zero 2 W); docs/hardware.md gives the config.txt lines it needs, per model.
 Opening it flushes pending input, so open it before the other end starts writing. This is the only
 module of ``hal`` that imports pyserial, and only when constructed.
 

@@ -4,11 +4,13 @@ dock-sense line. Works on any gpiozero pin factory (lgpio on a Pi, ``MockFactory
 This is the only module of ``hal`` that imports gpiozero, and only when constructed. It reports
 raw edges; it must not recognise gestures (the recorder does that from edge timestamps).
 
-Edge times: the pin factory stamps each edge when it happens (lgpio passes the kernel's event
-timestamp; gpiozero keeps it as the device's last change). The callback runs later, after the
-debounce period and thread scheduling, so the edge is dated from that tick: the clock's time now
-minus the device's ``active_time``/``inactive_time`` (gpiozero's age of the last change, computed
-with the factory's own ``ticks_diff``, so no assumption about the tick's clock base is made).
+Edge times: the pin factory stamps each edge (gpiozero keeps the stamp as the device's last
+change) and the callback runs later, after the debounce period and thread scheduling, so the edge
+is dated from that stamp: the clock's time now minus the device's ``active_time`` or
+``inactive_time`` (gpiozero's age of the stamp, by the factory's own ``ticks_diff``). lgpio stamps
+a debounced report with the kernel's CLOCK_MONOTONIC edge timestamp *plus* the debounce period
+(``lgPthAlerts.c``: ``report.timestamp = last_evt_ts + debounce_nanos``), so on lgpio the debounce
+is added back to the age (``stamps_after_debounce``).
 
 Threading: gpiozero calls the edge callbacks on its pin-event thread (or, with the mock factory,
 synchronously in ``drive_low``/``drive_high``); the sink must not block. Animated indicator
@@ -43,26 +45,40 @@ is dated at the callback instead, and ``GpiozeroButton.untrusted_ticks`` counts 
 PIN_FACTORIES = ("lgpio", "mock")
 
 
+def stamps_after_debounce(pin_factory: Any) -> bool:
+    """Whether this gpiozero pin factory stamps a debounced edge at the end of its debounce period
+    rather than at the edge: true of lgpio's (gpiozero.pins.lgpio), whose reports carry the
+    kernel's edge timestamp plus the debounce."""
+    return type(pin_factory).__module__ == "gpiozero.pins.lgpio"
+
+
 def make_pin_factory(name: str) -> Any:
     """The gpiozero pin factory named ``name``, chosen explicitly rather than by gpiozero's
     fallback chain (which would silently pick another library, or none, on a broken install).
 
     ``lgpio``: the Raspberry Pi's (Pi 5 and earlier, through /dev/gpiochip*). ``mock``: gpiozero's
-    ``MockFactory``. Raises ``HardwareError`` naming the factory if it cannot be opened.
+    ``MockFactory`` with PWM-capable pins (the haptic motor is PWM, as lgpio's pins are).
+    Raises ``HardwareError`` naming the factory if it cannot be opened.
     """
     if name == "mock":
-        from gpiozero.pins.mock import MockFactory
+        from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-        return MockFactory()
+        return MockFactory(pin_class=MockPWMPin)
     if name != "lgpio":
         raise HardwareError(
             f"unknown GPIO pin factory {name!r} (known: {', '.join(PIN_FACTORIES)})"
         )
     try:
+        import lgpio
         from gpiozero.pins.lgpio import LGPIOFactory
-
+    except ImportError as exc:  # no lgpio module: python3-lgpio (apt) or the `pi` extra
+        raise HardwareError(f"GPIO pin factory lgpio: {type(exc).__name__}: {exc}") from exc
+    # lgpio reports a chip it cannot open (absent, or no permission: the `gpio` group) as its
+    # own ``lgpio.error``, which derives from Exception only.
+    lgpio_error: type[Exception] = getattr(lgpio, "error", RuntimeError)
+    try:
         return LGPIOFactory()
-    except (ImportError, OSError, RuntimeError) as exc:  # no lgpio module, no /dev/gpiochip
+    except (lgpio_error, OSError, RuntimeError) as exc:
         raise HardwareError(f"GPIO pin factory lgpio: {type(exc).__name__}: {exc}") from exc
 
 
@@ -86,7 +102,10 @@ class GpiozeroButton:
         *,
         bounce_ms: int | None = 20,
         active_low: bool = True,
+        stamp_includes_debounce: bool | None = None,
     ) -> None:
+        """``stamp_includes_debounce``: whether the factory's edge stamps are the end of the
+        debounce period (None: ask ``stamps_after_debounce`` of the device's factory)."""
         gpiozero = _gpiozero()
         self._name = name
         self._clock = clock
@@ -103,6 +122,9 @@ class GpiozeroButton:
             raise HardwareError(f"button {name} on pin {pin}: {exc}") from exc
         self._device.when_pressed = self._pressed
         self._device.when_released = self._released
+        if stamp_includes_debounce is None:
+            stamp_includes_debounce = stamps_after_debounce(self._device.pin_factory)
+        self._stamp_lag_s = bounce_ms / 1000 if bounce_ms and stamp_includes_debounce else 0.0
         self.untrusted_ticks = 0
 
     @property
@@ -138,7 +160,8 @@ class GpiozeroButton:
         now_us = self._clock.monotonic_us()
         device = self._device
         # Read on the pin-event thread, the only one that moves the last change: no race.
-        age_s = device.active_time if active else device.inactive_time
+        stamp_age_s = device.active_time if active else device.inactive_time
+        age_s = None if stamp_age_s is None else stamp_age_s + self._stamp_lag_s
         if age_s is None or not 0 <= age_s <= MAX_EDGE_AGE_S:
             self.untrusted_ticks += 1
             log.warning("button %s: edge tick age %r s not trusted; dated now", self._name, age_s)

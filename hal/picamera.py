@@ -169,7 +169,7 @@ class Picamera2Camera:
         self._clock = clock
         self._overlay = overlay
         self._camera_num = camera_num
-        self._on_fault = on_fault
+        self.on_fault = on_fault
         self._api = api
         self._lock = threading.Lock()
         self._sink: FrameSink | None = None
@@ -250,8 +250,8 @@ class Picamera2Camera:
 
     def _fault(self, code: str, detail: str) -> None:
         log.error("camera %d: %s: %s", self._camera_num, code, detail)
-        if self._on_fault is not None:
-            self._on_fault("camera", code, detail)
+        if self.on_fault is not None:
+            self.on_fault("camera", code, detail)
 
     # -- the overlay ---------------------------------------------------------------------------
 

@@ -57,6 +57,14 @@ class Clock(Protocol):
 
 
 @runtime_checkable
+class ReportsFaults(Protocol):
+    """A backend that contains some failures itself and reports them (``FaultSink``). The
+    composition root sets ``on_fault`` before starting it; None: logged only."""
+
+    on_fault: FaultSink | None
+
+
+@runtime_checkable
 class Camera(Protocol):
     """A source of encoded H.264 frames."""
 

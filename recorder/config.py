@@ -26,6 +26,10 @@ def _rng(lo: float | None = None, hi: float | None = None, choices: tuple[str, .
 class UnitConfig:
     compatible: str = "bwc-sim"
     model: str = "simulated unit"
+    # Boot control and slot writer (firmware/backends.py): "sim" (directory slots) or "pi"
+    # (tryboot A/B on the SD card ``disk``, docs/unit-layout.md).
+    boot: str = field(default="sim", metadata={"choices": ("sim", "pi")})
+    disk: str = "/dev/mmcblk0"
 
 
 @dataclass(frozen=True)

@@ -268,10 +268,11 @@ class Recorder:
             self._feedback.close()
 
     def record_fault(self, source: str, code: str, detail: str) -> None:
-        """Seal a ``hardware_fault`` event (a backend contained a failure: a microphone that did
-        not open, an overlay that raised) and keep it in ``status()``. The recording goes on."""
+        """Seal a ``fault`` event {component, reason, code} (a backend contained a failure: a
+        microphone that did not open, an overlay that raised) and keep it in ``status()``. The
+        recording goes on."""
         self.hardware_faults[f"{source}/{code}"] = detail
-        self._event("hardware_fault", {"source": source, "code": code, "detail": detail})
+        self._event("fault", {"component": source, "reason": detail, "code": code})
 
     def indicate(self, feedback: Feedback) -> None:
         """Show unit-level feedback that is not the recorder's own (the dock's offload state)."""

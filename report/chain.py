@@ -42,18 +42,45 @@ class ChainEvent:
     during: bool  # inside the recording's time span (drawn on the timeline) or after it
 
 
+class EventEntries:
+    """The store's event entries, each read at most once however many recordings ask.
+
+    Unit manifests are only looked at (to skip them), never kept: a long shift holds tens of
+    thousands of them, and the opener already hands each recording its own.
+    """
+
+    def __init__(self, store: StoreReader) -> None:
+        self._store = store
+        self._seen: dict[int, dict[str, Any] | None] = {}
+
+    def get(self, seq: int) -> dict[str, Any] | None:
+        if seq not in self._seen:
+            m = _read(self._store, seq)
+            self._seen[seq] = m if m is not None and m.get("type") == "event" else None
+        return self._seen[seq]
+
+
 def recording_events(
-    store: StoreReader, recording: str, units: list[dict[str, Any]], head_seq: int
+    store: StoreReader | EventEntries,
+    recording: str,
+    units: list[dict[str, Any]],
+    head_seq: int,
+    boot_seq: int | None = None,
 ) -> list[ChainEvent]:
-    """Signed events that concern ``recording`` (whose verified unit manifests are ``units``)."""
+    """Signed events that concern ``recording`` (whose verified unit manifests are ``units``),
+    starting with the boot it was recorded in (entry ``boot_seq``: firmware, slot, clock)."""
     if not units:
         return []
+    entries = store if isinstance(store, EventEntries) else EventEntries(store)
+    out: list[ChainEvent] = []
+    boot = entries.get(boot_seq) if boot_seq is not None else None
+    if boot is not None and boot.get("kind") == "boot":
+        out.append(_boot_event(boot_seq or 0, boot))
     files = _unit_files(units)
     first_seq, last_seq = units[0]["seq"], units[-1]["seq"]
-    out: list[ChainEvent] = []
     for seq in range(max(0, first_seq - 1), head_seq + 1):
-        m = _read(store, seq)
-        if m is None or m.get("type") != "event":
+        m = entries.get(seq)
+        if m is None:
             continue
         kind, fields, utc = m.get("kind"), m.get("fields") or {}, int(m.get("utc_us") or 0)
         during = seq <= last_seq
@@ -106,6 +133,22 @@ def _unit_files(units: list[dict[str, Any]]) -> set[str]:
         if isinstance(payload, dict) and isinstance(payload.get("file"), str):
             names.add(payload["file"])
     return names
+
+
+def _boot_event(seq: int, m: dict[str, Any]) -> ChainEvent:
+    f = m.get("fields") or {}
+    parts = [f"firmware {f.get('firmware_version') or 'not recorded'}"]
+    if f.get("slot"):
+        parts.append(f"slot {f['slot']}" + (" (trying a new firmware)" if f.get("tryboot") else ""))
+    parts.append(f"clock from {f.get('clock_source') or m.get('utc_source') or 'unknown'}")
+    return ChainEvent(
+        seq,
+        int(m.get("utc_us") or 0),
+        "boot",
+        "Unit started",
+        "; ".join(parts) + f" (entry {seq}).",
+        False,
+    )
 
 
 def _file_name(item: object) -> str:

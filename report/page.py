@@ -37,6 +37,7 @@ class Page:
     thumbnails: list[Thumbnail] = field(default_factory=list)
     track: Track | None = None
     note: str | None = None
+    decrypted: bool = True  # False: the store did not verify and nothing was opened
 
 
 def build_page(
@@ -45,6 +46,7 @@ def build_page(
     generated_utc_us: int,
     tool_version: str,
     note: str | None = None,
+    decrypted: bool = True,
 ) -> Page:
     verdict_ok = facts.intact and facts.pinned and not facts.findings
     if verdict_ok:
@@ -68,6 +70,7 @@ def build_page(
         thumbnails=thumbnails,
         track=build_track(facts.track, facts.markers),
         note=note,
+        decrypted=decrypted,
     )
 
 
@@ -133,7 +136,8 @@ def _key_facts(f: RecordingFacts) -> list[Fact]:
             alert=bool(f.power_losses),
         )
     )
-    out.append(Fact("Segments", str(f.segments)))
+    if f.units:
+        out.append(Fact("Segments", str(f.segments)))
     out.append(Fact("Firmware", f.firmware_version or "not recorded"))
     if f.utc_source:
         out.append(Fact("Clock source", f.utc_source))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from report.clock_text import iso_utc, offset_text
-from report.model import RecordingFacts
+from report.model import RecordingFacts, UnitSpan
 
 THUMB_W = 320
 _INTERVALS_S = (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
@@ -86,9 +86,13 @@ def wanted_frames(facts: RecordingFacts, interval_s: float | None = None) -> lis
 def render_thumbnails(
     facts: RecordingFacts, wanted: list[Wanted], segment_bytes: SegmentBytes
 ) -> list[Thumbnail]:
-    """Decode the ``wanted`` frames and return them as JPEG thumbnails, in frame order."""
+    """Decode the ``wanted`` frames and return them as JPEG thumbnails, in frame order.
+
+    A picture's frame number comes from counting decoded frames against the signed units; its
+    decoded timestamp is checked against the units' timing, and a picture whose timing disagrees
+    by half a frame or more says so in its caption rather than being shown as exact.
+    """
     import av  # PyAV: imported here so that importing the report costs no codec start-up
-    import cv2
 
     by_frame = {w.frame: w for w in wanted}
     base = facts.press_utc_us or (facts.units[0].start_utc_us if facts.units else 0)
@@ -97,42 +101,64 @@ def render_thumbnails(
         targets = [f for f in frames if f in by_frame]
         if not targets:
             continue
-        stop_after = max(targets)
+        seg_start = facts.unit_of_frame(frames[0])
         data = b"".join(segment_bytes(segment))
         container: Any = av.open(io.BytesIO(data), mode="r", format="mpegts")
         try:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            first_s: float | None = None
             for frame_no, picture in zip(frames, container.decode(stream), strict=False):
-                if frame_no in by_frame:
-                    w = by_frame[frame_no]
-                    height = max(2, round(THUMB_W * picture.height / picture.width / 2) * 2)
-                    bgr = picture.reformat(width=THUMB_W, height=height, format="bgr24")
-                    ok, jpeg = cv2.imencode(
-                        ".jpg", bgr.to_ndarray(), [int(cv2.IMWRITE_JPEG_QUALITY), 80]
+                if first_s is None:
+                    first_s = picture.time
+                if frame_no in by_frame and seg_start is not None:
+                    unit = facts.unit_of_frame(frame_no)
+                    at = unit.frame_utc_us(frame_no) if unit else base
+                    decoded_us = (
+                        None
+                        if picture.time is None or first_s is None
+                        else (picture.time - first_s) * 1e6 + seg_start.start_utc_us
                     )
-                    if ok:
-                        unit = facts.unit_of_frame(frame_no)
-                        at = unit.frame_utc_us(frame_no) if unit else base
-                        out.append(
-                            Thumbnail(
-                                frame_no,
-                                w.kind,
-                                w.label,
-                                iso_utc(at),
-                                offset_text((at - base) / 1e6),
-                                "data:image/jpeg;base64,"
-                                + base64.b64encode(jpeg.tobytes()).decode("ascii"),
-                                THUMB_W,
-                                height,
-                            )
-                        )
-                if frame_no >= stop_after:
+                    out.append(_thumbnail(picture, by_frame[frame_no], at, base, decoded_us, unit))
+                if frame_no >= targets[-1]:
                     break
         finally:
             container.close()
     out.sort(key=lambda t: t.frame)
     return out
+
+
+def _thumbnail(
+    picture: Any,
+    wanted: Wanted,
+    at_us: int,
+    base_us: int,
+    decoded_us: float | None,
+    unit: UnitSpan | None,
+) -> Thumbnail:
+    import cv2
+
+    height = max(2, round(THUMB_W * picture.height / picture.width / 2) * 2)
+    bgr = picture.reformat(width=THUMB_W, height=height, format="bgr24").to_ndarray()
+    ok, jpeg = cv2.imencode(".jpg", bgr, [int(cv2.IMWRITE_JPEG_QUALITY), 80])
+    if not ok:
+        raise ValueError("JPEG encoding failed")  # cv2 only fails on an empty or odd image
+    label = wanted.label
+    if decoded_us is not None and unit is not None:
+        half_frame_us = (unit.end_utc_us - unit.start_utc_us) / max(1, unit.frame_count) / 2
+        off_ms = (decoded_us - at_us) / 1000
+        if abs(decoded_us - at_us) >= max(half_frame_us, 1000):
+            label += f" (decoded timing differs by {off_ms:+.0f} ms: approximate)"
+    return Thumbnail(
+        wanted.frame,
+        wanted.kind,
+        label,
+        iso_utc(at_us),
+        offset_text((at_us - base_us) / 1e6),
+        "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii"),
+        THUMB_W,
+        height,
+    )
 
 
 def _frames_per_segment(facts: RecordingFacts) -> dict[int, list[int]]:

@@ -30,6 +30,8 @@ TRIGGERS = {
     "power_loss_recovery": "the unit lost power; closed when it next started",
 }
 
+MAX_LISTED_SEGMENTS = 20
+
 XMap = Callable[[int], float]
 """UTC microseconds to the SVG's x coordinate."""
 
@@ -160,6 +162,17 @@ def build_timeline(facts: RecordingFacts) -> Timeline | None:
             )
         )
     _segments(facts, tl, x)
+    if press is not None and press > t0 and facts.pre_event_audio is False:
+        tl.spans.append(
+            Span(
+                row["Sound"],
+                "nosound",
+                x(t0),
+                x(press) - x(t0),
+                "no sound",
+                "The pre-event part keeps no sound (agency policy, recorder.pre_event_audio)",
+            )
+        )
     for iv in facts.mute:
         end = iv.to_utc_us if iv.to_utc_us is not None else t1
         tl.spans.append(
@@ -278,7 +291,8 @@ def build_events(facts: RecordingFacts) -> list[Event]:
         )
     if press is not None:
         add(press, "press", "Recording started", f"Started by {trigger_text(facts.start_trigger)}.")
-    if facts.segments > 1:
+    # Segment starts are listed while there are few; a long shift's hundreds are on the timeline.
+    if 1 < facts.segments <= MAX_LISTED_SEGMENTS:
         seen: set[int] = set()
         for u in facts.units:
             if u.segment not in seen and u.segment > 0:

@@ -17,15 +17,27 @@ if [ "${VERSION_CODENAME:-}" != "bookworm" ]; then
   echo "picamera2: not set up (the recipe is for Debian 12 bookworm, this is ${PRETTY_NAME:-unknown})"
   exit 0
 fi
+# libasound2-data: /usr/share/alsa, which tests/unit/test_alsa_input.py points PyPI av's alsa-lib at.
 need=""
-dpkg-query -W -f='${Status}' libcap-dev 2>/dev/null | grep -q "install ok installed" || need="libcap-dev"
+for pkg in libcap-dev libasound2-data; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
+done
 if ! dpkg-query -W -f='${Status}' python3-libcamera 2>/dev/null | grep -q "install ok installed"; then
   list=/etc/apt/sources.list.d/bwc-bookworm-backports.list
-  [ -f "$list" ] || echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee "$list" >/dev/null
+  if [ ! -f "$list" ]; then
+    # The backports suite from the same archive this machine's apt already uses (its first
+    # bookworm source), so nothing here names or assumes a mirror.
+    mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+      | grep -v -- '-security' | head -n 1 \
+      | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) { print $i; exit }}')
+    [ -n "$mirror" ] || { echo "picamera2: not set up (no apt source to add bookworm-backports to)"; exit 0; }
+    echo "deb $mirror bookworm-backports main" | $SUDO tee "$list" >/dev/null
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
     -t bookworm-backports python3-libcamera $need
 elif [ -n "$need" ]; then
+  $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $need
 fi
 "$VENV/bin/python" -m pip install --quiet -e '.[pi-contract]'

@@ -30,22 +30,24 @@ DOUBLE_PRESS_GAP_S = 0.15
 class VirtualTimePin(MockPWMPin):  # type: ignore[misc]
     """gpiozero's PWM mock pin with edges stamped on the factory's (simulated) ticks.
 
-    ``report_delay_us``: the edge's callback runs this long after the edge, on the simulated
-    clock, still carrying the edge's own tick (0: at once, inside ``drive_low``/``drive_high``).
+    ``report_delay_us``: the edge's callback runs this long after its stamp, on the simulated
+    clock (0: at once, inside ``drive_low``/``drive_high``). ``stamp_lag_us``: the stamp itself is
+    this long after the edge, as lgpio stamps a debounced edge at edge + debounce.
     """
 
     report_delay_us = 0
+    stamp_lag_us = 0
 
     def _call_when_changed(self) -> None:
         # MockPin stamps with the real monotonic clock; the edge's tick here is simulated time.
         factory: VirtualTimeFactory = self.factory
-        ticks, state = factory.ticks(), self.state
-        if self.report_delay_us <= 0:
+        ticks, state = factory.ticks() + self.stamp_lag_us, self.state
+        report_at = ticks + self.report_delay_us
+        if report_at <= factory.ticks():
             super(MockPin, self)._call_when_changed(ticks, state)
             return
         factory.clock.call_at(
-            ticks + self.report_delay_us,
-            lambda: super(MockPin, self)._call_when_changed(ticks, state),
+            report_at, lambda: super(MockPin, self)._call_when_changed(ticks, state)
         )
 
 

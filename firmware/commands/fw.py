@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from firmware.boot_control import SLOTS, SimBootControl
+from firmware.backends import FirmwareBackends, firmware_backends
+from firmware.boot_control import SLOTS
 from firmware.layout import UnitLayout
 from firmware.update_state import EventSink
-from hal.errors import IntegrityError, RefusedError, UsageError
+from hal.errors import BwcError, IntegrityError, RefusedError, UsageError
 
 
 def add_parser(sub: Any) -> None:
@@ -167,13 +168,23 @@ def run_inspect(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def _unit_facts(layout: UnitLayout) -> Any:
-    from firmware.flash import UnitFacts, read_battery_pct
+def _unit_profile(layout: UnitLayout) -> Any:
     from recorder.config import Profile, load_profile_text
 
-    profile = Profile()
     if layout.profile.is_file():
-        profile = load_profile_text(layout.profile.read_text(), str(layout.profile))
+        return load_profile_text(layout.profile.read_text(), str(layout.profile))
+    return Profile()
+
+
+def _backends(layout: UnitLayout, *, privileged: bool) -> FirmwareBackends:
+    """The unit's boot control and slot writer, as its profile's ``unit.boot`` says."""
+    return firmware_backends(layout, _unit_profile(layout).unit, privileged=privileged)
+
+
+def _unit_facts(layout: UnitLayout) -> Any:
+    from firmware.flash import UnitFacts, read_battery_pct
+
+    profile = _unit_profile(layout)
     default_pct = profile.battery.initial_pct if profile.battery.backend == "sim" else 100.0
     free = shutil.disk_usage(layout.slots).free if layout.slots.exists() else 0
     return UnitFacts(
@@ -253,9 +264,11 @@ def run_flash(args: argparse.Namespace) -> int:
     layout = UnitLayout(args.device)
     if not args.device.is_dir():
         raise UsageError(f"--device {args.device}: no such unit directory")
+    # A technician flashes as root on the unit (or a simulated unit's directory): privileged.
+    fw = _backends(layout, privileged=True)
     try:
         facts = _unit_facts(layout)
-        plan = preflight(layout, args.bundle, facts)
+        plan = preflight(layout, args.bundle, facts, boot=fw.boot, slots=fw.slots)
     except RefusedError as exc:
         if args.json:
             _emit({"event": "refused", "reason": str(exc)})
@@ -276,10 +289,14 @@ def run_flash(args: argparse.Namespace) -> int:
         return 0
     evidence = evidence_sink_for(layout)
     if args.json:
-        result = flash(layout, plan, observer=_JsonObserver(), evidence=evidence)
+        result = flash(
+            layout, plan, boot=fw.boot, slots=fw.slots, observer=_JsonObserver(), evidence=evidence
+        )
     else:
         with _RichObserver() as observer:
-            result = flash(layout, plan, observer=observer, evidence=evidence)
+            result = flash(
+                layout, plan, boot=fw.boot, slots=fw.slots, observer=observer, evidence=evidence
+            )
     if args.json:
         _emit({"event": "staged", "slot": result.slot, "version": result.version,
                "security_version": result.security_version, "sha256": result.sha256})  # fmt: skip
@@ -296,17 +313,21 @@ def run_flash(args: argparse.Namespace) -> int:
 
 def unit_status(layout: UnitLayout) -> dict[str, Any]:
     """Everything `bwc fw status` shows, as one JSON-ready dict."""
-    from firmware.flash import read_slot_info
     from firmware.update_state import load_state
 
-    boot = SimBootControl(layout)
+    fw = _backends(layout, privileged=False)
+    boot = fw.boot
     if not boot.is_initialised():
         raise UsageError(f"--device {layout.root}: not a unit with boot slots")
     state = load_state(layout)
-    record = boot.boot_record()
+    try:
+        booted: str | None = boot.get_current()
+        by_tryboot = boot.booted_by_tryboot()
+    except BwcError:
+        booted, by_tryboot = None, False
     slots = {}
     for slot in SLOTS:
-        info = read_slot_info(layout, slot)
+        info = fw.slots.read_info(slot)
         slots[slot] = {
             "state": boot.get_state(slot),
             "version": info.version if info else None,
@@ -319,8 +340,8 @@ def unit_status(layout: UnitLayout) -> dict[str, Any]:
         "device": str(layout.root),
         "slots": slots,
         "primary": boot.get_primary(),
-        "booted": record["slot"] if record else None,
-        "booted_by_tryboot": bool(record and record.get("tryboot")),
+        "booted": booted,
+        "booted_by_tryboot": by_tryboot,
         "floor": state.floor,
         "tryboot_armed": boot.armed_tryboot(),
         "pending": pending.to_dict() if pending else None,

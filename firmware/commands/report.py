@@ -1,12 +1,14 @@
 """`bwc report STORE --key AGENCY_KEY --out DIR [--trust FILE ...]`: verify, decrypt and write one
 self-contained HTML report per recording (timeline, pictures, GNSS track, verification summary).
 
-Exit 1 with the reason if anything fails verification or decryption; 2 for usage errors.
+A store that does not verify is not decrypted: its pages lead with every finding, and the exit
+status is 1. Exit 2 for usage errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,19 +28,26 @@ def add_parser(sub: Any) -> None:
         description="Verifies STORE (as `bwc verify`), decrypts it with the agency key and writes "
         "DIR/<recording-id>.html per recording: a timeline, pictures decoded from the sealed "
         "video, the GNSS track and the verification summary. Each page is self-contained and "
-        "offline (nothing is fetched) and prints to PDF from a browser.",
+        "offline (nothing is fetched) and prints to PDF from a browser. A store that does not "
+        "verify is not decrypted: its pages list every finding and the exit status is 1.",
     )
     p.add_argument(
         "store",
+        metavar="STORE",
         help="evidence directory (DEVICE/evidence), an offloaded copy, file:// or s3:// URL",
     )
     p.add_argument(
-        "--key", required=True, type=Path, help="the agency private key (agency-key.pem)"
+        "--key",
+        required=True,
+        type=Path,
+        metavar="AGENCY_KEY",
+        help="the agency private key (agency-key.pem)",
     )
     p.add_argument(
         "--out",
         required=True,
         type=Path,
+        metavar="DIR",
         help="directory for <recording-id>.html (never overwritten)",
     )
     p.add_argument(
@@ -66,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     key = load_agency_private(args.key)
     trusted = load_trust(args.trust)
     reader = open_store_reader(args.store)
-    written = write_reports(
+    done = write_reports(
         reader,
         key,
         args.out,
@@ -75,8 +84,16 @@ def run(args: argparse.Namespace) -> int:
         trusted or None,
         args.every_s,
     )
-    for path in written:
+    for path in done.paths:
         print(path)
-    if not written:
+    if not done.intact:
+        # The pages say it all; stderr says it once, and the exit status says the work failed.
+        print(
+            f"bwc report: integrity failure: {done.problem}; every finding is listed in "
+            f"{'the page(s) above' if done.paths else 'bwc verify'} (nothing was decrypted)",
+            file=sys.stderr,
+        )
+        return 1
+    if not done.paths:
         print("no recordings in the store")
     return 0

@@ -2,8 +2,11 @@
 
 With the simulated backends (``camera.backend = "sim"``) the unit runs on simulated time paced to
 the wall clock, and the keyboard of the terminal presses the simulated buttons; a status line
-shows the state, buffer seconds, GNSS and battery. With the Raspberry Pi backends it runs the real
-unit (``firmware.pi_unit``) under systemd.
+shows the state, buffer seconds, GNSS and battery. ``--scenario`` (or ``$BWC_SCENARIO``) presses
+them from a scenario file instead and powers off at its ``duration_s``: that is how the firmware
+image's QEMU test drives the unit under systemd, where the simulated unit speaks sd_notify
+(``READY=1`` once buffering, ``WATCHDOG=1`` while simulated time advances) like the real one.
+With the Raspberry Pi backends it runs the real unit (``firmware.pi_unit``) under systemd.
 """
 
 from __future__ import annotations
@@ -16,12 +19,17 @@ import termios
 import tty
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware.commands.sim import add_set_option, parse_sets
 from firmware.layout import UnitLayout
+from hal.errors import UsageError
+
+if TYPE_CHECKING:
+    from simulator.scenario import Scenario
 
 DEFAULT_DEVICE = os.environ.get("BWC_DEVICE", "/var/lib/bwc/unit")
+DEFAULT_SCENARIO = os.environ.get("BWC_SCENARIO") or None
 STEP_US = 100_000
 
 KEYS = {
@@ -46,6 +54,14 @@ def add_parser(sub: Any) -> None:
         metavar="S",
         help="power off cleanly after S seconds (default: run until q, Ctrl-C or SIGTERM)",
     )
+    p.add_argument(
+        "--scenario",
+        type=Path,
+        default=Path(DEFAULT_SCENARIO) if DEFAULT_SCENARIO else None,
+        metavar="SCENARIO",
+        help="simulated backends only: press the buttons from SCENARIO (as `bwc sim` does) "
+        "and power off at its duration_s (default: $BWC_SCENARIO)",
+    )
     p.set_defaults(func=run)
 
 
@@ -57,7 +73,14 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_sets(args.set)
     profile = read_profile(layout.profile, overrides)
     if profile.camera.backend == "sim":
-        return _run_simulated(layout, overrides, args.duration_s)
+        scenario = None
+        if args.scenario is not None:
+            from firmware.commands.sim import read_scenario
+
+            scenario = read_scenario(args.scenario)
+        return _run_simulated(layout, overrides, args.duration_s, scenario)
+    if args.scenario is not None:
+        raise UsageError("--scenario needs the simulated backends (camera.backend = 'sim')")
     from firmware.pi_unit import run_pi_unit
 
     return run_pi_unit(layout, overrides, args.duration_s)
@@ -87,16 +110,33 @@ def _status_line(status: Mapping[str, Any], docked: bool) -> str:
 
 
 def _run_simulated(
-    layout: UnitLayout, overrides: Mapping[str, Any], duration_s: float | None
+    layout: UnitLayout,
+    overrides: Mapping[str, Any],
+    duration_s: float | None,
+    scenario: Scenario | None = None,
 ) -> int:
     from firmware.sim_unit import boot_simulated_unit
+    from firmware.supervisor import Watchdog, notify, status_text
+    from recorder.state_machine import State
     from simulator.scenario import ScenarioEvent
 
     unit = boot_simulated_unit(layout, overrides, realtime=True)
-    interactive = sys.stdin.isatty()
+    interactive = sys.stdin.isatty() and scenario is None
     out = sys.stdout
     print(f"bwc run: simulated unit {unit.assignment.device_id} on slot {unit.plan.slot}")
-    print(KEY_HELP if interactive else "stdin is not a terminal: keys disabled")
+    if scenario is not None:
+        print(f"bwc run: playing a scenario of {len(scenario.events)} event(s)", flush=True)
+        for event in scenario.events:
+            unit.schedule(event)
+        if duration_s is None:
+            duration_s = scenario.duration_s
+    else:
+        print(KEY_HELP if interactive else "stdin is not a terminal: keys disabled", flush=True)
+    # Under systemd (Type=notify) the simulated unit reports like the real one: ready once it
+    # buffers, and watchdog pets only while simulated time moves (a hung loop stops them).
+    if unit.recorder.state is State.BUFFERING:
+        notify("READY=1\n" + status_text(unit.recorder.status()))
+    watchdog = Watchdog()
     saved = termios.tcgetattr(sys.stdin) if interactive else None
     end_us = round(duration_s * 1_000_000) if duration_s is not None else None
     try:
@@ -105,6 +145,7 @@ def _run_simulated(
         while end_us is None or unit.clock.monotonic_us() < end_us:
             now = unit.clock.monotonic_us()
             unit.run_until(now + STEP_US if end_us is None else min(now + STEP_US, end_us))
+            watchdog.pet_if_progress(unit.clock.monotonic_us())
             if interactive and select.select([sys.stdin], [], [], 0)[0]:
                 key = sys.stdin.read(1).lower()
                 if key == "q":
@@ -131,7 +172,9 @@ def _run_simulated(
     finally:
         if saved is not None:
             termios.tcsetattr(sys.stdin, termios.TCSADRAIN, saved)
-        unit.power_off("operator power off")
-    print(f"\nbwc run: powered off; {len(unit.recorder.recordings)} recording(s) this boot")
+        notify("STOPPING=1")
+        unit.power_off("scenario_end" if scenario is not None else "operator power off")
+    pets = f"; {watchdog.pets} watchdog ping(s)" if watchdog.enabled else ""
+    print(f"\nbwc run: powered off; {len(unit.recorder.recordings)} recording(s) this boot{pets}")
     print(f"  verify: bwc verify {layout.evidence} --trust {layout.device_pub} --allow-freed")
     return 0

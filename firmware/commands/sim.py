@@ -10,10 +10,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware.layout import UnitLayout
 from hal.errors import UsageError
+
+if TYPE_CHECKING:
+    from simulator.scenario import Scenario
 
 
 def add_set_option(p: argparse.ArgumentParser) -> None:
@@ -42,17 +45,23 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from firmware.sim_unit import boot_simulated_unit
+def read_scenario(path: Path) -> Scenario:
+    """Read and parse the scenario file at ``path``; a missing or bad file is a ``UsageError``."""
     from simulator.scenario import parse_scenario
 
     try:
-        text = args.scenario.read_text()
+        text = path.read_text()
     except FileNotFoundError:
-        raise UsageError(f"scenario {args.scenario}: no such file") from None
+        raise UsageError(f"scenario {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"scenario {args.scenario}: cannot be read ({exc})") from None
-    scenario = parse_scenario(text, str(args.scenario))
+        raise UsageError(f"scenario {path}: cannot be read ({exc})") from None
+    return parse_scenario(text, str(path))
+
+
+def run(args: argparse.Namespace) -> int:
+    from firmware.sim_unit import boot_simulated_unit
+
+    scenario = read_scenario(args.scenario)
     overrides = parse_sets(args.set)
     unit = boot_simulated_unit(UnitLayout(args.device), overrides, realtime=args.realtime)
     unit.play(scenario)

@@ -177,10 +177,13 @@ class BenchPicamera2:
         self.allocator.close()
 
     def capture(self, sensor_ns: int, luma: int = 128) -> None:
-        """One frame through ``pre_callback`` and the encoder, as picamera2's threads pass it."""
+        """One frame through ``pre_callback`` and the encoder, as picamera2's threads pass it;
+        nothing once the device is closed (a closed camera completes no requests)."""
         from libcamera import controls
         from picamera2.request import CompletedRequest
 
+        if self.closed:
+            return
         main = self.camera_config["main"]
         width, height = main["size"]
         buffer = self.allocator.frame_buffers[self.frames % BUFFER_COUNT]

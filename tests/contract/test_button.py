@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from hal.errors import HardwareError
-from hal.gpio import MAX_EDGE_AGE_S, GpiozeroButton, make_pin_factory
+from hal.gpio import MAX_EDGE_AGE_S, GpiozeroButton, make_pin_factory, stamps_after_debounce
 from hal.protocols import Button
 from simulator.clock import VirtualClock
 from simulator.gpio import SimButton, VirtualTimeFactory
@@ -87,14 +88,18 @@ def test_no_edge_without_a_change(rig: tuple[Button, Drive, VirtualClock]) -> No
 
 
 def _late_reporting_button(
-    clock: VirtualClock, report_delay_us: int
+    clock: VirtualClock, report_delay_us: int, *, lgpio_stamps: bool = False
 ) -> tuple[GpiozeroButton, Drive, list[tuple[bool, int]]]:
     """A button on gpiozero mock pins that tick on ``clock`` and report each edge
-    ``report_delay_us`` late, as lgpio does after its debounce period."""
+    ``report_delay_us`` late; with ``lgpio_stamps`` the stamp is edge + debounce (20 ms), as
+    lgpio's debounced reports are."""
     factory = VirtualTimeFactory(clock)
-    button = GpiozeroButton("event", PIN, clock, pin_factory=factory)
+    button = GpiozeroButton(
+        "event", PIN, clock, pin_factory=factory, bounce_ms=20, stamp_includes_debounce=lgpio_stamps
+    )
     pin: Any = factory.pin(PIN)
     pin.report_delay_us = report_delay_us
+    pin.stamp_lag_us = 20_000 if lgpio_stamps else 0
     edges: list[tuple[bool, int]] = []
     button.on_edge(lambda _n, active, t_us: edges.append((active, t_us)))
     return button, lambda pressed: pin.drive_low() if pressed else pin.drive_high(), edges
@@ -114,6 +119,23 @@ def test_edges_are_dated_by_the_pins_tick_not_by_the_late_callback() -> None:
     button.close()
 
 
+def test_lgpio_style_stamps_at_the_end_of_the_debounce_are_dated_back_to_the_edge() -> None:
+    clock = VirtualClock(1_764_000_000_000_000)
+    button, drive, edges = _late_reporting_button(clock, report_delay_us=3_000, lgpio_stamps=True)
+    clock.advance(1_000)
+    drive(True)
+    clock.advance(150_000)
+    drive(False)
+    clock.advance(100_000)
+    assert edges == [(True, 1_000), (False, 151_000)]
+    button.close()
+
+
+def test_only_lgpio_is_taken_to_stamp_after_its_debounce() -> None:
+    assert not stamps_after_debounce(MockFactory())
+    assert not stamps_after_debounce(VirtualTimeFactory(VirtualClock(0)))
+
+
 def test_an_edge_tick_too_old_to_trust_is_dated_at_its_callback() -> None:
     clock = VirtualClock(1_764_000_000_000_000)
     late_us = round(MAX_EDGE_AGE_S * 1e6) + 500_000
@@ -131,9 +153,16 @@ def test_pin_factories_are_chosen_by_name() -> None:
         make_pin_factory("rpigpio")
 
 
-@pytest.mark.skipif(
+_NO_GPIO_CHIP = pytest.mark.skipif(
     any(Path("/dev").glob("gpiochip*")), reason="a GPIO chip exists here: lgpio may open"
 )
-def test_lgpio_without_a_gpio_chip_is_one_hardware_error() -> None:
-    with pytest.raises(HardwareError, match="GPIO pin factory lgpio: "):
+
+
+@_NO_GPIO_CHIP
+def test_lgpio_where_it_cannot_run_is_one_hardware_error() -> None:
+    """With lgpio installed (the test extra, where a wheel exists) this runs gpiozero's real
+    ``LGPIOFactory``, which finds no Pi here; without it, the import fails. Either way: one
+    ``HardwareError`` naming the factory and the cause."""
+    cause = "PinUnknownPi" if importlib.util.find_spec("lgpio") else "ModuleNotFoundError"
+    with pytest.raises(HardwareError, match=f"GPIO pin factory lgpio: {cause}: "):
         make_pin_factory("lgpio")

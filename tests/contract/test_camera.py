@@ -1,7 +1,9 @@
-"""Camera contract: SimCamera always; Picamera2Camera where picamera2 and a camera exist."""
+"""Camera contract: SimCamera always; Picamera2Camera on picamera2's Pi 5 encoder with the bench
+device wherever picamera2 imports (``picamera2_bench``), and on a real camera where one exists."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -14,6 +16,7 @@ from hal.system_clock import SystemClock
 from hal.types import EncodedFrame
 from simulator.camera import SimCamera
 from simulator.clock import VirtualClock
+from tests.contract.picamera2_bench import PICAMERA2_MISSING
 
 WIDTH, HEIGHT, FPS, KEY_S = 512, 288, 10.0, 1.0
 Advance = Callable[[float], None]
@@ -28,6 +31,25 @@ def _sim() -> tuple[Camera, Advance]:
 def _picamera2() -> tuple[Camera, Advance]:
     camera = Picamera2Camera(WIDTH, HEIGHT, FPS, 400_000, KEY_S, "BWC-TEST", SystemClock())
     return camera, time.sleep
+
+
+def _picamera2_bench() -> tuple[Camera, Advance]:
+    """picamera2's LibavH264Encoder and request path, fed by the bench device at ``FPS``."""
+    from tests.contract.picamera2_bench import libav_bench
+
+    bench = libav_bench()
+    camera = Picamera2Camera(
+        WIDTH, HEIGHT, FPS, 400_000, KEY_S, "BWC-TEST", SystemClock(), api=bench.api()
+    )
+    sent = [0]
+
+    def advance(seconds: float) -> None:
+        device = bench.opened[-1]
+        for _ in range(round(seconds * FPS)):
+            device.capture(5_000_000_000 + round(sent[0] * 1e9 / FPS))
+            sent[0] += 1
+
+    return camera, advance
 
 
 def _picamera2_cameras() -> tuple[bool, int]:
@@ -45,6 +67,14 @@ _HAS_PICAMERA2, _CAMERAS = _picamera2_cameras()
 @pytest.fixture(
     params=[
         pytest.param(_sim, id="sim"),
+        pytest.param(
+            _picamera2_bench,
+            id="picamera2-bench",
+            marks=pytest.mark.skipif(
+                PICAMERA2_MISSING is not None and os.environ.get("BWC_REQUIRE_PICAMERA2") != "1",
+                reason=f"picamera2: {PICAMERA2_MISSING}",
+            ),
+        ),
         pytest.param(
             _picamera2,
             id="picamera2",

@@ -186,6 +186,42 @@ def test_overlay_failures_are_contained_counted_and_reported_while_frames_flow()
     assert "(10 frames so far)" in faults[1][2]
 
 
+@needs_picamera2
+def test_an_overlay_that_cannot_import_is_one_fault_at_start_and_frames_flow(
+    tmp_path: Path,
+) -> None:
+    """A first ``import cv2`` that fails would, on picamera2's processing thread, end it. It is
+    done in ``start``: one ``overlay_unavailable`` fault, and the camera records without text.
+    Reproduced in a fresh interpreter with a ``cv2`` that fails as a broken OpenCV install does."""
+    broken = tmp_path / "cv2"
+    broken.mkdir()
+    (broken / "__init__.py").write_text(
+        "raise ImportError('libGL.so.1: cannot open shared object file')\n"
+    )
+    code = (
+        "from tests.contract import test_picamera2_glue as t\n"
+        "from tests.contract.picamera2_bench import libav_bench\n"
+        "bench = libav_bench()\n"
+        "faults = []\n"
+        "camera = t._camera(bench, faults)\n"
+        "frames = []\n"
+        "camera.start(frames.append)\n"
+        "for n in range(30):\n"
+        "    bench.opened[-1].capture(t.SENSOR_START_NS + n * 33_333_333)\n"
+        "camera.stop()\n"
+        "print(len(frames), camera.overlay_failures, faults)\n"
+    )
+    shims = ROOT / "tests" / "contract" / "shims"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), str(shims)])}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    count, failures, faults = result.stdout.strip().split(" ", 2)
+    assert int(count) >= 25 and failures == "0"
+    assert faults.startswith("[('camera', 'overlay_unavailable', 'ImportError: libGL.so.1")
+    assert faults.count("overlay_") == 1
+
+
 def test_overlay_reports_are_bounded() -> None:
     from hal.picamera import _is_decade
 

@@ -16,6 +16,7 @@ from firmware.boot_control import SimBootControl
 from firmware.cli import main
 from firmware.health import commit_or_rollback
 from firmware.layout import UnitLayout
+from firmware.slot_writer import DirectorySlotWriter
 from tests.integration.test_fw_support import (
     RecordingSink,
     boot,
@@ -99,7 +100,9 @@ def test_full_update_commits_and_raises_the_floor(
     assert (s["booted"], s["booted_by_tryboot"], s["tryboot_armed"]) == ("B", True, None)
 
     sink = RecordingSink()
-    outcome = commit_or_rollback(unit, SimBootControl(unit), healthy(), sink)
+    outcome = commit_or_rollback(
+        unit, SimBootControl(unit), healthy(), sink, slots=DirectorySlotWriter(unit)
+    )
     assert outcome.action == "committed"
     assert sink.kinds() == ["firmware_install", "firmware_commit"]
     assert sink.events[0][1]["sha256"] == report["manifest"]["payload"]["sha256"]
@@ -136,7 +139,9 @@ def test_failed_health_check_rolls_back(
     capsys.readouterr()
     assert boot(unit).slot == "B"
     sink = RecordingSink()
-    outcome = commit_or_rollback(unit, SimBootControl(unit), healthy(), sink)
+    outcome = commit_or_rollback(
+        unit, SimBootControl(unit), healthy(), sink, slots=DirectorySlotWriter(unit)
+    )
     assert outcome.action == "rolled_back" and outcome.reboot_required
     assert "HEALTH_FAIL" in outcome.reason
     assert sink.kinds() == ["firmware_install", "firmware_rollback"]
@@ -157,7 +162,12 @@ def test_failed_health_check_rolls_back(
     )  # fmt: skip
     assert main(["fw", "flash", str(good), "--device", str(unit.root)]) == 0
     assert boot(unit).slot == "B"
-    assert commit_or_rollback(unit, SimBootControl(unit), healthy(), None).action == "committed"
+    assert (
+        commit_or_rollback(
+            unit, SimBootControl(unit), healthy(), None, slots=DirectorySlotWriter(unit)
+        ).action
+        == "committed"
+    )
     capsys.readouterr()
     assert status(unit, capsys)["floor"] == 5
 
@@ -171,7 +181,9 @@ def test_unhealthy_clock_rolls_back(
     )  # fmt: skip
     assert main(["fw", "flash", str(bundle), "--device", str(unit.root)]) == 0
     boot(unit)
-    outcome = commit_or_rollback(unit, SimBootControl(unit), unhealthy(), None)
+    outcome = commit_or_rollback(
+        unit, SimBootControl(unit), unhealthy(), None, slots=DirectorySlotWriter(unit)
+    )
     assert outcome.action == "rolled_back" and "clock_ok" in outcome.reason
     capsys.readouterr()
     s = status(unit, capsys)

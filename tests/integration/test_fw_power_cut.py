@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from firmware.boot_control import SimBootControl
-from firmware.flash import FLASH_PHASES, flash, preflight, verify_slot
+from firmware.flash import FLASH_PHASES, flash, preflight
 from firmware.health import BootPlan, HealthResult, boot_decision, commit_or_rollback
 from firmware.layout import UnitLayout
+from firmware.slot_writer import DirectorySlotWriter
 from firmware.update_state import drain_events, load_state
 from tests.integration.test_fw_support import (
     PowerCut,
@@ -29,6 +30,7 @@ from tests.integration.test_fw_support import (
     boot,
     cutting_opener,
     facts,
+    fw,
     healthy,
     make_bundle,
     make_keys,
@@ -60,7 +62,7 @@ def assert_boots_good(layout: UnitLayout, old_slot: str, old_digest: str) -> Boo
     plan = boot(layout)
     state = SimBootControl(layout).get_state(plan.slot)
     assert state == ("installed" if plan.tryboot else "good"), (plan, state)
-    verify_slot(layout, plan.slot)
+    DirectorySlotWriter(layout).verify(plan.slot)
     assert tree_digest(layout.slot(old_slot)) == old_digest
     assert SimBootControl(layout).get_state(old_slot) == "good"
     return plan
@@ -72,7 +74,9 @@ def settle(
     """Boot (with the health check) until nothing is pending; returns the final primary."""
     for _ in range(8):
         assert_boots_good(layout, old_slot, old_digest)
-        commit_or_rollback(layout, SimBootControl(layout), health, sink)
+        commit_or_rollback(
+            layout, SimBootControl(layout), health, sink, slots=DirectorySlotWriter(layout)
+        )
         boot_control = SimBootControl(layout)
         if load_state(layout).pending is None and boot_control.armed_tryboot() is None:
             plan = assert_boots_good(layout, old_slot, old_digest)
@@ -111,15 +115,20 @@ def test_power_cut_during_the_slot_write(
 ) -> None:
     layout = fresh_unit(template, tmp_path)
     old = tree_digest(layout.slot("A"))
-    plan = preflight(layout, template[1], facts())
+    plan = preflight(layout, template[1], facts(), **fw(layout))
     with pytest.raises(PowerCut):
-        flash(layout, plan, open_slot_file=cutting_opener(offset))
+        flash(
+            layout,
+            plan,
+            boot=SimBootControl(layout),
+            slots=DirectorySlotWriter(layout, cutting_opener(offset)),
+        )
     assert (layout.slots / ".incoming-B" / "image").stat().st_size == offset
     sink = RecordingSink()
     assert settle(layout, sink, "A", old, healthy()) == "A"
     assert SimBootControl(layout).get_state("B") == "empty"
     # The interrupted update can simply be run again, and then commits.
-    flash(layout, preflight(layout, template[1], facts()))
+    flash(layout, preflight(layout, template[1], facts(), **fw(layout)), **fw(layout))
     assert not (layout.slots / ".incoming-B").exists()
     assert settle(layout, sink, "A", old, healthy()) == "B"
     assert load_state(layout).floor == 2
@@ -136,9 +145,9 @@ def test_power_cut_between_flash_phases(
 ) -> None:
     layout = fresh_unit(template, tmp_path)
     old = tree_digest(layout.slot("A"))
-    plan = preflight(layout, template[1], facts())
+    plan = preflight(layout, template[1], facts(), **fw(layout))
     with pytest.raises(PowerCut):
-        flash(layout, plan, observer=CutAt(phase, when))
+        flash(layout, plan, observer=CutAt(phase, when), **fw(layout))
     sink = RecordingSink()
     final = settle(layout, sink, "A", old, healthy())
     if (phase, when) in RECORDED:
@@ -157,9 +166,14 @@ def test_power_cut_between_phases_of_a_second_update_keeps_the_running_slot(
 ) -> None:
     """After a first update B runs; a second update writes A and must never touch B."""
     first = fresh_unit(template, tmp_path, "first")
-    flash(first, preflight(first, template[1], facts()))
+    flash(first, preflight(first, template[1], facts(), **fw(first)), **fw(first))
     boot(first)
-    assert commit_or_rollback(first, SimBootControl(first), healthy(), None).action == "committed"
+    assert (
+        commit_or_rollback(
+            first, SimBootControl(first), healthy(), None, slots=DirectorySlotWriter(first)
+        ).action
+        == "committed"
+    )
     boot(first)
     # Re-sign a second bundle with the unit's own trusted key pair from the template.
     keys = template[0].parent / "keys"
@@ -171,7 +185,12 @@ def test_power_cut_between_phases_of_a_second_update_keeps_the_running_slot(
         layout = UnitLayout(unit_dir)
         old = tree_digest(layout.slot("B"))
         with pytest.raises(PowerCut):
-            flash(layout, preflight(layout, second, facts()), observer=CutAt(phase, when))
+            flash(
+                layout,
+                preflight(layout, second, facts(), **fw(layout)),
+                observer=CutAt(phase, when),
+                **fw(layout),
+            )
         final = settle(layout, RecordingSink(), "B", old, healthy())
         assert final == ("A" if (phase, when) in RECORDED else "B"), (phase, when)
 
@@ -223,10 +242,24 @@ class CuttingBoot:
     def armed_tryboot(self) -> str | None:
         return self.inner.armed_tryboot()
 
+    def is_initialised(self) -> bool:
+        return self.inner.is_initialised()
+
+    def disarm_tryboot(self) -> None:
+        self._tick()
+        self.inner.disarm_tryboot()
+        self._tick()
+
+    def consume_tryboot(self) -> None:
+        self.inner.consume_tryboot()
+
+    def check_boot(self) -> list[str]:
+        return self.inner.check_boot()
+
 
 def _staged(template: tuple[Path, Path], tmp_path: Path) -> UnitLayout:
     layout = fresh_unit(template, tmp_path, "staged")
-    flash(layout, preflight(layout, template[1], facts()))
+    flash(layout, preflight(layout, template[1], facts(), **fw(layout)), **fw(layout))
     return layout
 
 
@@ -247,10 +280,12 @@ def test_power_cut_at_every_step_of_boot_and_commit(
             cutter = CuttingBoot(SimBootControl(layout), cut_at)
             try:
                 if stage == "boot":
-                    boot_decision(layout, cutter)
+                    boot_decision(layout, cutter, slots=DirectorySlotWriter(layout))
                 else:
                     boot(layout)
-                    commit_or_rollback(layout, cutter, result, None)
+                    commit_or_rollback(
+                        layout, cutter, result, None, slots=DirectorySlotWriter(layout)
+                    )
             except PowerCut:
                 pass
             else:
@@ -286,7 +321,7 @@ def test_power_lost_in_every_try_boot_gives_up_after_three_attempts(
     assert boot_control.get_state("B") == "bad"
     assert load_state(layout).pending is None
     sink = RecordingSink()
-    commit_or_rollback(layout, boot_control, healthy(), sink)
+    commit_or_rollback(layout, boot_control, healthy(), sink, slots=DirectorySlotWriter(layout))
     assert sink.kinds() == ["firmware_install", "firmware_rollback"]
     assert "all 3 try-boots" in sink.events[1][1]["reason"]
     assert assert_boots_good(layout, "A", old).slot == "A"
@@ -326,14 +361,19 @@ def test_soak_random_power_cuts(template: tuple[Path, Path], tmp_path: Path) -> 
     for trial in range(int(os.environ["SOAK_TRIALS"])):
         layout = fresh_unit(template, tmp_path, f"soak-{trial}")
         old = tree_digest(layout.slot("A"))
-        plan = preflight(layout, template[1], facts())
+        plan = preflight(layout, template[1], facts(), **fw(layout))
         if rng.random() < 0.5:
             cut = cutting_opener(rng.randrange(PAYLOAD_BYTES))
             with pytest.raises(PowerCut):
-                flash(layout, plan, open_slot_file=cut)
+                flash(
+                    layout,
+                    plan,
+                    boot=SimBootControl(layout),
+                    slots=DirectorySlotWriter(layout, cut),
+                )
         else:
             phase, when = rng.choice(PHASE_CUTS)
             with pytest.raises(PowerCut):
-                flash(layout, plan, observer=CutAt(phase, when))
+                flash(layout, plan, observer=CutAt(phase, when), **fw(layout))
         settle(layout, RecordingSink(), "A", old, healthy())
         shutil.rmtree(layout.root)

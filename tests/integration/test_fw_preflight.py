@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from firmware.flash import METADATA_BYTES, flash, preflight
+from firmware.slot_writer import DirectorySlotWriter
 from hal.errors import RefusedError
 from tests.integration.test_fw_support import (
     boot,
     facts,
+    fw,
     make_bundle,
     make_keys,
     make_unit,
@@ -24,9 +26,9 @@ def test_not_enough_space_is_refused_and_the_unit_is_untouched(tmp_path: Path) -
     bundle = make_bundle(tmp_path / "b.bwc", key, payload=b"x" * 100_000)
     before = tree_digest(unit.root)
     with pytest.raises(RefusedError, match="needs 165536 bytes free"):
-        preflight(unit, bundle, facts(free_bytes=100_000 + METADATA_BYTES - 1))
+        preflight(unit, bundle, facts(free_bytes=100_000 + METADATA_BYTES - 1), **fw(unit))
     assert tree_digest(unit.root) == before
-    plan = preflight(unit, bundle, facts(free_bytes=100_000 + METADATA_BYTES))
+    plan = preflight(unit, bundle, facts(free_bytes=100_000 + METADATA_BYTES), **fw(unit))
     assert [c.name for c in plan.checks][-1] == "space"
 
 
@@ -34,12 +36,12 @@ def test_flashing_during_an_uncommitted_try_boot_is_refused(tmp_path: Path) -> N
     key, pub = make_keys(tmp_path / "keys")
     unit = make_unit(tmp_path / "unit", pub)
     first = make_bundle(tmp_path / "one.bwc", key, version="1.0.0")
-    flash(unit, preflight(unit, first, facts()))
+    flash(unit, preflight(unit, first, facts(), **fw(unit)), **fw(unit))
     assert boot(unit).slot == "B"  # running B by try-boot, not committed
     second = make_bundle(tmp_path / "two.bwc", key, version="1.0.1")
     before = tree_digest(unit.root)
     with pytest.raises(RefusedError, match="uncommitted try-boot"):
-        preflight(unit, second, facts())
+        preflight(unit, second, facts(), **fw(unit))
     assert tree_digest(unit.root) == before
 
 
@@ -48,7 +50,7 @@ def test_a_unit_without_a_trusted_key_refuses(tmp_path: Path) -> None:
     unit = make_unit(tmp_path / "unit", pub)
     unit.release_pub.unlink()
     with pytest.raises(RefusedError, match="trusts no firmware signing key"):
-        preflight(unit, make_bundle(tmp_path / "b.bwc", key), facts())
+        preflight(unit, make_bundle(tmp_path / "b.bwc", key), facts(), **fw(unit))
 
 
 def test_flashing_the_rolled_back_slot_before_a_reboot_says_why(tmp_path: Path) -> None:
@@ -58,11 +60,20 @@ def test_flashing_the_rolled_back_slot_before_a_reboot_says_why(tmp_path: Path) 
 
     key, pub = make_keys(tmp_path / "keys")
     unit = make_unit(tmp_path / "unit", pub)
-    flash(unit, preflight(unit, make_bundle(tmp_path / "one.bwc", key), facts()))
+    flash(
+        unit,
+        preflight(unit, make_bundle(tmp_path / "one.bwc", key), facts(), **fw(unit)),
+        **fw(unit),
+    )
     boot(unit)
-    assert commit_or_rollback(unit, SimBootControl(unit), unhealthy(), None).action == "rolled_back"
+    assert (
+        commit_or_rollback(
+            unit, SimBootControl(unit), unhealthy(), None, slots=DirectorySlotWriter(unit)
+        ).action
+        == "rolled_back"
+    )
     second = make_bundle(tmp_path / "two.bwc", key, version="1.0.1")
     with pytest.raises(RefusedError, match="boot the unit once"):
-        preflight(unit, second, facts())
+        preflight(unit, second, facts(), **fw(unit))
     boot(unit)
-    assert preflight(unit, second, facts()).target == "B"
+    assert preflight(unit, second, facts(), **fw(unit)).target == "B"

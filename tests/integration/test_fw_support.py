@@ -18,9 +18,15 @@ from firmware.bundle import build_bundle, generate_key_pair, load_signing_key
 from firmware.flash import UnitFacts, init_slots
 from firmware.health import BootPlan, HealthResult, boot_decision
 from firmware.layout import UnitLayout
+from firmware.slot_writer import DirectorySlotWriter
 
 BUILD_UTC_S = 1_700_000_000
 NOW_UTC_US = (BUILD_UTC_S + 86_400) * 1_000_000
+
+
+def fw(layout: UnitLayout) -> dict[str, Any]:
+    """The simulated unit's boot control and slot writer, as keyword arguments."""
+    return {"boot": SimBootControl(layout), "slots": DirectorySlotWriter(layout)}
 
 
 class PowerCut(BaseException):
@@ -92,7 +98,7 @@ def make_keys(root: Path, channel: str = "release") -> tuple[Path, Path]:
 def make_unit(root: Path, trusted_pub: Path) -> UnitLayout:
     """A freshly provisioned simulated unit: factory firmware 0.1.0 in slot A, key trusted."""
     layout = UnitLayout(root)
-    assert init_slots(layout, "0.1.0", 0)
+    assert init_slots(layout, "0.1.0", 0, **fw(layout))
     layout.identity.mkdir(parents=True, exist_ok=True)
     shutil.copy(trusted_pub, layout.release_pub)
     return layout
@@ -149,7 +155,7 @@ def facts(*, free_bytes: int = 10**12, battery_pct: float = 100.0) -> UnitFacts:
 
 
 def boot(layout: UnitLayout) -> BootPlan:
-    return boot_decision(layout, SimBootControl(layout))
+    return boot_decision(layout, SimBootControl(layout), slots=DirectorySlotWriter(layout))
 
 
 def healthy() -> HealthResult:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from firmware import __version__
 from tests.integration.chromium import Chromium, find_chromium
 from tests.integration.conftest import SMALL, Bwc, ProvisionedUnit, provision_unit, write_scenario
 from tests.tsa import openssl_ts_available, start_tsa
@@ -87,7 +88,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProvisionedUnit,
         {"at_s": CUT_S, "action": "power_cut"},
     )
     bwc("sim", first, "--device", unit.device, *SETS, check=137)
-    docked = write_scenario(root / "boot.toml", 30.0, {"at_s": 1.0, "action": "dock"})
+    docked = write_scenario(root / "boot.toml", 8.0, {"at_s": 1.0, "action": "dock"})
     # With a time-stamping authority where `openssl ts` can play one, the dock anchors the chain.
     tsa = start_tsa(root / "tsa") if openssl_ts_available() is None else None
     try:
@@ -165,7 +166,8 @@ def test_report_shows_timeline_markers_thumbnails_and_track_in_chromium(
     assert checks["verdict"].startswith("✔ Verified intact")
     assert checks["no_findings"]
     text = checks["text"]
-    for fact in ("CAM-0042", "PC-1234", "Power lost", "Microphone muted", "Marker 2", "Offloaded"):
+    facts = ("CAM-0042", "PC-1234", "Power lost", "Microphone muted", "Marker 2", "Offloaded")
+    for fact in (*facts, f"Unit started\tfirmware {__version__}; slot A"):
         assert fact in text, fact
     assert "T09:00:" in text or "Z" in text  # ISO 8601 UTC times are shown
 
@@ -182,7 +184,7 @@ def test_report_shows_timeline_markers_thumbnails_and_track_in_chromium(
         Path(keep).with_suffix(".pdf").write_bytes(pdf)
 
 
-def test_report_refuses_tampered_evidence_and_never_overwrites(
+def test_report_of_tampered_evidence_decrypts_nothing_and_lists_findings(
     recorded: tuple[ProvisionedUnit, Path], tmp_path: Path
 ) -> None:
     unit, dock_copy = recorded
@@ -208,6 +210,13 @@ def test_report_refuses_tampered_evidence_and_never_overwrites(
     run = bwc(
         "report", copy, "--key", unit.agency_key, "--trust", trust, "--out", tampered_out, check=1
     )
-    assert "integrity" in run.stderr
+    assert "integrity failure" in run.stderr and victim.name in run.stderr
+    assert run.stderr.count("\n") == 1
     assert "Traceback" not in run.stderr
-    assert not list(tampered_out.glob("*.html"))
+    # Nothing decrypted, but a page that leads with the findings, for the investigator.
+    (page,) = tampered_out.glob("*.html")
+    assert run.stdout.split() == [str(page)]
+    html = page.read_text(encoding="utf-8")
+    assert "NOT intact" in html and "did NOT verify" in html
+    assert victim.name in html
+    assert "<img" not in html and 'class="tl"' not in html

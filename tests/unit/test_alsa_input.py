@@ -114,11 +114,11 @@ def test_a_microphone_that_cannot_open_is_a_sealed_fault_and_video_goes_on() -> 
     daemon = Daemon(recorder)
     assert not daemon.start_microphone(AlsaMicrophone(NO_CARD, 48_000, 1, SystemClock()))
     daemon.drain()
-    faults = [f for kind, f in evidence.entries if kind == "event" and f[0] == "hardware_fault"]
+    faults = [f for kind, f in evidence.entries if kind == "event" and f[0] == "fault"]
     assert len(faults) == 1
     fields = faults[0][1]
-    assert (fields["source"], fields["code"]) == ("microphone", "open_failed")
-    assert NO_CARD in str(fields["detail"])
+    assert (fields["component"], fields["code"]) == ("microphone", "open_failed")
+    assert NO_CARD in str(fields["reason"])
     assert recorder.status()["hardware_faults"] == ["microphone/open_failed"]
     assert recorder.state.value == "buffering"
 
@@ -126,3 +126,22 @@ def test_a_microphone_that_cannot_open_is_a_sealed_fault_and_video_goes_on() -> 
 def test_hardware_error_is_what_start_raises_for_a_missing_card() -> None:
     with pytest.raises(HardwareError, match="bwcnosuchcard"):
         AlsaMicrophone(NO_CARD, 48_000, 1, SystemClock()).start(lambda _c: None)
+
+
+def test_the_daemon_hears_the_faults_of_backends_that_report_them() -> None:
+    clock = FakeClock()
+    evidence = FakeEvidence()
+    indicators = (RecordingIndicator(n) for n in ("led", "hap", "buz"))
+    recorder = Recorder(clock, evidence, FeedbackController(*indicators), make_profile(), IDENTITY)
+    daemon = Daemon(recorder)
+    mic = AlsaMicrophone(NO_CARD, 48_000, 1, SystemClock())
+    daemon.hear_faults(mic, None, object())
+    assert mic.on_fault is not None
+    mic.on_fault("microphone", "capture_stopped", "read error")
+    daemon.drain()
+    fault = next(f for kind, f in evidence.entries if kind == "event" and f[0] == "fault")
+    assert fault[1] == {
+        "component": "microphone",
+        "reason": "read error",
+        "code": "capture_stopped",
+    }

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from bench.__main__ import save
 from bench.chart import (
     MISS,
     NONE,
@@ -80,3 +81,14 @@ def test_series_chart_draws_one_line_per_series_within_its_panel(tmp_path: Path)
         assert points == sorted(points, key=lambda p: p[0])
         assert all(0 <= x <= 980 and y >= 0 for x, y in points)
     assert "RSS (MB): min 80, max 82" in svg
+
+
+def test_bench_save_writes_results_and_their_chart_keeping_other_topics(tmp_path: Path) -> None:
+    results = tmp_path / ".bench" / "results.json"
+    save(RESULTS[:2], results, keep_previous=False)
+    merged = save([dict(RESULTS[1], value=0.9), RESULTS[2]], results, keep_previous=True)
+    assert [r["name"] for r in merged] == [r["name"] for r in RESULTS[:3]]
+    assert json.loads(results.read_text()) == merged
+    root = ET.parse(results.with_suffix(".svg")).getroot()
+    bars = [r for r in root.iter(f"{SVG}rect") if r.find(f"{SVG}title") is not None]
+    assert [b.get("fill") for b in bars] == [OK, OK, OK]  # 0.9 now meets ">= 0.8"

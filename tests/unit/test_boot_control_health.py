@@ -7,7 +7,9 @@ from pathlib import Path
 from firmware.flash import init_slots
 from firmware.health import check_health
 from firmware.layout import UnitLayout
+from firmware.slot_writer import DirectorySlotWriter
 from hal.software_key import SoftwareDeviceKey
+from tests.integration.test_fw_support import fw
 
 BUILD_UTC_S = 1_700_000_000
 
@@ -27,7 +29,7 @@ class LyingKey:
 
 def _unit(tmp_path: Path) -> tuple[UnitLayout, SoftwareDeviceKey]:
     layout = UnitLayout(tmp_path / "unit")
-    init_slots(layout, "0.1.0", 0, build_utc_s=BUILD_UTC_S)
+    init_slots(layout, "0.1.0", 0, build_utc_s=BUILD_UTC_S, **fw(layout))
     layout.identity.mkdir()
     return layout, SoftwareDeviceKey.generate(layout.device_key)
 
@@ -35,7 +37,12 @@ def _unit(tmp_path: Path) -> tuple[UnitLayout, SoftwareDeviceKey]:
 def test_a_healthy_unit_passes(tmp_path: Path) -> None:
     layout, key = _unit(tmp_path)
     result = check_health(
-        layout, reached_buffering=True, device_key=key, utc_us=(BUILD_UTC_S + 1) * 10**6, slot="A"
+        layout,
+        reached_buffering=True,
+        device_key=key,
+        utc_us=(BUILD_UTC_S + 1) * 10**6,
+        slot="A",
+        slots=DirectorySlotWriter(layout),
     )
     assert result.passed and result.failures() == []
     assert not (layout.update / ".health-probe").exists()
@@ -45,16 +52,36 @@ def test_each_check_fails_on_its_own(tmp_path: Path) -> None:
     layout, key = _unit(tmp_path)
     now_us = (BUILD_UTC_S + 1) * 10**6
     assert check_health(
-        layout, reached_buffering=False, device_key=key, utc_us=now_us, slot="A"
+        layout,
+        reached_buffering=False,
+        device_key=key,
+        utc_us=now_us,
+        slot="A",
+        slots=DirectorySlotWriter(layout),
     ).failures() == ["reached_buffering"]
     assert check_health(
-        layout, reached_buffering=True, device_key=LyingKey(key), utc_us=now_us, slot="A"
+        layout,
+        reached_buffering=True,
+        device_key=LyingKey(key),
+        utc_us=now_us,
+        slot="A",
+        slots=DirectorySlotWriter(layout),
     ).failures() == ["identity_ok"]
     assert check_health(
-        layout, reached_buffering=True, device_key=None, utc_us=now_us, slot="A"
+        layout,
+        reached_buffering=True,
+        device_key=None,
+        utc_us=now_us,
+        slot="A",
+        slots=DirectorySlotWriter(layout),
     ).failures() == ["identity_ok"]
     assert check_health(
-        layout, reached_buffering=True, device_key=key, utc_us=(BUILD_UTC_S - 1) * 10**6, slot="A"
+        layout,
+        reached_buffering=True,
+        device_key=key,
+        utc_us=(BUILD_UTC_S - 1) * 10**6,
+        slot="A",
+        slots=DirectorySlotWriter(layout),
     ).failures() == ["clock_ok"]
 
 
@@ -66,6 +93,11 @@ def test_unwritable_storage_fails(tmp_path: Path) -> None:
     layout.update.rmdir()
     layout.update.write_bytes(b"")
     result = check_health(
-        layout, reached_buffering=True, device_key=key, utc_us=BUILD_UTC_S * 10**6, slot="A"
+        layout,
+        reached_buffering=True,
+        device_key=key,
+        utc_us=BUILD_UTC_S * 10**6,
+        slot="A",
+        slots=DirectorySlotWriter(layout),
     )
     assert result.failures() == ["storage_writable"]

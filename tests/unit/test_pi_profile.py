@@ -59,3 +59,33 @@ def test_the_hardware_doc_gives_the_uart_lines() -> None:
     doc = (ROOT / "docs" / "hardware.md").read_text()
     for line in ("enable_uart=1", "dtoverlay=disable-bt", "console=serial0"):
         assert line in doc
+
+
+def test_the_gpiozero_backend_uses_the_profiles_pin_factory() -> None:
+    """Every GPIO device of a ``gpiozero`` unit sits on the factory ``gpio.pin_factory`` names
+    (gpiozero's mock here, lgpio on a Pi), never on whatever gpiozero's fallback would pick."""
+    from gpiozero.pins.mock import MockFactory
+
+    from firmware.backends import unit_hardware
+    from firmware.identity import Assignment
+    from recorder.config import parse_profile
+    from simulator.clock import VirtualClock
+
+    profile = parse_profile(
+        {
+            "camera": {"width": 512, "height": 288},
+            "gpio": {"backend": "gpiozero", "pin_factory": "mock"},
+            "gnss": {"backend": "none"},
+            "audio": {"backend": "none"},
+            "battery": {"backend": "none"},
+        }
+    )
+    hw = unit_hardware(profile, Assignment("BWC-1", "OFF-1", "test"), VirtualClock(0))
+    try:
+        devices = [b.device for b in hw.buttons.values()]  # type: ignore[attr-defined]
+        assert len(devices) == 3
+        factories = {id(d.pin_factory) for d in devices}
+        assert len(factories) == 1
+        assert isinstance(devices[0].pin_factory, MockFactory)
+    finally:
+        hw.close()

@@ -3,7 +3,10 @@ which frames become pictures, and the HTML that signed strings cannot break out 
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -12,12 +15,13 @@ import pytest
 
 from evidence.format import entry_name
 from evidence.store import DirectoryStoreReader
+from hal.errors import UsageError
 from report.chain import recording_events
 from report.clock_text import clock_offset_text, duration_text, iso_utc, offset_text, parse_iso_us
 from report.model import Anchor, Fix, Gap, Interval, Marker, RecordingFacts, UnitSpan
 from report.page import build_page
-from report.render import render_html
-from report.thumbnails import Thumbnail, interval_for, wanted_frames
+from report.render import _write_exclusive, _write_new, render_html
+from report.thumbnails import Thumbnail, Wanted, interval_for, render_thumbnails, wanted_frames
 from report.timeline import PLOT_X0, PLOT_X1, build_events, build_timeline
 from report.track import build_track
 
@@ -258,3 +262,97 @@ def test_time_anchors_covering_the_recording_are_events_with_the_clock_offset() 
     assert clock_offset_text(0.4) == "within 1 s"
     html = render_html(build_page(facts, [], T0, "0.1.0"))
     assert "1 h 00 min 00 s ahead" in html and "2026-01-01T10:00:05.000Z" in html
+
+
+def test_report_files_are_written_whole_never_over_a_file_or_through_a_link(
+    tmp_path: Path,
+) -> None:
+    page = tmp_path / "rec.html"
+    _write_new(page, "one")
+    assert page.read_text() == "one"
+    assert [p.name for p in tmp_path.iterdir()] == ["rec.html"]  # no temp file left
+    with pytest.raises(UsageError, match="never overwritten"):
+        _write_new(page, "two")
+    assert page.read_text() == "one"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    planted = tmp_path / "planted.html"
+    planted.symlink_to(victim)
+    with pytest.raises(UsageError, match="never overwritten"):
+        _write_new(planted, "evil")
+    assert victim.read_text() == "keep"
+    # Where hard links are not available the name itself is created exclusively.
+    with pytest.raises(UsageError, match="never overwritten"):
+        _write_exclusive(planted, "evil", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)
+    _write_exclusive(tmp_path / "new.html", "three", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    assert (tmp_path / "new.html").read_text() == "three"
+
+
+def test_segment_starts_are_listed_only_while_few() -> None:
+    few = [e.kind for e in build_events(_facts(units=_units(12)))]
+    assert few.count("segment") == 2  # segments 2 and 3 of 3
+    many = _units(100)
+    many = [dataclasses.replace(u, segment=i) for i, u in enumerate(many)]
+    assert "segment" not in [e.kind for e in build_events(_facts(units=many))]
+    tl = build_timeline(_facts(units=many))
+    assert tl is not None and len([s for s in tl.spans if s.kind.startswith("segment")]) == 100
+
+
+def _ts_of_grey_frames(count: int, fps: int) -> bytes:
+    """An H.264 MPEG-TS whose frame k is a flat grey of level 20 * k + 10."""
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    out: Any = av.open(buf, mode="w", format="mpegts")
+    stream = out.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    stream.options = {"preset": "ultrafast", "tune": "zerolatency", "bf": "0"}
+    for k in range(count):
+        img = np.full((48, 64, 3), 20 * k + 10, dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = k
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+    return buf.getvalue()
+
+
+def _grey(thumb: Thumbnail) -> float:
+    import base64
+
+    import cv2
+    import numpy as np
+
+    jpeg = base64.b64decode(thumb.data_uri.split(",", 1)[1])
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert img is not None
+    return float(img.mean())
+
+
+@pytest.mark.parametrize("claimed_fps", [10, 5])
+def test_thumbnails_are_the_frames_the_units_name_and_say_when_timing_disagrees(
+    claimed_fps: int,
+) -> None:
+    ts = _ts_of_grey_frames(10, fps=10)
+    step = 1_000_000 // claimed_fps * 5
+    units = [
+        UnitSpan(1, 0, 100, 5, T0, T0 + step, True),
+        UnitSpan(2, 0, 105, 5, T0 + step, T0 + 2 * step, False),
+    ]
+    facts = _facts(units=units, press_utc_us=T0 + step, markers=[Marker(1, T0, 107)])
+    wanted = [
+        Wanted(100, "start", "Start"),
+        Wanted(104, "interval", "+x"),
+        Wanted(107, "marker", "Marker 1"),
+    ]
+    thumbs = render_thumbnails(facts, wanted, lambda _segment: [ts])
+    assert [t.frame for t in thumbs] == [100, 104, 107]
+    for t in thumbs:
+        assert _grey(t) == pytest.approx(20 * (t.frame - 100) + 10, abs=4)
+        assert t.width == 320 and t.height == 240
+    assert thumbs[2].at_iso == iso_utc(T0 + step + 2 * step // 5)
+    approximate = ["approximate" in t.label for t in thumbs]
+    assert approximate == ([False] * 3 if claimed_fps == 10 else [False, True, True])

@@ -1,0 +1,66 @@
+"""`bwc run` on the simulated unit under a systemd-like supervisor: the firmware image's QEMU test
+drives the unit this way (scenario from ``$BWC_SCENARIO``, sd_notify over ``$NOTIFY_SOCKET``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from tests.integration.conftest import SMALL, Bwc, ProvisionedUnit, ScenarioWriter
+
+
+def test_scenario_run_reports_ready_pets_the_watchdog_and_records(
+    bwc: Bwc, unit: ProvisionedUnit, scenario: ScenarioWriter, tmp_path: Path
+) -> None:
+    play = scenario(3.0, {"at_s": 0.5, "action": "double_press", "button": "event"})
+    address = tmp_path / "notify.sock"
+    messages: list[str] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(address))
+        sock.settimeout(60)
+
+        def listen() -> None:
+            # Read as systemd does, all the time: an unread datagram queue blocks the sender.
+            while not messages or messages[-1] != "STOPPING=1":
+                try:
+                    messages.append(sock.recv(4096).decode())
+                except TimeoutError:
+                    return
+
+        listener = threading.Thread(target=listen)
+        listener.start()
+        env = dict(
+            os.environ,
+            PYTHONUNBUFFERED="1",
+            NOTIFY_SOCKET=str(address),
+            WATCHDOG_USEC="200000",
+            BWC_SCENARIO=str(play),
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "firmware.cli", "run", "--device", str(unit.device), *SMALL],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        listener.join(timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert messages[0].startswith("READY=1\nSTATUS=buffering"), messages[:3]
+    pets = messages.count("WATCHDOG=1")
+    assert pets >= 3, messages
+    assert messages[-1] == "STOPPING=1"
+    assert "playing a scenario of 1 event(s)" in proc.stdout
+    assert f"1 recording(s) this boot; {pets} watchdog ping(s)" in proc.stdout
+    report = bwc.json("verify", *unit.trust, unit.device / "evidence", "--json")
+    assert report["intact"] is True
+
+
+def test_scenario_needs_the_simulated_backends(bwc: Bwc, tmp_path: Path) -> None:
+    proc = bwc("run", "--device", tmp_path / "nothing", "--scenario", tmp_path / "s.toml", check=2)
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
