@@ -8,6 +8,7 @@ status is 1. Exit 2 for usage errors.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -66,6 +67,11 @@ def add_parser(sub: Any) -> None:
         metavar="SECONDS",
         help="a picture every SECONDS of video (default: a round interval giving about ten)",
     )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the pages written and whether the store is intact as JSON on stdout",
+    )
     p.set_defaults(func=run)
 
 
@@ -84,12 +90,30 @@ def run(args: argparse.Namespace) -> int:
         trusted or None,
         args.every_s,
     )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "out": str(args.out),
+                    "written": [str(p) for p in done.paths],
+                    "intact": done.intact,
+                    "problem": done.problem if not done.intact else None,
+                }
+            )
+        )
+        return 0 if done.intact else 1
     for path in done.paths:
         print(path)
     if not done.intact:
+        from firmware.hints import freed_copy_message
+
+        # A unit's own store after docking: name the copy the report should be made from.
+        problem = done.problem or ""
+        if "[payload-freed]" in problem:
+            problem = freed_copy_message(args.store, "report") or problem
         # The pages say it all; stderr says it once, and the exit status says the work failed.
         print(
-            f"bwc report: integrity failure: {done.problem}; every finding is listed in "
+            f"bwc report: integrity failure: {problem}; every finding is listed in "
             f"{'the page(s) above' if done.paths else 'bwc verify'} (nothing was decrypted)",
             file=sys.stderr,
         )
