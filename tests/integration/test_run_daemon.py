@@ -47,30 +47,3 @@ def test_run_keeps_time_and_seals_a_clean_shutdown(bwc: Bwc, unit: ProvisionedUn
     assert "powered off" in out.stdout
     report = bwc.json("verify", *unit.trust, unit.device / "evidence", "--json")
     assert report["intact"] is True
-
-
-def test_demo_hints_work_as_printed_before_and_after_docking(tmp_path: Path) -> None:
-    """The verify/export lines `make run` prints run as printed (strict verify: --trust, and
-    --allow-freed for the unit's own store), before docking and, on the dock share, after it."""
-    import shlex
-
-    device = tmp_path / ".demo" / "unit"
-    cmd = [sys.executable, "-m", "firmware.demo", "--device", str(device), "--duration-s", "2"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
-    hints = [line.strip() for line in out.splitlines() if line.strip().startswith(".venv/bin/bwc")]
-    assert len(hints) == 4, out
-
-    def run(line: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "firmware.cli", *shlex.split(line)[1:]]
-        return subprocess.run(
-            argv, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
-        )
-
-    for line in hints[:2]:  # the unit's own store, before docking
-        done = run(line)
-        assert done.returncode == 0, (line, done.stdout[-800:], done.stderr)
-    docked = [sys.executable, "-m", "firmware.cli", "offload", "--device", str(device)]
-    subprocess.run(docked, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=True)
-    for line in [hints[0], *hints[2:]]:  # the unit's store (freed) and the dock share's copy
-        done = run(line)
-        assert done.returncode == 0, (line, done.stdout[-800:], done.stderr)
