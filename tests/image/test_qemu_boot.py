@@ -336,16 +336,9 @@ def test_image_boots_to_buffering_records_and_the_evidence_verifies_outside(
     assert report["all_findings"] == [], "no boot-control fault, nothing unexplained"
     assert report["boots"][-1]["clean"] is True and report["boots"][-1]["device_id"] == "CAM-QEMU-1"
     exported = tmp_path / "export"
-    bwc(
-        "export",
-        unit / "evidence",
-        "--trust",
-        unit / "identity" / "device-pub.pem",
-        "--key",
-        keys / "agency" / "agency-key.pem",
-        "--out",
-        exported,
-    )
+    agency_key = keys / "agency" / "agency-key.pem"
+    trust = ("--trust", unit / "identity" / "device-pub.pem")  # strict export: origin pinned
+    bwc("export", unit / "evidence", "--key", agency_key, "--out", exported, *trust)
     assert list(exported.rglob("*.mp4")), "one recording exported as MP4"
     times = IMAGE_DIR / "qemu-times.txt"
     times.write_text(
