@@ -114,11 +114,16 @@ class Report:
         if self.device is not None:
             lines.append(f"  device {self.device}")
         lines.extend(f"  {h}" for h in self.handovers)
-        for b in self.boots:
-            lines.append(
-                f"  boot {b.id}: entries {b.first_seq}-{b.last_seq}, "
-                f"{'clean shutdown' if b.clean else 'no clean shutdown'}"
-            )
+        for i, b in enumerate(self.boots):
+            if b.clean:
+                end = "clean shutdown"
+            elif i == len(self.boots) - 1:
+                # The newest boot of a copy taken mid-shift (or of a unit still on) has no
+                # shutdown entry yet: that is where the store ends, not a fault.
+                end = "no shutdown entry yet: the store ends while the unit was on"
+            else:
+                end = "ended without a clean shutdown (power lost; see the next boot)"
+            lines.append(f"  boot {b.id}: entries {b.first_seq}-{b.last_seq}, {end}")
         for r in self.recordings:
             lines.extend(_recording_lines(r))
         lines.extend(_anchor_lines(self))
@@ -135,6 +140,10 @@ class Report:
         else:
             lines.append("result: INTACT")
         return "\n".join(lines)
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 _ORIGIN_WORDS = {
@@ -160,8 +169,8 @@ def _finding_lines(findings: list[Finding], indent: str) -> list[str]:
 
 def _recording_lines(r: RecordingReport) -> list[str]:
     lines = [
-        f"recording {r.id}: {'INTACT' if r.intact else 'BROKEN'}; {r.units} units in "
-        f"{r.segments} segments, {r.duration_s:.1f} s, frames {r.first_frame}-"
+        f"recording {r.id}: {'INTACT' if r.intact else 'BROKEN'}; {_n(r.units, 'unit')} "
+        f"in {_n(r.segments, 'segment')}, {r.duration_s:.1f} s, frames {r.first_frame}-"
         f"{r.last_frame}, start {r.start_trigger}, stop {r.stop_trigger}"
     ]
     if r.offloaded_units:

@@ -55,7 +55,7 @@ from recorder.state_machine import State
 
 if TYPE_CHECKING:  # the dock's modules load when the unit is first docked, not at boot
     from evidence.timestamp import DockAnchor
-    from offload.runner import OffloadResult
+    from offload.runner import OffloadProgress, OffloadResult
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +308,8 @@ def _health_and_commit(unit: BootedUnit, key: SoftwareDeviceKey) -> None:
         seal_fault(unit.sealer, clock, "boot_control", unit.faults[-1])
         return
     if unit.outcome.action != "nothing_pending":
-        log.warning(
+        # Commands print it as a first-class line (firmware.boot_outcome); the log keeps it too.
+        log.info(
             "firmware: %s slot %s %s", unit.outcome.action, unit.outcome.slot, unit.outcome.reason
         )
 
@@ -327,6 +328,8 @@ class DockOffload:
         self._next_us: int | None = None
         self._anchor: DockAnchor | None = None  # this dock session's TSA anchor
         self.last_result: OffloadResult | None = None
+        self.progress: OffloadProgress | None = None  # the current or last round's progress
+        self.on_progress: Callable[[OffloadProgress], None] | None = None
 
     def poll(self, now_us: int) -> None:
         if not self._dock.docked():
@@ -368,6 +371,7 @@ class DockOffload:
                 unit.clock,
                 self._dock.docked,
                 retention=Retention(off.retention_days, off.marked_retention_days),
+                progress=self._progressed,
             )
         except BwcError as exc:
             # Nothing unconfirmed was freed; the next round resumes where this one stopped.
@@ -377,3 +381,8 @@ class DockOffload:
         self.last_result = result
         if result.complete:
             unit.recorder.indicate(Feedback.OFFLOAD_COMPLETE)
+
+    def _progressed(self, progress: OffloadProgress) -> None:
+        self.progress = progress
+        if self.on_progress is not None:
+            self.on_progress(progress)

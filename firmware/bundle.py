@@ -126,7 +126,10 @@ def _read_key_file(path: Path) -> tuple[str, bytes]:
 def generate_key_pair(out_dir: Path, channel: str = "release") -> tuple[Path, Path]:
     """Create ``<channel>-key.pem`` (0600) and ``<channel>-pub.pem``; never overwrite a key."""
     private_name, public_name = key_file_names(channel)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out_dir}: cannot create directory: {exc.strerror}") from None
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -380,13 +383,16 @@ def verify_payload(f: BinaryIO, header: BundleHeader) -> None:
 
 
 def open_bundle(path: Path) -> BinaryIO:
+    """The bundle file, open for reading; a missing or unreadable file is a usage error."""
     try:
         st = path.stat()
         if not stat.S_ISREG(st.st_mode):
-            raise BundleFormatError(f"{path}: not a regular file")
+            raise UsageError(f"{path}: not a regular file")
         return path.open("rb")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
     except OSError as exc:
-        raise BundleFormatError(f"{path}: cannot read ({exc.strerror})") from None
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from firmware import __version__
 from hal.errors import BwcError, IntegrityError, RefusedError, UsageError
 
 # Command name -> module under firmware.commands. Each module owns its own sub-parser.
@@ -46,8 +47,15 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     cryptography's X.509, PyAV and urllib), which a unit pays on every boot of ``bwc run``.
     """
     parser = _Parser(prog="bwc", description="The open body-worn camera.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"bwc {__version__}", help="print the version"
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
+    )
     chosen = _command_named(argv)
     for name, module_name in COMMANDS.items():
         if chosen is None or name == chosen:
@@ -62,6 +70,14 @@ def _command_named(argv: Sequence[str] | None) -> str | None:
     return words[0] if words and words[0] in COMMANDS else None
 
 
+def _command_path(args: argparse.Namespace) -> str:
+    """``bwc fw flash``, ``bwc keys agency``: the words that name the command that ran."""
+    words = ["bwc", args.command]
+    subcommands = ("fw_command", "kind", "verb")
+    words += [w for w in (getattr(args, name, None) for name in subcommands) if w]
+    return " ".join(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
@@ -73,19 +89,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    name = _command_path(args)
     try:
         code: int = args.func(args)
     except UsageError as exc:
-        print(f"bwc {args.command}: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 2
     except IntegrityError as exc:
-        print(f"bwc {args.command}: integrity failure: {exc}", file=sys.stderr)
+        print(f"{name}: integrity failure: {exc}", file=sys.stderr)
         return 1
     except RefusedError as exc:
-        print(f"bwc {args.command}: refused: {exc}", file=sys.stderr)
+        print(f"{name}: refused: {exc}", file=sys.stderr)
         return 1
     except BwcError as exc:
-        print(f"bwc {args.command}: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

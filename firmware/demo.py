@@ -19,11 +19,16 @@ DEMO_OFFICER_ID = "DEMO-OFFICER"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make run", description=__doc__)
-    parser.add_argument("--device", type=Path, default=Path(".demo/unit"))
-    parser.add_argument("--duration-s", type=float, default=None)
+    parser.add_argument(
+        "--device", type=Path, default=Path(".demo/unit"), help="the demo unit (default .demo/unit)"
+    )
+    parser.add_argument(
+        "--duration-s", type=float, default=None, help="power off after this many seconds"
+    )
     args = parser.parse_args(argv)
     layout = UnitLayout(args.device)
     agency = args.device.parent / "agency"
+    agency_key = agency / "agency-key.pem"
     if not layout.is_provisioned():
         print(f"First run: provisioning a demo unit in {args.device}")
         if not (agency / "agency-pub.pem").exists():
@@ -44,19 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         if code:
             return code
-        print(f"Demo agency keys: {agency}/agency-key.pem (private) and agency-pub.pem")
-    dock = args.device.parent / "dock" / DEMO_DEVICE_ID
-    key = f"--key {agency}/agency-key.pem"
-    trust = f"--trust {layout.device_pub}"
+        print(f"Demo agency keys: {agency_key} (private) and {agency}/agency-pub.pem")
     print(
-        "When you are done, check and play what you recorded:\n"
-        f"  .venv/bin/bwc verify {layout.evidence} {trust} --allow-freed\n"
-        f"  .venv/bin/bwc export {layout.evidence} {key} --out exported {trust}\n"
-        "After docking (d) the video lives on the dock share; verify and export it there:\n"
-        f"  .venv/bin/bwc verify {dock} {trust}\n"
-        f"  .venv/bin/bwc export {dock} {key} --out exported-dock {trust}\n"
+        "Keys press the simulated buttons (listed under the status). At power off (q) the\n"
+        "bwc verify and bwc export commands for what the unit then holds are printed."
     )
-    run_args = ["run", "--device", str(args.device)]
+    run_args = ["run", "--device", str(args.device), "--hint-agency-key", str(agency_key)]
     if args.duration_s is not None:
         run_args += ["--duration-s", str(args.duration_s)]
     return bwc_main(run_args)

@@ -431,3 +431,43 @@ def flash(
         sealed = drain_events(layout, evidence, mono_us=mono_us, utc_us=utc_us)
     log.info("slot %s staged with %s; try-boot armed", target, m.version)
     return FlashResult(target, m.version, m.security_version, m.payload_sha256, sealed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Downgrade policy
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def check_downgrade(plan: FlashPlan, installed: SlotInfo | None, *, allow: bool) -> FlashPlan:
+    """Refuse a lower version at the same ``security_version`` unless ``allow`` (as fwupd does).
+
+    ``installed`` is the primary slot's record: the firmware the unit runs when no try-boot is
+    pending. A lower security_version never gets here (the floor refuses it); a higher one is a
+    security update whatever its version number. Returns the plan with a ``version`` check.
+    """
+    m = plan.manifest
+    checks = list(plan.checks)
+    if installed is None or m.security_version != installed.security_version:
+        detail = (
+            "no version installed to compare"
+            if installed is None
+            else (f"security_version {installed.security_version} -> {m.security_version}")
+        )
+        checks.append(Check("version", True, detail))
+    elif _version_key(m.version) >= _version_key(installed.version):
+        checks.append(Check("version", True, f"{installed.version} -> {m.version}"))
+    elif allow:
+        checks.append(
+            Check("version", True, f"downgrade {installed.version} -> {m.version} (allowed)")
+        )
+    else:
+        raise _refuse(
+            checks,
+            "version",
+            f"{m.version} is older than the installed {installed.version} at the same "
+            f"security_version {m.security_version}: give --allow-downgrade to install it",
+        )
+    return replace(plan, checks=tuple(checks))

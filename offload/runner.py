@@ -123,6 +123,24 @@ class OffloadResult:
         }
 
 
+@dataclass(frozen=True)
+class OffloadProgress:
+    """Where a round is: files and bytes of this round's plan done so far (for a progress view).
+
+    Files the target already held count as done, with their bytes; ``bytes_total`` is the size
+    of the plan's files when the round started.
+    """
+
+    target: str
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+
+
+ProgressSink = Callable[[OffloadProgress], None]
+
+
 @dataclass
 class StoreScan:
     """The committed entries of a store and its files outside the chain, as found on disk."""
@@ -202,7 +220,9 @@ class _Round:
         *,
         should_continue: Callable[[], bool],
         retention: Retention,
+        progress: ProgressSink | None = None,
     ) -> None:
+        self.progress = progress
         self.store_dir = store_dir
         self.target = target
         self.sink = sink
@@ -382,8 +402,15 @@ class _Round:
         present = self.target_listing()
         remaining = len(plan)
         group = None
+        sizes = [self._size(item.name) for item in plan]
+        total_bytes = sum(sizes)
+        done_bytes = 0
+        self._report(0, len(plan), 0, total_bytes)
         try:
-            for item in plan:
+            for n, item in enumerate(plan):
+                if n:
+                    done_bytes += sizes[n - 1]
+                    self._report(n, len(plan), done_bytes, total_bytes)
                 if group is not None and item.group != group:
                     self.flush()
                 group = item.group
@@ -403,6 +430,8 @@ class _Round:
                 if len(self.batch) >= RECEIPT_BATCH_FILES:
                     self.flush()
             self.flush()
+            if plan and not self.result.stopped:
+                self._report(len(plan), len(plan), total_bytes, total_bytes)
         except OffloadInterrupted:
             self.result.stopped = "undocked"
             self.flush()
@@ -417,6 +446,18 @@ class _Round:
         if not self.result.stopped:
             self.send_own_events()
         return self.result
+
+    def _size(self, name: str) -> int:
+        try:
+            return (self.store_dir / name).stat().st_size
+        except OSError:
+            return 0  # the round itself reports what it cannot read
+
+    def _report(self, files_done: int, files_total: int, bytes_done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(
+                OffloadProgress(self.target.url, files_done, files_total, bytes_done, total)
+            )
 
     def target_listing(self) -> Mapping[str, int]:
         return self.target.listing()
@@ -449,12 +490,14 @@ def offload(
     should_continue: Callable[[], bool],
     *,
     retention: Retention | None = None,
+    progress: ProgressSink | None = None,
 ) -> OffloadResult:
     """Run one offload round of ``store_dir`` to ``target``; see the module docstring.
 
     Returns normally when everything was sent or the unit was undocked (``result.stopped``);
     raises the target's error (``OffloadError``, ``IntegrityError``, ``StorageFullError``)
-    after recording the receipts of what was confirmed before it.
+    after recording the receipts of what was confirmed before it. ``progress``, if given, is
+    called before the first file, after each file and at the end of a complete round.
     """
     return _Round(
         store_dir,
@@ -463,4 +506,5 @@ def offload(
         clock,
         should_continue=should_continue,
         retention=retention or Retention(),
+        progress=progress,
     ).run()

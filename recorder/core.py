@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -104,6 +104,8 @@ class _Recording:
         self.next_reminder_us = 0
         self.gnss_last_attached_us: int | None = None
         self.frames_awaiting_keyframe = 0
+        self.pre_event_captured_s: float | None = None  # set with record_start
+        self.markers = 0
 
 
 class Recorder:
@@ -278,13 +280,32 @@ class Recorder:
         """Show unit-level feedback that is not the recorder's own (the dock's offload state)."""
         self._feedback.show(feedback)
 
+    @property
+    def feedback_shown(self) -> Sequence[Feedback]:
+        """Every feedback shown since boot, in order, stealth or not (the officer's view reads
+        the new ones after each step; callers must not change it)."""
+        return self._feedback.history
+
     def status(self) -> dict[str, JsonValue]:
+        """A snapshot for status displays. ``buffer_s`` is the RAM pre-event buffer, which is
+        handed to a recording when it starts and refills after it stops; while recording,
+        ``recording_since_mono_us`` (the press) and ``pre_event_captured_s`` describe the
+        recording. ``holding`` is each button held now, in seconds, towards ``hold_s``."""
         fix = self._latest_fix
+        rec = self._rec
+        now_us = self._clock.monotonic_us()
         return {
             "state": self._state.value,
             "buffer_s": round(self._buffer.duration_s(), 3),
             "buffer_audio_chunks": self._buffer.audio_count,
-            "recording": self._rec.id if self._rec else None,
+            "pre_event_s": self._rc.pre_event_s,
+            "recording": rec.id if rec else None,
+            "recording_since_mono_us": rec.press_mono_us if rec else None,
+            "recording_started": bool(rec and rec.started),
+            "pre_event_captured_s": rec.pre_event_captured_s if rec else None,
+            "markers": rec.markers if rec else 0,
+            "holding": dict(self._gestures.holding(now_us)),
+            "hold_s": self._rc.hold_s,
             "gnss": _fix_json(fix, self._clock.monotonic_us()) if fix else None,
             "battery": self._battery_status,
             "stealth": self._feedback.stealth,
@@ -357,6 +378,7 @@ class Recorder:
 
     def _write_record_start(self, rec: _Recording, first: EncodedFrame, byte_limited: bool) -> bool:
         captured_s = max(0, rec.press_mono_us - first.pts_us) / 1e6
+        rec.pre_event_captured_s = round(captured_s, 3)
         fields: dict[str, JsonValue] = {
             "recording": rec.id,
             "trigger": rec.trigger,
@@ -486,6 +508,7 @@ class Recorder:
                 "frame": self._frame_at(rec, t_us),
             },
         )
+        rec.markers += 1
         self._feedback.show(Feedback.MARKER)
 
     def _frame_at(self, rec: _Recording, t_us: int) -> int | None:

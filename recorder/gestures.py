@@ -147,6 +147,15 @@ class GestureRecogniser:
             return []
         return [Gesture("press", name, inp.pressed_t_us)]
 
+    def holding(self, now_us: int) -> dict[str, float]:
+        """Buttons held down now whose hold has not fired yet: seconds held so far (for the
+        officer's view of a stop or stealth hold in progress). Reads state; changes nothing."""
+        return {
+            name: max(0, now_us - inp.pressed_t_us) / 1e6
+            for name, inp in self._inputs.items()
+            if inp.active and inp.raw_active and not inp.hold_fired and name != TRIGGER_LINE
+        }
+
     def is_active(self, name: str) -> bool:
         inp = self._inputs.get(name)
         return bool(inp and inp.active)

@@ -8,6 +8,7 @@ reads the profile, picks the privileged Pi boot control and prints what was done
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,20 @@ DEFAULT_DEVICE = "/var/lib/bwc/unit"
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("bootctl", help="root helper of a Pi unit: apply boot selection, try-boot")
-    verbs = p.add_subparsers(dest="verb", required=True)
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb, text in (
         ("sync", "apply a pending autoboot.txt request and refresh the recorder's copy"),
         ("tryboot", 'reboot "0 tryboot" into the armed, installed slot'),
     ):
         v = verbs.add_parser(verb, help=text)
-        v.add_argument("--device", type=Path, default=Path(DEFAULT_DEVICE), metavar="DEVICE")
+        v.add_argument(
+            "--device",
+            type=Path,
+            default=Path(DEFAULT_DEVICE),
+            metavar="DEVICE",
+            help=f"the unit's directory (default: {DEFAULT_DEVICE})",
+        )
+        v.add_argument("--json", action="store_true", help="print what was done as JSON")
         v.set_defaults(func=run)
 
 
@@ -43,8 +51,13 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(boot, PiBootControl):
         raise UsageError(f"bwc bootctl: unit.boot is {profile.unit.boot!r}; only 'pi' has a helper")
     if args.verb == "sync":
-        for note in root_helper.sync(layout, boot) or ["nothing to do"]:
+        notes = root_helper.sync(layout, boot) or []
+        if args.json:
+            print(json.dumps({"verb": "sync", "notes": list(notes)}))
+        for note in [] if args.json else notes or ["nothing to do"]:
             print(f"bootctl: {note}")
     else:
+        if args.json:
+            print(json.dumps({"verb": "tryboot", "rebooting": True}), flush=True)
         root_helper.tryboot(boot)
     return 0

@@ -9,6 +9,7 @@ decryption; 2 for a wrong key file or option.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="directory for <recording-id>.mp4/.json")
     add_origin_args(p)
+    p.add_argument("--json", action="store_true", help="print the files written as JSON on stdout")
     p.set_defaults(func=run)
 
 
@@ -56,7 +58,21 @@ def run(args: argparse.Namespace) -> int:
     written: list[Path] = []
     for reader in readers:
         # Each unit's store is verified in full before anything of it is written.
-        written += export_store(reader, key, args.out, trusted or None, unpinned=args.unpinned)
+        try:
+            written += export_store(reader, key, args.out, trusted or None, unpinned=args.unpinned)
+        except IntegrityError as exc:
+            raise _where_the_copy_is(exc, args.store) from None
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "out": str(args.out),
+                    "written": [str(p) for p in written],
+                    "origin": "unpinned" if args.unpinned else "pinned",
+                }
+            )
+        )
+        return 0
     for path in written:
         print(path)
     if not written:
@@ -66,3 +82,13 @@ def run(args: argparse.Namespace) -> int:
             "origin NOT checked (--unpinned): the exported evidence may have been signed by any key"
         )
     return 0
+
+
+def _where_the_copy_is(exc: IntegrityError, store: str) -> IntegrityError:
+    """A unit's own store whose video was freed after offload: name the copy to export from."""
+    from firmware.hints import freed_copy_message
+
+    message = freed_copy_message(store, "export") if exc.code == "payload-freed" else None
+    if message is None:
+        return exc
+    return IntegrityError(message, path=store, code=exc.code)

@@ -26,21 +26,65 @@ from hal.errors import BwcError, IntegrityError, RefusedError, UsageError
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("fw", help="firmware bundles, A/B slots and updates")
-    fw = p.add_subparsers(dest="fw_command", required=True, parser_class=type(p))
+    fw = p.add_subparsers(
+        dest="fw_command", required=True, parser_class=type(p), metavar="SUBCOMMAND"
+    )
 
     k = fw.add_parser("keygen", help="create a firmware signing key pair")
-    k.add_argument("--out", required=True, type=Path, metavar="DIR")
-    k.add_argument("--channel", choices=("release", "development"), default="release")
+    k.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="directory for release-key.pem (private, 0600) and release-pub.pem",
+    )
+    k.add_argument(
+        "--channel",
+        choices=("release", "development"),
+        default="release",
+        help="release (default) or development: a release unit refuses development bundles",
+    )
+    k.add_argument("--json", action="store_true", help="print the paths as JSON on stdout")
     k.set_defaults(func=run_keygen)
 
     b = fw.add_parser("build", help="build one signed bundle from a file or directory")
-    b.add_argument("payload", type=Path, metavar="PAYLOAD")
-    b.add_argument("--version", required=True, metavar="X.Y.Z")
-    b.add_argument("--security-version", required=True, type=int, metavar="N")
-    b.add_argument("--compatible", required=True, metavar="ID")
-    b.add_argument("--key", required=True, type=Path, metavar="FILE")
-    b.add_argument("--out", required=True, type=Path, metavar="BUNDLE")
-    b.add_argument("--min-battery", type=int, default=30, metavar="PCT")
+    b.add_argument(
+        "payload", type=Path, metavar="PAYLOAD", help="the slot image: a file or a directory"
+    )
+    b.add_argument(
+        "--version", required=True, metavar="X.Y.Z", help="the firmware version, e.g. 1.2.0"
+    )
+    b.add_argument(
+        "--security-version",
+        required=True,
+        type=int,
+        metavar="N",
+        help="anti-rollback level: units refuse a bundle below their floor, which rises to N "
+        "when this bundle commits",
+    )
+    b.add_argument(
+        "--compatible",
+        required=True,
+        metavar="ID",
+        help="hardware id the bundle is for (bwc-sim for the simulated unit)",
+    )
+    b.add_argument(
+        "--key",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the private signing key (release-key.pem from bwc fw keygen)",
+    )
+    b.add_argument(
+        "--out", required=True, type=Path, metavar="BUNDLE", help="the bundle file to write"
+    )
+    b.add_argument(
+        "--min-battery",
+        type=int,
+        default=30,
+        metavar="PCT",
+        help="battery level a unit needs before it accepts this bundle (default 30)",
+    )
     b.add_argument(
         "--build-utc",
         type=int,
@@ -48,24 +92,42 @@ def add_parser(sub: Any) -> None:
         metavar="SECONDS",
         help="build time (default: $SOURCE_DATE_EPOCH, else now)",
     )
+    b.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
     b.set_defaults(func=run_build)
 
     i = fw.add_parser("inspect", help="show a bundle's manifest; --trust checks its signature")
-    i.add_argument("bundle", type=Path, metavar="BUNDLE")
-    i.add_argument("--trust", type=Path, metavar="PUB")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("bundle", type=Path, metavar="BUNDLE", help="the bundle file")
+    i.add_argument(
+        "--trust",
+        type=Path,
+        metavar="PUB",
+        help="release-pub.pem: also check the signature and payload (exit 1 if they fail)",
+    )
+    i.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     i.set_defaults(func=run_inspect)
 
     f = fw.add_parser("flash", help="preflight, plan, write the inactive slot and arm a try-boot")
-    f.add_argument("bundle", type=Path, metavar="BUNDLE")
-    f.add_argument("--device", required=True, type=Path, metavar="DEVICE")
-    f.add_argument("--dry-run", action="store_true")
-    f.add_argument("--json", action="store_true")
+    f.add_argument("bundle", type=Path, metavar="BUNDLE", help="the bundle file")
+    f.add_argument(
+        "--device", required=True, type=Path, metavar="DEVICE", help="the unit's directory"
+    )
+    f.add_argument("--dry-run", action="store_true", help="preflight and plan only; write nothing")
+    f.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="install a lower version than the installed one at the same security_version "
+        "(refused without it; a lower security_version is always refused)",
+    )
+    f.add_argument(
+        "--json", action="store_true", help="print JSON lines (plan, progress, result) on stdout"
+    )
     f.set_defaults(func=run_flash)
 
     s = fw.add_parser("status", help="slots, primary, booted slot, floor and pending try-boot")
-    s.add_argument("--device", required=True, type=Path, metavar="DEVICE")
-    s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--device", required=True, type=Path, metavar="DEVICE", help="the unit's directory"
+    )
+    s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     s.set_defaults(func=run_status)
 
 
@@ -84,6 +146,9 @@ def run_keygen(args: argparse.Namespace) -> int:
     from firmware.bundle import generate_key_pair
 
     private, public = generate_key_pair(args.out, args.channel)
+    if args.json:
+        _emit({"channel": args.channel, "private_key": str(private), "public_key": str(public)})
+        return 0
     print(f"{args.channel} signing key: {private} (keep it offline)")
     print(f"public key for units:  {public}")
     return 0
@@ -110,6 +175,9 @@ def run_build(args: argparse.Namespace) -> int:
         build_utc_s=build_utc_s,
         min_battery_pct=args.min_battery,
     )
+    if args.json:
+        _emit({"bundle": str(args.out), "manifest": manifest.to_dict()})
+        return 0
     print(
         f"{args.out}: {manifest.channel} bundle {manifest.version} "
         f"(security_version {manifest.security_version}, {manifest.compatible}), "
@@ -121,6 +189,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     from firmware.bundle import (
+        BundleFormatError,
         load_trusted_key,
         open_bundle,
         read_header,
@@ -130,7 +199,10 @@ def run_inspect(args: argparse.Namespace) -> int:
 
     trusted = load_trusted_key(args.trust) if args.trust else None
     with open_bundle(args.bundle) as f:
-        header = read_header(f)
+        try:
+            header = read_header(f)
+        except BundleFormatError as exc:
+            raise BundleFormatError(f"{args.bundle}: {exc}") from None
         problem = ""
         if trusted is not None:
             try:
@@ -259,16 +331,19 @@ class _RichObserver:
 
 
 def run_flash(args: argparse.Namespace) -> int:
-    from firmware.flash import flash, preflight
+    from firmware.bundle import open_bundle
+    from firmware.flash import check_downgrade, flash, preflight
 
     layout = UnitLayout(args.device)
     if not args.device.is_dir():
         raise UsageError(f"--device {args.device}: no such unit directory")
+    open_bundle(args.bundle).close()  # a missing or unreadable file is a usage error (exit 2)
     # A technician flashes as root on the unit (or a simulated unit's directory): privileged.
     fw = _backends(layout, privileged=True)
     try:
         facts = _unit_facts(layout)
         plan = preflight(layout, args.bundle, facts, boot=fw.boot, slots=fw.slots)
+        plan = check_downgrade(plan, fw.slots.read_info(plan.primary), allow=args.allow_downgrade)
     except RefusedError as exc:
         if args.json:
             _emit({"event": "refused", "reason": str(exc)})
@@ -313,6 +388,7 @@ def run_flash(args: argparse.Namespace) -> int:
 
 def unit_status(layout: UnitLayout) -> dict[str, Any]:
     """Everything `bwc fw status` shows, as one JSON-ready dict."""
+    from firmware.boot_outcome import last_firmware_event
     from firmware.update_state import load_state
 
     fw = _backends(layout, privileged=False)
@@ -336,8 +412,12 @@ def unit_status(layout: UnitLayout) -> dict[str, Any]:
             "source": info.source if info else None,
         }
     pending = state.pending
+    last = last_firmware_event(layout.evidence)
     return {
         "device": str(layout.root),
+        "last_firmware_event": None
+        if last is None
+        else {"seq": last.seq, "kind": last.kind, "utc_us": last.utc_us, "fields": last.fields},
         "slots": slots,
         "primary": boot.get_primary(),
         "booted": booted,
@@ -382,4 +462,10 @@ def run_status(args: argparse.Namespace) -> int:
         print("pending   none", file=out)
     if status["owed_events"]:
         print(f"to seal   {', '.join(status['owed_events'])} (at the next boot)", file=out)
+    last = status["last_firmware_event"]
+    if last is not None:
+        from firmware.boot_outcome import FirmwareEvent
+
+        event = FirmwareEvent(last["seq"], last["kind"], last["utc_us"], last["fields"])
+        print(f"last      {event.describe()}", file=out)
     return 0

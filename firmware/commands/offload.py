@@ -23,13 +23,14 @@ from typing import Any
 
 from evidence.sealer import Sealer
 from evidence.timestamp import anchor_head
+from firmware.commands.sim import plural
 from firmware.evidence_access import open_unit_sealer, record_recovery
 from firmware.identity import Assignment, load_assignment, read_profile, require_provisioned
 from firmware.layout import UnitLayout
 from hal.errors import ConfigError
 from hal.protocols import Clock
 from hal.system_clock import SystemClock
-from offload.runner import OffloadResult, Retention, offload
+from offload.runner import OffloadProgress, OffloadResult, ProgressSink, Retention, offload
 from offload.targets import OffloadTarget, open_target, target_for_device
 from recorder.config import Profile, parse_override
 
@@ -108,6 +109,42 @@ def _stop_on_signal() -> Iterator[dict[str, bool]]:
             signal.signal(s, h)
 
 
+@contextmanager
+def _progress_bar(wanted: bool) -> Iterator[ProgressSink | None]:
+    """Files, bytes, rate and time left on stderr while a round runs, when stderr is a terminal."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not wanted or not console.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("offload {task.fields[files]}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    task = bar.add_task("offload", total=None, files="")
+
+    def update(p: OffloadProgress) -> None:
+        files = f"{p.files_done}/{p.files_total} files"
+        bar.update(task, completed=p.bytes_done, total=p.bytes_total or None, files=files)
+
+    with bar:
+        yield update
+
+
 def run(args: argparse.Namespace) -> int:
     layout = UnitLayout(args.device)
     require_provisioned(layout)
@@ -125,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             anchored = anchor_head(sealer, profile.offload.tsa_url, clock)
             if not anchored.anchored:
                 print(f"warning: time anchor failed: {anchored.error}", file=sys.stderr)
-        with _stop_on_signal() as flag:
+        with _stop_on_signal() as flag, _progress_bar(not args.json) as progress:
             result = offload(
                 layout.evidence,
                 target,
@@ -133,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
                 clock,
                 lambda: not flag["stop"],
                 retention=retention,
+                progress=progress,
             )
     finally:
         reason = "offload complete" if result is not None and result.complete else "offload ended"
@@ -155,12 +193,12 @@ def _print(result: OffloadResult, as_json: bool) -> None:
         return
     print(f"offload to {result.target}")
     print(
-        f"  sent {result.uploaded_files} files ({result.uploaded_bytes} bytes), "
+        f"  sent {plural(result.uploaded_files, 'file')} ({result.uploaded_bytes} bytes), "
         f"{result.found_files} already there, {result.confirmed_before} confirmed before"
     )
     print(
-        f"  {result.receipt_events} receipt events; freed {len(result.freed_files)} payloads "
-        f"({result.freed_bytes} bytes)"
+        f"  {plural(result.receipt_events, 'receipt event')}; freed "
+        f"{plural(len(result.freed_files), 'payload')} ({result.freed_bytes} bytes)"
     )
     for name, why in result.mismatched:
         print(f"offload: {name} kept on the unit: its copy at the target {why}", file=sys.stderr)
@@ -168,6 +206,7 @@ def _print(result: OffloadResult, as_json: bool) -> None:
         print("  complete: every file is confirmed at the target")
     else:
         print(
-            f"  not complete ({result.stopped or 'stopped'}): {result.pending_files} files left",
+            f"  not complete ({result.stopped or 'stopped'}): "
+            f"{plural(result.pending_files, 'file')} left",
             file=sys.stderr,
         )

@@ -9,6 +9,7 @@ status is 1. Exit 2 for usage errors.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -61,6 +62,11 @@ def add_parser(sub: Any) -> None:
         metavar="SECONDS",
         help="a picture every SECONDS of video (default: a round interval giving about ten)",
     )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the pages written and whether the store is intact as JSON on stdout",
+    )
     p.set_defaults(func=run)
 
 
@@ -77,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             code=Code.NO_EVIDENCE,
         )
     problems: list[str] = []
-    written = 0
+    written: list[Path] = []
     for reader in readers:  # a share root: each unit's store, verified on its own
         done = write_reports(
             reader,
@@ -89,11 +95,25 @@ def run(args: argparse.Namespace) -> int:
             args.every_s,
             unpinned=args.unpinned,
         )
-        for path in done.paths:
-            print(path)
-        written += len(done.paths)
+        written += done.paths
         if not done.intact:
-            problems.append(str(done.problem))
+            problems.append(_problem(str(done.problem), args.store))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "out": str(args.out),
+                    "written": [str(p) for p in written],
+                    "intact": not problems,
+                    "problem": problems[0] if problems else None,
+                    "problems": problems,
+                    "origin_checked": not args.unpinned,
+                }
+            )
+        )
+        return 1 if problems else 0
+    for path in written:
+        print(path)
     if args.unpinned:
         print("origin NOT checked (--unpinned): the evidence may have been signed by any key")
     if problems:
@@ -108,3 +128,12 @@ def run(args: argparse.Namespace) -> int:
     if not written:
         print("no recordings in the store")
     return 0
+
+
+def _problem(problem: str, store: str) -> str:
+    """A unit's own store after docking: name the copy the report should be made from."""
+    if "[payload-freed]" in problem:
+        from firmware.hints import freed_copy_message
+
+        return freed_copy_message(store, "report") or problem
+    return problem

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from simulator.scenario import Scenario
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 recording``, ``2 recordings``, ``0 recordings``."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
 def add_set_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set",
@@ -37,8 +42,16 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("sim", help="boot the simulated unit in DEVICE and play a scenario")
-    p.add_argument("scenario", type=Path, metavar="SCENARIO")
-    p.add_argument("--device", type=Path, required=True, metavar="DEVICE")
+    p.add_argument(
+        "scenario", type=Path, metavar="SCENARIO", help="scenario file (TOML, see the README)"
+    )
+    p.add_argument(
+        "--device",
+        type=Path,
+        required=True,
+        metavar="DEVICE",
+        help="the provisioned unit's directory; each run is its next boot",
+    )
     add_set_option(p)
     p.add_argument("--realtime", action="store_true", help="pace simulated time to the wall clock")
     p.add_argument("--json", action="store_true", help="print a JSON summary of the boot on stdout")
@@ -59,6 +72,7 @@ def read_scenario(path: Path) -> Scenario:
 
 
 def run(args: argparse.Namespace) -> int:
+    from firmware.boot_outcome import boot_lines, outcome_json
     from firmware.sim_unit import boot_simulated_unit
 
     scenario = read_scenario(args.scenario)
@@ -69,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         "device": str(args.device),
         "boot_slot": unit.plan.slot,
         "firmware": unit.outcome.action if unit.outcome else None,
+        "firmware_boot": outcome_json(unit.plan, unit.outcome),
         "recordings": unit.recorder.recordings,
         "frames": unit.daemon.frames_in,
         "chain_head": unit.sealer.head_seq,
@@ -77,9 +92,11 @@ def run(args: argparse.Namespace) -> int:
         json.dump(summary, sys.stdout)
         sys.stdout.write("\n")
     else:
+        for line in boot_lines(unit.plan, unit.outcome):
+            print(f"bwc sim: {line}")
         print(
             f"bwc sim: {scenario.duration_s:g} s simulated on slot {unit.plan.slot}: "
-            f"{len(unit.recorder.recordings)} recording(s), {unit.daemon.frames_in} frames, "
-            f"chain head {unit.sealer.head_seq}"
+            f"{plural(len(unit.recorder.recordings), 'recording')}, "
+            f"{plural(unit.daemon.frames_in, 'frame')}, chain head {unit.sealer.head_seq}"
         )
     return 0

@@ -262,7 +262,7 @@ def test_image_boots_to_buffering_records_and_the_evidence_verifies_outside(
         i, _ = console.wait_for(r"Started bwc-recorder\.service", BOOT_TIMEOUT_S, i)
         ready_s = time.monotonic() - t0
         _, done = console.wait_for(
-            r"bwc run: powered off; 1 recording\(s\) this boot; \d+ watchdog ping", 600, i
+            r"bwc run: powered off; 1 recording this boot; \d+ watchdog ping", 600, i
         )
         pings = int(re.search(r"(\d+) watchdog ping", done).group(1))  # type: ignore[union-attr]
         console.wait_for(r"bwc-recorder\.service: Deactivated successfully", 120, i)

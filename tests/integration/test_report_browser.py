@@ -10,6 +10,7 @@ keeps the full-page screenshot for a person to look at.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -251,6 +252,11 @@ def test_report_is_strict_about_origin_and_covers_a_share_root(
     (page,) = (tmp_path / "c").glob("*.html")
     html = page.read_text(encoding="utf-8")
     assert "origin NOT checked (--unpinned)" in html and "<img" in html
+    machine = json.loads(
+        bwc("report", dock_copy, *key, "--unpinned", "--json", "--out", tmp_path / "e").stdout
+    )
+    assert machine["intact"] is True and machine["origin_checked"] is False
+    assert [Path(p).name for p in machine["written"]] == [page.name]
     both = bwc(
         "report",
         dock_copy,
