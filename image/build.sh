@@ -19,7 +19,13 @@ export LC_ALL=C.UTF-8 TZ=UTC
 
 # ---------------------------------------------------------------- parameters (environment)
 SUITE=${SUITE:-bookworm}
-APT_SOURCES=${APT_SOURCES:-"deb http://deb.debian.org/debian $SUITE main non-free-firmware"}
+if [ -z "${APT_SOURCES:-}" ]; then
+  # Default: the Debian archive this build machine's apt already uses (its first non-security
+  # source), so the recipe names no mirror; an agency sets APT_SOURCES to its own archive(s).
+  mirror=$(bash scripts/apt-mirror.sh || true)
+  [ -n "$mirror" ] || { echo "image/build.sh: set APT_SOURCES (no apt source found on this machine)" >&2; exit 2; }
+  APT_SOURCES="deb $mirror $SUITE main non-free-firmware"
+fi
 EXTRA_PACKAGES=${EXTRA_PACKAGES:-}            # comma-separated, e.g. python3-picamera2 on RPi OS
 ROOTFS_EPOCH=${ROOTFS_EPOCH:-1767225600}      # mmdebstrap's SOURCE_DATE_EPOCH (2026-01-01)
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo "$ROOTFS_EPOCH")}
