@@ -198,6 +198,9 @@ def test_offloaded_payloads_are_explained(tmp_path: Path) -> None:
     assert not verify_store(DirectoryStoreReader(store), unpinned=True).intact
     sealer = Sealer.open(store, key, [pub], "bwc-test-0001", BOOT_B, "rtc")
     sealer.event("boot", {}, mono_us=0, utc_us=0)
+    payload = json.loads((store / "0000000002.json").read_bytes())["payload"]
+    receipt = {"file": "0000000002.bin", "sha256": payload["sha256"], "size": payload["size"]}
+    sealer.event("offload_receipt", {"files": [receipt]}, mono_us=0, utc_us=0)
     sealer.event("offload_freed", {"files": ["0000000002.bin"]}, mono_us=0, utc_us=0)
     sealer.event("shutdown", {}, mono_us=0, utc_us=0)
     strict = verify_store(DirectoryStoreReader(store), unpinned=True)
