@@ -21,7 +21,7 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -30,7 +30,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def write_atomic(
     path: Path,
-    data: bytes,
+    data: bytes | memoryview,
     *,
     mode: int = 0o644,
     tmp_name: str | None = None,
