@@ -11,6 +11,7 @@ gives exactly one file name and no id names a path.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -26,8 +27,9 @@ from evidence.format import TMP_PREFIX
 from evidence.keys import AgencyPrivateKey
 from evidence.opener import Recording, open_store
 from evidence.records import RECORDING_ID
-from evidence.remux import remux_to_mp4
+from evidence.remux import RemuxResult, SegmentInput, declared_audio, remux_to_mp4
 from evidence.store import StoreReader
+from evidence.times import with_iso_times
 from hal.errors import IntegrityError, RefusedError, UsageError
 
 log = logging.getLogger(__name__)
@@ -75,13 +77,21 @@ def export_store(
 def _export_one(rec: Recording, work: Path, dir_fd: int) -> list[str]:
     rid = rec.report.id
     written: list[str] = []
-    counts: dict[str, int] = {}
+    remuxed = RemuxResult()
+    audio = None
     if rec.segments:
         tmp = work / f"{rid}.mp4"
         try:
-            counts = remux_to_mp4(
-                (seg.plaintext() for seg in rec.segments),
+            # Streams as the signed manifests declare them; each segment placed at the capture
+            # time of its first picture (evidence.remux).
+            audio = declared_audio(rec.units)
+            remuxed = remux_to_mp4(
+                (
+                    SegmentInput(seg.plaintext(), seg.manifests[0].get("start_pts_us"))
+                    for seg in rec.segments
+                ),
                 tmp,
+                audio=audio,
                 probe=(seg.plaintext() for seg in rec.segments),
             )
         except IntegrityError as exc:
@@ -100,9 +110,19 @@ def _export_one(rec: Recording, work: Path, dir_fd: int) -> list[str]:
         written.append(f"{rid}.mp4")
     # A recording stopped (storage full, power loss) before its first unit was sealed has
     # signed start/stop events but no video: its JSON says so and no empty MP4 is written.
-    meta = export_metadata(rec, counts)
+    meta = export_metadata(rec, remuxed.counts)
+    meta["streams"] = {
+        "audio": None if audio is None else dataclasses.asdict(audio),
+        # Evidence sealed before units declared their streams is described by a probe.
+        "audio_declared_by": "unit manifests" if audio is not None else None,
+    }
+    meta["timeline"] = {
+        "video_max_step_us": remuxed.video_max_step_us,
+        "overlapping_packets_left_out": remuxed.dropped_overlap,
+    }
     if not rec.segments:
         meta["note"] = "no video was sealed for this recording (see stop_trigger)"
+    meta = with_iso_times(meta)
     tmp_meta = work / f"{rid}.json"
     tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     _publish(tmp_meta, f"{rid}.json", dir_fd)
@@ -125,6 +145,64 @@ def _publish(tmp: Path, name: str, dir_fd: int) -> None:
         raise RefusedError(f"{name}: appeared in --out during export; not overwritten") from exc
 
 
+_TIME_DEFINITIONS = {
+    "first_frame": "capture time of the first frame in the export (the pre-roll's first)",
+    "press": "the press (or trigger) that started the recording; the pre-roll counts back from it",
+    "record_start": "when the unit sealed record_start (the gesture's completion): start_utc_us",
+    "stop": "when the unit sealed record_stop (a hold completes hold_s after it began): end_utc_us",
+    "last_frame": "capture time of the last frame in the export",
+    "video_end": "end of the last frame's interval: first_frame + duration_s",
+    "pre_event_s": "the pre-event buffer length configured",
+    "pre_event_captured_s": "video before the press actually captured: press - first_frame",
+}
+
+
+def recording_times(rec: Recording) -> dict[str, Any]:
+    """The instants a reader asks about, each named for what it is (see ``_TIME_DEFINITIONS``).
+
+    Frame times come from the signed unit manifests (each unit's ``start_utc_us`` is its first
+    frame's capture time on the unit's UTC clock); press and stop from the signed events.
+    """
+    r = rec.report
+    times: dict[str, Any] = {
+        "first_frame_utc_us": None,
+        "press_utc_us": r.press_utc_us,
+        "record_start_utc_us": r.start_utc_us,
+        "stop_utc_us": r.end_utc_us,
+        "last_frame_utc_us": None,
+        "video_end_utc_us": None,
+        "pre_event_s": r.pre_event_s,
+        "pre_event_captured_s": r.pre_event_captured_s,
+        "duration_s": None,
+        "utc_source": r.utc_source,
+        "definitions": _TIME_DEFINITIONS,
+    }
+    if not rec.units:
+        return times
+    first, last = rec.units[0], rec.units[-1]
+    span_us = last["end_pts_us"] - last["start_pts_us"]
+    interval_us = span_us // max(1, last["frame_count"])
+    fps = _declared_fps(rec.units)
+    if fps:
+        interval_us = round(1_000_000 / fps)
+    times["first_frame_utc_us"] = first["start_utc_us"]
+    times["video_end_utc_us"] = last["start_utc_us"] + span_us
+    times["last_frame_utc_us"] = last["start_utc_us"] + span_us - interval_us
+    times["duration_s"] = round((last["end_pts_us"] - first["start_pts_us"]) / 1e6, 6)
+    return times
+
+
+def _declared_fps(manifests: list[dict[str, Any]]) -> float | None:
+    for m in manifests:
+        extra = m.get("extra")
+        streams = extra.get("streams") if isinstance(extra, dict) else None
+        video = streams.get("video") if isinstance(streams, dict) else None
+        fps = video.get("fps") if isinstance(video, dict) else None
+        if isinstance(fps, int | float) and not isinstance(fps, bool) and fps > 0:
+            return float(fps)
+    return None
+
+
 def export_metadata(rec: Recording, packet_counts: dict[str, int]) -> dict[str, Any]:
     """The JSON that travels with an exported MP4: who, when, where, what was checked."""
     r = rec.report
@@ -136,6 +214,7 @@ def export_metadata(rec: Recording, packet_counts: dict[str, int]) -> dict[str, 
         "device": rec.device,
         "officer": r.officer_id or (boot.officer_id if boot else None),
         "start_utc_us": r.start_utc_us,
+        "times": recording_times(rec),
         "end_utc_us": r.end_utc_us,
         "utc_source": r.utc_source,
         "start_trigger": r.start_trigger,

@@ -44,6 +44,7 @@ class EventKind(StrEnum):
     LEFTOVERS_MOVED = "leftovers_moved"
     OFFLOAD_RECEIPT = "offload_receipt"
     OFFLOAD_FREED = "offload_freed"
+    OFFLOAD_MISMATCH = "offload_mismatch"  # a target copy failed the check before freeing
     TIMESTAMP_TOKEN = "timestamp_token"  # noqa: S105  (an event kind, not a secret)
     TIMESTAMP_FAILED = "timestamp_failed"
 

@@ -25,6 +25,10 @@ def _num(v: object) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
+def _int(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
 def _close_interval(intervals: list[dict[str, Any]], utc_us: int) -> None:
     if intervals and intervals[-1]["to_utc_us"] is None:
         intervals[-1]["to_utc_us"] = utc_us
@@ -150,6 +154,7 @@ class Meaning:
         r.profile_digest = _str(f.get("profile_digest")) or b.profile_digest
         r.boot = m.boot
         r.start_utc_us = m["utc_us"]
+        r.press_utc_us = _int(f.get("press_utc_us"))
         r.utc_source = m["utc_source"]
         self.last[rec_id] = e
         if self.stealth_on is not None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from evidence.findings import Finding, counts_by_code, summarise
 from evidence.format import ZERO_HASH
+from evidence.times import iso_utc, with_iso_times
 from evidence.timestamp import Anchor
 
 
@@ -25,6 +26,9 @@ class RecordingReport:
     last_frame: int | None = None
     start_utc_us: int | None = None
     end_utc_us: int | None = None
+    press_utc_us: int | None = None
+    """The press (or trigger) the recording answers, from record_start: the pre-roll counts
+    back from it. ``start_utc_us``/``end_utc_us`` are when record_start/record_stop were sealed."""
     utc_source: str | None = None
     start_trigger: str | None = None
     stop_trigger: str | None = None
@@ -104,7 +108,7 @@ class Report:
             rec["intact"] = r.intact
             rec["findings"] = _shown(r.findings)
             del rec["unit_seqs"]
-        return out
+        return with_iso_times(out)  # type: ignore[no-any-return]
 
     def format_text(self) -> str:
         lines = [f"store {self.store}: {self.entries} entries, head seq {self.head_seq}"]
@@ -171,7 +175,9 @@ def _recording_lines(r: RecordingReport) -> list[str]:
     lines = [
         f"recording {r.id}: {'INTACT' if r.intact else 'BROKEN'}; {_n(r.units, 'unit')} "
         f"in {_n(r.segments, 'segment')}, {r.duration_s:.1f} s, frames {r.first_frame}-"
-        f"{r.last_frame}, start {r.start_trigger}, stop {r.stop_trigger}"
+        f"{r.last_frame}, start {r.start_trigger}, stop {r.stop_trigger}",
+        f"  press {iso_utc(r.press_utc_us)}, record_start {iso_utc(r.start_utc_us)}, "
+        f"record_stop {iso_utc(r.end_utc_us)} (UTC, {r.utc_source} clock)",
     ]
     if r.offloaded_units:
         lines.append(
@@ -183,14 +189,25 @@ def _recording_lines(r: RecordingReport) -> list[str]:
     if r.power_losses:
         lines.append(f"  power losses: {r.power_losses}")
     for m in r.markers:
-        lines.append(f"  marker at frame {m.get('frame')} (utc_us {m.get('at_utc_us')})")
+        at = m.get("at_utc_us")
+        lines.append(f"  marker at frame {m.get('frame')} ({_iso(at)}, utc_us {at})")
     for s in r.stealth:
-        lines.append(f"  stealth {s['from_utc_us']} - {s['to_utc_us']}")
+        lines.append(f"  stealth {_interval(s)}")
     for s in r.mute:
-        lines.append(f"  mute {s['from_utc_us']} - {s['to_utc_us']}")
+        lines.append(f"  mute {_interval(s)}")
     lines.extend(f"  note: {n}" for n in r.notes)
     lines.extend(_finding_lines(r.findings, "  "))
     return lines
+
+
+def _iso(utc_us: object) -> str | None:
+    return iso_utc(utc_us) if isinstance(utc_us, int) and not isinstance(utc_us, bool) else None
+
+
+def _interval(s: dict[str, Any]) -> str:
+    """``from - to`` in ISO and raw µs (an open interval's end is None)."""
+    a, b = s["from_utc_us"], s["to_utc_us"]
+    return f"{_iso(a)} - {_iso(b)} (utc_us {a} - {b})"
 
 
 _ANCHOR_STATUS = {

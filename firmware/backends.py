@@ -20,7 +20,16 @@ from firmware.identity import Assignment
 from firmware.layout import UnitLayout
 from firmware.slot_writer import SlotWriter
 from hal.errors import ConfigError
-from hal.protocols import Battery, Button, Camera, Clock, Dock, Gnss, Indicator, Microphone
+from hal.protocols import (
+    Battery,
+    Button,
+    Camera,
+    Clock,
+    Dock,
+    Gnss,
+    Indicator,
+    Microphone,
+)
 from recorder.config import Profile, UnitConfig
 
 if TYPE_CHECKING:
@@ -57,12 +66,16 @@ def _pi(layout: UnitLayout, unit: UnitConfig, privileged: bool) -> FirmwareBacke
         PiSystem,
     )
     from firmware.fat import FatVolume
-    from firmware.sd_card import BOOTSEL_PARTITION, read_partition_table
+    from firmware.sd_card import BOOTSEL_PARTITION, check_tryboot_model, read_partition_table
     from firmware.slot_writer import PartitionSlotWriter
 
     disk = Path(unit.disk)
     autoboot: AutobootStore
     if privileged:
+        # Provisioning and flashing stop here on a Pi without tryboot (Pi 3, Zero 2 W).
+        model = PiSystem().model
+        if model.is_file():
+            check_tryboot_model(model.read_text(errors="replace"))
         start = read_partition_table(disk).get(BOOTSEL_PARTITION, str(disk)).start
         autoboot = FatAutoboot(FatVolume(disk, start), layout.autoboot_txt)
         system = PiSystem(reboot=_run)
@@ -176,7 +189,7 @@ def _gpiozero(profile: Profile, clock: Clock, hw: UnitHardware) -> None:
         hw.closers.append(indicator.close)
     dock = GpiozeroDock(gpio.dock_pin, pins)  # the dock-sense line: docking and offload (#17.11)
     hw.dock = dock
-    hw.closers.append(dock.close)
+    hw.closers += [dock.close, pins.close]
 
 
 def _sim_camera(profile: Profile, assignment: Assignment, clock: Clock) -> Camera:

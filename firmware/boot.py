@@ -9,8 +9,9 @@ writer), a clock factory and a hardware factory (``firmware.backends``), in this
                     error is one signed ``fault`` here and never stops recording
     supervision     the run marker, and a signed ``daemon_restart`` after an unclean run
     backends        camera, buttons, indicators, dock, GNSS, battery, microphone
-    recorder        started, buffering; a camera that does not start is one signed ``fault``,
-                    retried with backoff by ``CameraGuard`` (never once a second)
+    recorder        started, buffering; a camera that does not start is one signed
+                    ``fault``, retried with backoff by ``CameraGuard`` (never once a
+                    second); backends' contained faults are sealed the same way
     health          storage, identity, clock, reached buffering with frames; then commit or
                     roll back a try-boot and seal the owed firmware events
 
@@ -64,6 +65,8 @@ FrameSink = Callable[[EncodedFrame], None]
 CAMERA_RETRY_FIRST_US = 5_000_000
 CAMERA_RETRY_MAX_US = 300_000_000
 """A camera that fails to start is retried after 5 s, doubling up to every 5 minutes."""
+
+CAMERA_FAULT_CODE = "start_failed"
 
 OFFLOAD_RETRY_US = 60_000_000
 """While docked, an offload round runs at once and then once a minute."""
@@ -119,13 +122,15 @@ class CameraGuard:
             self.next_try_us = unit.clock.monotonic_us() + delay
             if self.failures == 1:
                 log.error("camera did not start: %s; retrying with backoff", exc)
-                seal_fault(unit.sealer, unit.clock, "camera", str(exc), retry="backoff")
+                # One signed fault (kept in the recorder's status), not one per retry.
+                unit.recorder.record_fault("camera", CAMERA_FAULT_CODE, str(exc))
                 unit.recorder.indicate(Feedback.FAULT)
             return False
         if self.failures:
+            unit.recorder.hardware_faults.pop(f"camera/{CAMERA_FAULT_CODE}", None)
             unit.sealer.event(
                 "fault_cleared",
-                {"component": "camera", "after_attempts": self.failures + 1},
+                {"component": "camera", "code": CAMERA_FAULT_CODE, "attempts": self.failures + 1},
                 mono_us=unit.clock.monotonic_us(),
                 utc_us=unit.clock.utc_us(),
             )
@@ -168,13 +173,15 @@ class BootedUnit:
 def _decide(layout: UnitLayout, fw: FirmwareBackends) -> tuple[BootPlan, list[str]]:
     """The boot decision; a boot-state error becomes a fault to seal, never a stopped unit."""
     faults: list[str] = []
+    # OSError too: a boot-state file the service may not read (wrong owner after a repair) must
+    # not stop the camera either.
     try:
         faults.extend(fw.boot.check_boot())  # before the decision, which may re-arm [tryboot]
-    except BwcError as exc:
+    except (BwcError, OSError) as exc:
         faults.append(f"boot state unreadable: {exc}")
     try:
         return boot_decision(layout, fw.boot, slots=fw.slots), faults
-    except BwcError as exc:
+    except (BwcError, OSError) as exc:
         if not faults or not faults[-1].endswith(str(exc)):
             faults.append(f"boot decision failed: {exc}")
         log.error("boot: %s; recording anyway", faults[-1])
@@ -203,7 +210,7 @@ def boot_unit(
     key = SoftwareDeviceKey.load(layout.device_key)
     try:
         slot_info = firmware.slots.read_info(plan.slot) if known_slot else None
-    except BwcError as exc:
+    except (BwcError, OSError) as exc:
         faults.append(f"slot record unreadable: {exc}")
         slot_info = None
     firmware_version = slot_info.version if slot_info else __version__
@@ -269,13 +276,9 @@ def boot_unit(
     sink = frame_sink(daemon.frame_sink) if frame_sink is not None else daemon.frame_sink
     unit.camera = CameraGuard(unit, sink)
     unit.camera.start()
-    if hardware.microphone is not None:
-        try:
-            hardware.microphone.start(daemon.audio_sink)
-        except HardwareError as exc:  # a dead microphone must not stop the video
-            log.error("microphone not started, recording video only: %s", exc)
-            seal_fault(sealer, clock, "microphone", str(exc))
-            hardware.microphone = None
+    if hardware.microphone is not None and not daemon.start_microphone(hardware.microphone):
+        hardware.microphone = None  # sealed as a fault; the video goes on
+    daemon.drain()  # seal the faults the backends reported while starting
     if known_slot:
         _health_and_commit(unit, key)
     return unit
@@ -302,7 +305,7 @@ def _health_and_commit(unit: BootedUnit, key: SoftwareDeviceKey) -> None:
             mono_us=clock.monotonic_us(),
             utc_us=clock.utc_us(),
         )
-    except BwcError as exc:
+    except (BwcError, OSError) as exc:
         # Recording goes on; the pending try-boot stays and the next boot decides again.
         unit.faults.append(f"commit or rollback failed: {exc}")
         seal_fault(unit.sealer, clock, "boot_control", unit.faults[-1])
@@ -347,7 +350,7 @@ class DockOffload:
 
     def round(self) -> None:
         """One offload round through this boot's sealer."""
-        from firmware.commands.offload import build_target
+        from firmware.offload_target import build_target
         from offload.runner import Retention, offload
 
         unit = self._unit

@@ -2,8 +2,9 @@
 
 The verbs are RAUC's custom-backend verbs (get/set primary, get/set state, current) plus the
 Raspberry Pi's one-shot ``tryboot``. ``PiBootControl`` drives the real bootloader through
-``autoboot.txt`` on the FAT boot partition and ``reboot "0 tryboot"``; ``SimBootControl`` follows
-the same documented rules over DEVICE/boot of a simulated unit (see docs/unit-layout.md).
+``autoboot.txt`` on the boot-select FAT partition (p1, rewritten in place) and
+``reboot "0 tryboot"`` (through the root helper); ``SimBootControl`` follows the same documented
+rules over DEVICE/boot of a simulated unit (see docs/unit-layout.md).
 
 Invariant kept by every implementation: the one-shot flag is cleared *before* the flagged slot
 starts, so any crash, reset or power cut before a commit returns to the primary slot.
@@ -31,7 +32,8 @@ from hal.errors import IntegrityError, RefusedError, UsageError
 log = logging.getLogger(__name__)
 
 SLOTS: tuple[str, str] = ("A", "B")
-# MBR partition numbers of the slots on the SD card (1 is the FAT boot partition, 4 is data).
+# MBR partition numbers of the slots' FAT boot partitions, the ones autoboot.txt names (p1 is the
+# boot-select partition holding only autoboot.txt; firmware/sd_card.py names every partition).
 SLOT_PARTITION: dict[str, int] = {"A": 2, "B": 3}
 PARTITION_SLOT: dict[int, str] = {v: k for k, v in SLOT_PARTITION.items()}
 
@@ -386,11 +388,13 @@ class PiSystem:
     ``cmdline``: the kernel command line (its ``root=PARTUUID=`` names the running root).
     ``device_tree``: the bootloader's node, with the ``tryboot`` and ``partition`` cells.
     ``reboot``: runs ``reboot "0 tryboot"`` (the root helper passes ``subprocess.run``).
+    ``model``: the board's name, to refuse models without tryboot.
     """
 
     cmdline: Path = Path("/proc/cmdline")
     device_tree: Path = Path("/proc/device-tree/chosen/bootloader")
     reboot: CommandRunner | None = None
+    model: Path = Path("/proc/device-tree/model")
 
 
 class PiBootControl:
@@ -463,6 +467,17 @@ class PiBootControl:
             ) from None
 
     def booted_by_tryboot(self) -> bool:
+        """The device tree's ``tryboot`` cell; where there is no Pi bootloader node (a QEMU
+        ``virt`` machine booted by the image test's bootloader model) ``bwc.tryboot=0|1`` on the
+        kernel command line stands for it."""
+        if not (self._system.device_tree / "tryboot").exists():
+            try:
+                words = self._system.cmdline.read_text(errors="replace").split()
+            except OSError:
+                words = []
+            for word in words:
+                if word in ("bwc.tryboot=0", "bwc.tryboot=1"):
+                    return word.endswith("1")
         return self._dt_u32("tryboot") == 1
 
     def check_boot(self) -> list[str]:

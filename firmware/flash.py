@@ -119,7 +119,7 @@ class UnitFacts:
 
     compatible: str
     battery_pct: float
-    free_bytes: int
+    free_bytes: int  # on the filesystem holding the unit directory (and directory slots)
 
 
 @dataclass(frozen=True)
@@ -279,7 +279,7 @@ def _plan(
     except RefusedError as exc:
         raise _refuse(checks, "slot_image", str(exc)) from None
     checks.append(Check("slot_image", True, f"fits slot {target}"))
-    needed = m.payload_size + METADATA_BYTES
+    needed = slots.bytes_needed(m.payload_size) + METADATA_BYTES
     if facts.free_bytes < needed:
         raise _refuse(
             checks, "space", f"needs {needed} bytes free for the slot, {facts.free_bytes} free"

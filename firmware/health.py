@@ -3,8 +3,9 @@
 The composition root calls ``boot_decision`` at power-on (before the recorder starts) and, once
 the recorder has reached buffering, ``check_health`` then ``commit_or_rollback``. Rules:
 
-- The bootloader (``SimBootControl.select_boot_slot``) clears the one-shot flag before the tried
-  slot starts, so a crash or power cut during a try-boot lands on the primary next time.
+- The bootloader (the Pi's, or the simulated one in ``select_boot_slot``) clears the one-shot
+  flag before the tried slot starts, so a crash or power cut during a try-boot lands on the
+  primary next time.
 - A lost try-boot does not by itself fail the update: while attempts remain (``max_attempts``,
   counted in the update state *before* the tried slot starts) the try-boot is re-armed for the
   boot after; the boot that re-arms runs the old, primary slot. Once attempts are used up the
@@ -52,7 +53,7 @@ HEALTH_FAIL_KNOB = "HEALTH_FAIL"
 
 @runtime_checkable
 class SimulatedBootloader(BootControl, Protocol):
-    """Boot control that also plays the bootloader at power-on (``SimBootControl``)."""
+    """Boot control that also plays the bootloader at power-on (the simulated unit's)."""
 
     def select_boot_slot(self) -> tuple[str, bool]: ...
 

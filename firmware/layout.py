@@ -3,8 +3,10 @@
 The simulated unit is a directory standing for the SD card; its layout mirrors the real
 partition plan (see docs/unit-layout.md):
 
-    DEVICE/boot/            the FAT boot partition: autoboot.txt, tryboot flag (boot control)
-    DEVICE/slots/A, B/      the two root-filesystem slots, each holding one installed firmware
+    DEVICE/boot/            boot control: autoboot.txt, slot states, the armed try-boot (on a Pi
+                            this is on the data partition; autoboot.txt there is the root
+                            helper's copy of p1's, and autoboot.request a commit request)
+    DEVICE/slots/A, B/      simulated only: the two slots (a Pi's are partitions p2+p5, p3+p6)
     DEVICE/identity/        device-key.pem (0600), device-pub.pem, agency/*.pem, release-pub.pem
     DEVICE/config/          profile.toml, unit.json (device id, officer id)
     DEVICE/evidence/        the append-only signed chain (evidence)

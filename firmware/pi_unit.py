@@ -1,185 +1,120 @@
 """The Raspberry Pi unit: the real backends composed with the recorder, run under systemd.
 
-Composition root for real hardware. It imports the hardware backends (picamera2, gpiozero,
-pyserial) only here and only when the profile selects them, so nothing on x86 pretends to be
-them. The daemon loop is the only thread that calls the recorder; backend callbacks enqueue
-(see ``firmware.daemon``). Boot order matches ``firmware.sim_unit`` exactly; firmware commit and
-rollback go through ``PiBootControl`` (autoboot.txt ``[tryboot]``).
+Composition root for real hardware. It boots through ``firmware.boot.boot_unit``, exactly as the
+simulated unit does, with the system clock, the backends the profile names (``firmware.backends``
+imports picamera2, gpiozero and pyserial only when chosen) and the Pi's boot control, read-only:
+privileged steps go through the root helper (``bwc bootctl``, docs/unit-layout.md).
+
+Then the daemon loop: the only thread that calls the recorder (backend callbacks enqueue, see
+``firmware.daemon``). It tells systemd ``READY=1`` as soon as the daemon is up, whatever state the
+unit is in (``STATUS=`` says which), pets the watchdog while the loop makes progress, retries a
+camera that would not start with backoff, and offloads while docked. Nothing here relies on a
+``finally`` for recovery: a watchdog kill is SIGABRT, and the next start reads the run marker.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from firmware import __version__
-from firmware.daemon import Daemon
-from firmware.evidence_access import open_unit_sealer, record_boot
+from firmware.backends import firmware_backends, unit_hardware
+from firmware.boot import BootedUnit, DockOffload, Supervision, boot_unit
 from firmware.identity import load_assignment, read_profile
 from firmware.layout import UnitLayout
-from firmware.supervisor import (
-    RunMarker,
-    Watchdog,
-    notify,
-    read_os_boot_id,
-    record_daemon_restart,
-)
+from firmware.supervisor import Watchdog, notify, status_text
 from hal.errors import ConfigError
-from hal.protocols import Battery, Camera, FaultSink, Gnss, Indicator, Microphone
-from hal.software_key import SoftwareDeviceKey
 from hal.system_clock import SystemClock
-from recorder.core import Recorder
-from recorder.feedback import FeedbackController
-from recorder.state_machine import State
 
 log = logging.getLogger(__name__)
-
-BOOT_PARTITION = "/boot/firmware"
-"""Where Raspberry Pi OS mounts the FAT boot partition that holds autoboot.txt."""
 
 LOOP_TIMEOUT_S = 0.05
 """How long the daemon loop waits for a frame or edge before running its timers anyway."""
 
+STATUS_INTERVAL_US = 5_000_000
+"""How often ``STATUS=`` is refreshed for ``systemctl status``."""
 
-def _run_command(cmd: Sequence[str]) -> None:
-    subprocess.run(list(cmd), check=True)
 
-
-def _camera(
-    profile: Any, device_id: str, clock: SystemClock, on_fault: FaultSink | None = None
-) -> Camera:
-    cam = profile.camera
-    if cam.backend != "picamera2":
-        raise ConfigError(f"camera.backend {cam.backend!r} cannot run on a Raspberry Pi unit")
-    from hal.picamera import Picamera2Camera
-
-    return Picamera2Camera(
-        cam.width,
-        cam.height,
-        cam.fps,
-        cam.bitrate_bps,
-        cam.keyframe_interval_s,
-        device_id,
-        clock,
-        cam.overlay,
-        on_fault=on_fault,
+def boot_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any]) -> BootedUnit:
+    """Boot the real unit (through the one boot path) up to buffering or a signed fault."""
+    profile = read_profile(layout.profile, overrides)
+    if profile.unit.boot != "pi":
+        raise ConfigError("unit.boot must be 'pi' on a Raspberry Pi unit (A/B tryboot card)")
+    return boot_unit(
+        layout,
+        profile=profile,
+        assignment=load_assignment(layout),
+        firmware=firmware_backends(layout, profile.unit),
+        make_clock=lambda _earliest_utc_us: SystemClock(),
+        make_hardware=unit_hardware,
+        supervision=Supervision.for_unit(layout),
     )
+
+
+def _status(unit: BootedUnit) -> str:
+    status = unit.status()
+    text = status_text(status)
+    if "camera_fault" in status:
+        text += f", CAMERA FAULT ({str(status['camera_fault'])[:60]})"
+    if unit.faults:
+        text += f", {len(unit.faults)} boot fault(s)"
+    return text
 
 
 def run_pi_unit(layout: UnitLayout, overrides: Mapping[str, Any], duration_s: float | None) -> int:
     """Boot and run the real unit until SIGTERM/SIGINT (or ``duration_s``); returns an exit code."""
-    from firmware.boot_control import MirroredAutoboot, PiBootControl, PiSystem
-    from hal.gnss_serial import SerialGnss
-    from hal.gpio import GpiozeroButton, GpiozeroIndicator, make_pin_factory
-
-    profile = read_profile(layout.profile, overrides)
-    if profile.gpio.backend != "gpiozero":
-        raise ConfigError("gpio.backend must be 'gpiozero' on a Raspberry Pi unit")
-    assignment = load_assignment(layout)
-    clock = SystemClock()
-    key = SoftwareDeviceKey.load(layout.device_key)
-    # The recorder runs unprivileged: it reads the boot selection from the copy the root helper
-    # keeps on the data partition (docs/unit-layout.md, "The root helper").
-    boot = PiBootControl(
-        MirroredAutoboot(layout.autoboot_txt, layout.autoboot_request), layout, PiSystem()
-    )
-    slot = boot.get_current()
-    sealer = open_unit_sealer(layout, profile, assignment, key, lambda: clock.source.value)
-    record_boot(
-        sealer,
-        clock,
-        profile,
-        assignment,
-        firmware_version=__version__,
-        slot=slot,
-        tryboot=boot.booted_by_tryboot(),
-    )
-    # A run that ended without its clean stop in this same OS boot was killed (by the watchdog
-    # or a crash) and restarted by systemd: that restart is itself signed evidence.
-    os_boot_id = read_os_boot_id()
-    marker = RunMarker(layout.run / "daemon.json")
-    previous = marker.begin(os_boot_id, os.getpid(), clock.utc_us())
-    record_daemon_restart(
-        sealer, previous, os_boot_id, mono_us=clock.monotonic_us(), utc_us=clock.utc_us()
-    )
-    gpio = profile.gpio
-    pins = make_pin_factory(gpio.pin_factory)
-    buttons = [
-        GpiozeroButton(name, pin, clock, pins, bounce_ms=gpio.bounce_ms)
-        for name, pin in (
-            ("event", gpio.event_pin),
-            ("function", gpio.function_pin),
-            ("trigger", gpio.trigger_pin),
-        )
-    ]
-    led: Indicator = GpiozeroIndicator("led", gpio.led_pin, "led", pins)
-    haptic: Indicator = GpiozeroIndicator("haptic", gpio.haptic_pin, "haptic", pins)
-    buzzer: Indicator = GpiozeroIndicator("buzzer", gpio.buzzer_pin, "buzzer", pins)
-    gnss: Gnss | None = None
-    if profile.gnss.backend == "serial":
-        gnss = SerialGnss(profile.gnss.port, profile.gnss.baud, clock)
-    battery: Battery | None = None  # no fuel gauge on the reference build: see README
-    recorder = Recorder(
-        clock,
-        sealer,
-        FeedbackController(led, haptic, buzzer),
-        profile,
-        {
-            "device_id": assignment.device_id,
-            "officer_id": assignment.officer_id,
-            "firmware_version": __version__,
-            "slot": slot,
-        },
-        gnss,
-        battery,
-    )
-    daemon = Daemon(recorder)
-    microphone: Microphone | None = None
-    if profile.audio.backend == "alsa":
-        from hal.alsa import AlsaMicrophone
-
-        a = profile.audio
-        microphone = AlsaMicrophone(
-            a.device, a.sample_rate_hz, a.channels, clock, on_fault=daemon.fault_sink
-        )
-    elif profile.audio.backend != "none":
-        raise ConfigError(
-            f"audio.backend {profile.audio.backend!r} cannot run on a Raspberry Pi unit"
-        )
-    camera = _camera(profile, assignment.device_id, clock, daemon.fault_sink)
+    unit = boot_pi_unit(layout, overrides)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    for button in buttons:
-        button.on_edge(daemon.edge_sink)
-    recorder.start()
-    camera.start(daemon.frame_sink)
-    if microphone is not None and not daemon.start_microphone(microphone):
-        microphone = None  # sealed as a fault; the video goes on
-    watchdog = Watchdog()
-    if recorder.state is State.BUFFERING:
-        notify("READY=1\nSTATUS=buffering")
+    return serve(unit, stop, duration_s)
+
+
+def serve(
+    unit: BootedUnit,
+    stop: threading.Event,
+    duration_s: float | None = None,
+    *,
+    notifier: Callable[[str], bool] = notify,
+    watchdog: Watchdog | None = None,
+) -> int:
+    """The daemon loop of a booted unit until ``stop`` is set (or ``duration_s``), then a clean
+    stop. Reports to systemd through ``notifier``."""
+    clock, daemon, recorder = unit.clock, unit.daemon, unit.recorder
+    camera = unit.camera
+    assert camera is not None
+    dock = DockOffload(unit, unit.hardware.dock) if unit.hardware.dock is not None else None
+    watchdog = watchdog or Watchdog(send=notifier)
+    # Ready as soon as the daemon is up, in whatever state: systemd must not kill a unit in FAULT
+    # at its start timeout and restart it in a loop (each restart sealing events).
+    notifier("READY=1\n" + _status(unit))
     end_us = None if duration_s is None else clock.monotonic_us() + round(duration_s * 1e6)
-    try:
-        while not stop.is_set() and (end_us is None or clock.monotonic_us() < end_us):
-            daemon.wait_and_drain(LOOP_TIMEOUT_S)
-            recorder.tick(clock.monotonic_us())
-            watchdog.pet_if_progress(daemon.frames_in)
-    finally:
-        notify("STOPPING=1")
-        camera.stop()
-        if microphone is not None:
-            microphone.stop()
-        daemon.drain()
-        recorder.shutdown("service stop")
-        marker.end()
-        for button in buttons:
-            button.close()
-        if gnss is not None:
-            gnss.close()
+    turns = 0
+    next_status_us = clock.monotonic_us() + STATUS_INTERVAL_US
+    while not stop.is_set() and (end_us is None or clock.monotonic_us() < end_us):
+        daemon.wait_and_drain(LOOP_TIMEOUT_S)
+        now_us = clock.monotonic_us()
+        recorder.tick(now_us)
+        camera.poll(now_us)
+        if dock is not None:
+            dock.poll(now_us)
+        turns += 1
+        # Progress is frames while the camera runs; while it is in a signed fault (retrying with
+        # backoff) the loop itself is the progress, so the watchdog does not restart us for it.
+        watchdog.pet_if_progress(daemon.frames_in if camera.running else turns)
+        if now_us >= next_status_us:
+            notifier(_status(unit))
+            next_status_us = now_us + STATUS_INTERVAL_US
+    notifier("STOPPING=1")
+    if camera.running:
+        unit.hardware.camera.stop()
+    if unit.hardware.microphone is not None:
+        unit.hardware.microphone.stop()
+    daemon.drain()
+    recorder.shutdown("service stop")
+    if unit.supervision is not None:
+        unit.supervision.marker.end()
+    unit.hardware.close()
     return 0

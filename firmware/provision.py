@@ -21,7 +21,7 @@ and archive. Both chains verify on their own.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from evidence.keys import AgencyPublicKey, parse_agency_public, public_key_blocks
+from evidence.records import MAX_MANIFEST_BYTES, EventKind, decode_json
 from evidence.sealing import JsonValue
 from firmware.backends import firmware_backends
 from firmware.bundle import CHANNEL_LABEL, CHANNELS
@@ -46,13 +47,14 @@ from firmware.identity import (
 )
 from firmware.layout import UnitLayout
 from hal.durable import fsync_dir, write_atomic
-from hal.errors import UsageError
+from hal.errors import IntegrityError, UsageError
 from hal.software_key import SoftwareDeviceKey, fingerprint_raw
 from offload.plan import ChainState
 from offload.runner import scan_store
+from offload.targets import hash_file
 
 ARCHIVE_DIR = "evidence-archive"
-CLOSING_KINDS = frozenset({"shutdown"})
+CLOSING_KINDS = frozenset({EventKind.SHUTDOWN.value})
 """Events that may close the chain unreceipted: ``bwc offload`` writes one after its round."""
 
 log = logging.getLogger(__name__)
@@ -158,6 +160,7 @@ class Previous:
     archive: Path | None
 
     def to_json(self, root: Path) -> dict[str, JsonValue]:
+        """The ``previous`` field of the new chain's ``provisioned`` event (verify's hand-over)."""
         return {
             "device_id": self.device_id,
             "device_key_fingerprint": self.key_fingerprint,
@@ -167,28 +170,67 @@ class Previous:
         }
 
 
-def archive_chain(layout: UnitLayout, old_device_id: str) -> tuple[Path | None, int, str]:
-    """Move the whole store to ``evidence-archive/<old id>-<n>/`` (one rename, then fsyncs).
-
-    Returns the archive (None when there was no chain) and the chain head it holds.
-    """
-    store = layout.evidence
+def _chain_head(store: Path) -> tuple[int, str, str | None]:
+    """``(seq, manifest SHA-256, device id)`` of a store's last committed entry; seq -1 if none."""
     scan = scan_store(store) if store.is_dir() else None
     if scan is None or not scan.entries:
-        return None, -1, "0" * 64
-    head = scan.entries[-1]
-    head_hash = hashlib.sha256((store / head.manifest).read_bytes()).hexdigest()
+        return -1, "0" * 64, None
+    path = store / scan.entries[-1].manifest
+    data = path.read_bytes() if path.stat().st_size <= MAX_MANIFEST_BYTES else b""
+    try:
+        device = decode_json(data, str(path)).get("device")
+    except IntegrityError:
+        device = None
+    return (
+        scan.entries[-1].seq,
+        hash_file(path)[1],  # the file's bytes, in chunks, whatever their size
+        device if isinstance(device, str) else None,
+    )
+
+
+def _store_key_fingerprint(store: Path) -> str | None:
+    """Fingerprint of the device key a store names (its ``device-pub.pem``), if readable."""
+    try:
+        key = serialization.load_pem_public_key((store / "device-pub.pem").read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(key, Ed25519PublicKey):
+        return None
+    return fingerprint_raw(
+        key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+
+
+def archive_chain(layout: UnitLayout, old_device_id: str) -> Path | None:
+    """Move the whole store to ``evidence-archive/<old id>-<n>/`` (one rename, then fsyncs).
+
+    With no chain to move, the newest archive of ``old_device_id`` (a re-provision cut after
+    its rename), or None. Never replaces or deletes anything.
+    """
+    store = layout.evidence
     archive_root = layout.root / ARCHIVE_DIR
-    archive_root.mkdir(exist_ok=True)
     n = 1
     while (archive_root / f"{old_device_id}-{n}").exists():
         n += 1
+    if _chain_head(store)[0] < 0:
+        return archive_root / f"{old_device_id}-{n - 1}" if n > 1 else None
+    archive_root.mkdir(exist_ok=True)
     dest = archive_root / f"{old_device_id}-{n}"
     os.rename(store, dest)  # never replaces: dest does not exist; same file system
     fsync_dir(archive_root)
     fsync_dir(layout.root)
-    log.info("archived the chain of %s (head %d) in %s", old_device_id, head.seq, dest)
-    return dest, head.seq, head_hash
+    log.info("archived the chain of %s in %s", old_device_id, dest)
+    return dest
+
+
+def previous_identity(layout: UnitLayout, device_id: str) -> str | None:
+    """The device id the unit had if ``device_id`` differs from it: the chain's own signed
+    ``device`` field first, then ``config/unit.json``; None for a blank unit or the same id."""
+    old = _chain_head(layout.evidence)[2]
+    if old is None and layout.is_provisioned():
+        with contextlib.suppress(UsageError):
+            old = load_assignment(layout).device_id
+    return old if old is not None and old != device_id else None
 
 
 def _replace_device_key(layout: UnitLayout) -> SoftwareDeviceKey:
@@ -224,16 +266,19 @@ def provision(
             f"DEVICE {layout.root}: holds {len(pending)} evidence files not yet offloaded "
             f"(e.g. {pending[0]}); run `bwc offload --device {layout.root}` first"
         )
-    before = load_assignment(layout) if layout.is_provisioned() else None
+    old_id = previous_identity(layout, device_id)
 
     for d in (layout.root, layout.identity, layout.agency_dir, layout.config, layout.update):
         d.mkdir(parents=True, exist_ok=True)
     previous = None
     key_generated = not layout.device_key.exists()
-    if before is not None and before.device_id != device_id and not key_generated:
-        old_fp = SoftwareDeviceKey.load(layout.device_key).fingerprint()
-        archive, head_seq, head_hash = archive_chain(layout, before.device_id)
-        previous = Previous(before.device_id, old_fp, head_seq, head_hash, archive)
+    if old_id is not None and not key_generated:
+        archive = archive_chain(layout, old_id)
+        head_seq, head_hash, _ = _chain_head(archive) if archive else (-1, "0" * 64, None)
+        old_fp = (_store_key_fingerprint(archive) if archive else None) or SoftwareDeviceKey.load(
+            layout.device_key
+        ).fingerprint()
+        previous = Previous(old_id, old_fp, head_seq, head_hash, archive)
         key = _replace_device_key(layout)
         key_generated = True
     elif key_generated:

@@ -15,7 +15,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from hal.errors import IntegrityError
+from hal.errors import IntegrityError, RefusedError
 
 BOOTSEL_PARTITION = 1
 BOOT_PARTITION: dict[str, int] = {"A": 2, "B": 3}
@@ -141,3 +141,33 @@ def root_partuuid(cmdline: str) -> tuple[int, int] | None:
     if match is None:
         return None
     return int(match.group(1), 16), int(match.group(2), 16)
+
+
+# Raspberry Pi models and the A/B boot control (docs/unit-layout.md, "Pi models").
+TRYBOOT_MODELS = (
+    "Raspberry Pi 5",
+    "Raspberry Pi 4",
+    "Raspberry Pi 400",
+    "Raspberry Pi 500",
+    "Raspberry Pi Compute Module 4",
+    "Raspberry Pi Compute Module 5",
+)
+"""Models whose EEPROM bootloader reads autoboot.txt and honours ``[tryboot]`` and
+``tryboot_a_b``."""
+
+
+def check_tryboot_model(model: str) -> None:
+    """``RefusedError`` if ``model`` (/proc/device-tree/model) is a Raspberry Pi without tryboot.
+
+    Pi 3, Pi 3+, Zero 2 W and older boot through bootcode.bin, which does not read autoboot.txt:
+    a unit there would never switch slots, so it is refused (at provisioning and flashing) rather
+    than left to believe it can update safely. Boards that are not Raspberry Pis (QEMU's ``virt``
+    machine in the image test) are not refused: there the bootloader is whatever the test models.
+    """
+    name = model.rstrip("\x00").strip()
+    if name.startswith("Raspberry Pi") and not name.startswith(TRYBOOT_MODELS):
+        raise RefusedError(
+            f"{name}: A/B updates need the tryboot bootloader of a Raspberry Pi 4, 400, 5 or "
+            "Compute Module 4/5 (autoboot.txt); this model has none: update it by re-imaging "
+            "the card (docs/unit-layout.md, Pi models)"
+        )

@@ -142,6 +142,10 @@ class SlotWriter(Protocol):
         """``RefusedError`` unless a payload with these tar members (name -> size) fits."""
         ...
 
+    def bytes_needed(self, payload_size: int) -> int:
+        """Free bytes an install of a payload this size takes on the unit's own filesystem."""
+        ...
+
     def discard_leftovers(self) -> None:
         """Forget what an interrupted install left behind (never a slot's record)."""
         ...
@@ -243,6 +247,9 @@ class DirectorySlotWriter:
     def check_fits(self, slot: str, members: dict[str, int]) -> None:
         pass  # the preflight's free-space check covers a directory slot
 
+    def bytes_needed(self, payload_size: int) -> int:
+        return payload_size  # the image is a file next to the unit's data
+
     def discard_leftovers(self) -> None:
         for slot in SLOTS:
             for path in (self._incoming(slot), self._outgoing(slot)):
@@ -339,27 +346,37 @@ def _open_disk(path: Path) -> BinaryIO:
 
 
 class _ChunkReader:
-    """A read-only file over an iterator of chunks, for tarfile's stream mode."""
+    """A read-only file over an iterator of chunks, for tarfile's stream mode.
+
+    Keeps the current chunk and an offset into it, so a read copies only what it returns (tarfile
+    reads in small blocks; re-slicing a 1 MiB buffer per block would copy it a hundred times).
+    """
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._buffer = b""
+        self._chunk = b""
+        self._pos = 0
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-        if size < 0:
-            out, self._buffer = self._buffer, b""
-        else:
-            out, self._buffer = self._buffer[:size], self._buffer[size:]
-        return out
+        parts: list[bytes] = []
+        want = size
+        while want != 0:
+            if self._pos >= len(self._chunk):
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._chunk, self._pos = chunk, 0
+                continue
+            end = len(self._chunk) if want < 0 else min(len(self._chunk), self._pos + want)
+            parts.append(self._chunk[self._pos : end])
+            if want > 0:
+                want -= end - self._pos
+            self._pos = end
+        return b"".join(parts)
 
     def drain(self) -> None:
         """Consume the rest, so the source sees its end (and checks its hash)."""
-        self._buffer = b""
+        self._chunk, self._pos = b"", 0
         for _ in self._chunks:
             pass
 
@@ -523,6 +540,9 @@ class PartitionSlotWriter:
         if members["packages.txt"] > PACKAGES_MAX_BYTES:
             raise RefusedError(f"packages.txt is larger than {PACKAGES_MAX_BYTES} bytes")
 
+    def bytes_needed(self, payload_size: int) -> int:
+        return 0  # the image goes to its partitions (check_fits); only the record is local
+
     def discard_leftovers(self) -> None:
         self._staged.clear()
 
@@ -552,8 +572,25 @@ class PartitionSlotWriter:
 
         reader = _ChunkReader(counted())
         regions: list[Region] = []
-        packages = b""
         members: dict[str, int] = {}
+        try:
+            self._write_members(reader, targets, table, regions, members)
+        except tarfile.TarError as exc:
+            raise IntegrityError(f"the slot image is not a readable tar ({exc})") from None
+        reader.drain()
+        self.check_fits(slot, members)
+        if digest.hexdigest() != header.manifest.payload_sha256:
+            raise IntegrityError("written bytes do not match the manifest")
+        self._staged[slot] = regions
+
+    def _write_members(
+        self,
+        reader: _ChunkReader,
+        targets: dict[str, int],
+        table: PartitionTable,
+        regions: list[Region],
+        members: dict[str, int],
+    ) -> None:
         with (
             self._open_disk(self.disk) as disk,
             tarfile.open(fileobj=reader, mode="r|") as tar,  # type: ignore[call-overload]
@@ -565,8 +602,7 @@ class PartitionSlotWriter:
                 source = tar.extractfile(member)
                 assert source is not None
                 if member.name == "packages.txt":
-                    packages = source.read(PACKAGES_MAX_BYTES + 1)
-                    continue
+                    continue  # kept in the bundle; check_fits bounds its size
                 if member.name not in targets:
                     raise IntegrityError(f"unexpected member {member.name!r} in the slot image")
                 number = targets[member.name]
@@ -577,13 +613,6 @@ class PartitionSlotWriter:
                                       self._stream(disk, source, part.start)))  # fmt: skip
             disk.flush()
             os.fsync(disk.fileno())
-        reader.drain()
-        self.check_fits(slot, members)
-        if digest.hexdigest() != header.manifest.payload_sha256:
-            raise IntegrityError("written bytes do not match the manifest")
-        if len(packages) > PACKAGES_MAX_BYTES:
-            raise IntegrityError("packages.txt too large")
-        self._staged[slot] = regions
 
     @staticmethod
     def _stream(disk: BinaryIO, source: IO[bytes], start: int) -> str:

@@ -35,6 +35,7 @@ from fractions import Fraction
 from typing import Any
 
 from hal.errors import ConfigError, HardwareError
+from hal.overlay import TextStyle, draw_text, require_cv2
 from hal.protocols import Clock, FaultSink, FrameSink
 from hal.types import EncodedFrame
 
@@ -259,11 +260,15 @@ class Picamera2Camera:
         """The drawing routine with its imports done, or None (and a fault) if they fail: the
         camera then records without the burned-in text rather than not at all."""
         try:
-            import cv2
             from picamera2 import MappedArray
+
+            require_cv2()
         except IMPORT_ERRORS as exc:
             self._fault("overlay_unavailable", f"{type(exc).__name__}: {exc}")
             return None
+
+        style = TextStyle.for_width(self._width)
+        origin = (16, 16 + int(40 * style.scale))
 
         def draw(request: Any) -> None:
             sensor_ns = request.get_metadata().get("SensorTimestamp")
@@ -273,13 +278,9 @@ class Picamera2Camera:
                 utc_us -= self._clock.monotonic_us() - capture_us
             stamp = dt.datetime.fromtimestamp(utc_us / 1e6, tz=dt.UTC)
             text = f"{stamp:%Y-%m-%d %H:%M:%S}Z {self._device_id}"
-            scale = self._width / 1100
-            thickness = max(1, round(self._width / 480))
-            origin = (16, 16 + int(40 * scale))
             with MappedArray(request, "main") as mapped:
                 luma = mapped.array[: self._height]  # YUV420: the Y plane is the first rows
-                cv2.putText(luma, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, 16, thickness + 2)
-                cv2.putText(luma, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, 235, thickness)
+                draw_text(luma, text, origin, style)  # hal.overlay: the sim camera's routine too
 
         return draw
 

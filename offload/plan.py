@@ -19,9 +19,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-RECEIPT_KIND = "offload_receipt"
-FREED_KIND = "offload_freed"
-MISMATCH_KIND = "offload_mismatch"
+from evidence.records import EventKind
+
+RECEIPT_KIND: str = EventKind.OFFLOAD_RECEIPT.value
+FREED_KIND: str = EventKind.OFFLOAD_FREED.value
+MISMATCH_KIND: str = EventKind.OFFLOAD_MISMATCH.value
 BOOKKEEPING_KINDS = frozenset({RECEIPT_KIND, FREED_KIND, MISMATCH_KIND})
 """Events the offload itself writes. They are sent but never receipted in turn: a receipt for a
 receipt would make every round write one more event, and the chain would grow while docked."""
@@ -167,7 +169,7 @@ class PlannedFile:
 
 
 def marked_recordings(entries: Iterable[Entry]) -> set[str]:
-    return {e.recording for e in entries if e.kind == "marker" and e.recording}
+    return {e.recording for e in entries if e.kind == EventKind.MARKER and e.recording}
 
 
 def build_plan(

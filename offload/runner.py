@@ -24,7 +24,6 @@ environment: the target, sink and clock are handed in.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from evidence.format import ORPHANS_DIR, TMP_PREFIX, parse_entry_name
+from evidence.records import MAX_MANIFEST_BYTES, decode_json
 from evidence.sealing import JsonValue
 from hal.durable import fsync_dir
 from hal.errors import IntegrityError
@@ -171,8 +171,11 @@ def scan_store(store_dir: Path) -> StoreScan:
             payloads.add(item.name)
         elif ext == "json":
             try:
-                manifest = json.loads(Path(item.path).read_bytes())
-            except (OSError, ValueError):
+                # Size first: a planted huge manifest is never read whole (records' limit).
+                if item.stat().st_size > MAX_MANIFEST_BYTES:
+                    raise IntegrityError("manifest over the size limit", path=item.path)
+                manifest = decode_json(Path(item.path).read_bytes(), item.path)
+            except (OSError, IntegrityError):
                 manifest = {}  # still sent as-is: the verifier, not the offload, judges it
             entries.append(parse_entry(seq, manifest if isinstance(manifest, dict) else {}))
     orphans = store_dir / ORPHANS_DIR
@@ -480,6 +483,25 @@ class _Round:
                 except OffloadInterrupted:
                     self.result.stopped = "undocked"
                     return
+
+
+def send_closing_entry(
+    store_dir: Path, target: OffloadTarget, clock: Clock, seq: int, *, retention: Retention
+) -> None:
+    """Send the entry that closed an offload session (its ``shutdown``), confirmed, unreceipted.
+
+    Written after the round, it would otherwise stay on the unit until the next round: sent
+    now, the target holds the whole chain up to the unit's head. The next round finds it at the
+    target and receipts it without sending it again.
+    """
+    until = clock.utc_us() + retention.retention_days * US_PER_DAY
+    for ext in ("sig", "json"):
+        name = f"{seq:010d}.{ext}"
+        path = store_dir / name
+        size, sha, md5 = hash_file(path)
+        with path.open("rb") as f:
+            receipt = target.put(name, f, size, sha, md5_b64=md5, retain_until_utc_us=until)
+        target.confirm(receipt)
 
 
 def offload(

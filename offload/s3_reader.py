@@ -13,18 +13,15 @@ no receipt names are read at their latest version, and the verifier judges those
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from evidence.format import DEVICE_PUB_NAME, parse_entry_name
+from evidence.records import MAX_MANIFEST_BYTES, decode_json
 from hal.errors import IntegrityError, UsageError
 from offload.plan import RECEIPT_KIND
 from offload.targets import S3_FAILURES, S3Settings, client_error_code, parse_s3_url
-
-MAX_RECEIPT_BYTES = 4 << 20
-"""Largest manifest read while looking for receipts (ours stay well under 100 kB)."""
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -89,11 +86,11 @@ class S3StoreReader:
         out: dict[str, str] = {}
         for name in sorted(self._names):
             parsed = parse_entry_name(name)
-            if parsed is None or parsed[1] != "json" or self._names[name] > MAX_RECEIPT_BYTES:
+            if parsed is None or parsed[1] != "json" or self._names[name] > MAX_MANIFEST_BYTES:
                 continue
             try:
-                manifest: Any = json.loads(self.read(name))
-            except (IntegrityError, ValueError):
+                manifest = decode_json(self.read(name), self.describe(name))
+            except IntegrityError:
                 continue  # the verifier reports it when it reads the same object
             if not isinstance(manifest, dict) or manifest.get("kind") != RECEIPT_KIND:
                 continue

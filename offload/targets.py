@@ -329,7 +329,12 @@ class DirectoryTarget:
         self, name: str, size: int, sha256_hex: str, md5_b64: str, retain_until_utc_us: int
     ) -> Receipt | None:
         path = self._path(name)
-        if not path.is_file() or path.stat().st_size != size:
+        # A link (symbolic or hard) is never taken as the copy: it may be the unit's own file.
+        # Sending again replaces the link itself with a file of its own.
+        if path.is_symlink() or not path.is_file():
+            return None
+        st = path.stat()
+        if st.st_size != size or st.st_nlink > 1:
             return None
         if hash_file(path)[1] != sha256_hex:
             return None

@@ -465,6 +465,10 @@ class Recorder:
         extra: dict[str, JsonValue] = {}
         if unit.segment_final:
             extra["segment_final"] = True
+        if unit.unit == 0:
+            # Each segment's first unit declares the streams its TS carries, so an export
+            # declares them from signed facts rather than from a probe of the first bytes.
+            extra["streams"] = self._stream_declaration()
         meta = UnitMeta(
             recording_id=rec.id,
             segment=unit.segment,
@@ -495,6 +499,21 @@ class Recorder:
         rec.last_sealed_frame = unit.first_frame + unit.frame_count - 1
         rec.end_pts_us = unit.end_pts_us
         return True
+
+    def _stream_declaration(self) -> dict[str, JsonValue]:
+        cam = self._profile.camera
+        streams: dict[str, JsonValue] = {
+            "video": {"codec": "h264", "width": cam.width, "height": cam.height, "fps": cam.fps}
+        }
+        audio = self._segmenter.audio if self._segmenter is not None else None
+        if audio is not None:
+            streams["audio"] = {
+                "codec": audio.codec,
+                "sample_rate_hz": audio.sample_rate_hz,
+                "channels": audio.channels,
+                "bitrate_bps": audio.bitrate_bps,
+            }
+        return streams
 
     def _marker(self, t_us: int) -> None:
         rec = self._rec

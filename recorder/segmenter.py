@@ -21,9 +21,17 @@ fed to the encoder only up to the next video frame's pts, so the muxer sees both
 order. FFmpeg's interleaver keeps the newest packet back until a later one arrives (with
 ``max_interleave_delta`` at 1 µs it keeps exactly one), so with audio a unit is cut *after*
 muxing the first frame of the next unit: that frame is the one held back, and the unit's bytes
-are exactly what precedes it in time. Each segment has its own encoder (flushed at the segment's
-close), so a segment is complete on its own; a unit's audio may trail its video by up to the
-encoder's delay (two AAC frames, about 43 ms at 48 kHz), which the next unit then carries.
+are exactly what precedes it in time.
+
+One AAC encoder serves the whole recording (``_AacEncoder``): a new encoder per segment would
+start every segment with its priming frame and end the last with padding, about 21 ms of
+near-silence at every boundary. Its packets are muxed into the segment that is open when the
+encoder hands them out, so a unit's audio may trail its video by up to the encoder's delay (two
+AAC frames, about 43 ms at 48 kHz) and the first packets of a segment may start that much before
+its first picture; the timestamps say where each belongs, and the exported MP4 (one timeline for
+the recording) plays them gap-free. The encoder is fed whole AAC frames with sample-exact
+timestamps; a hole in the microphone's chunks is filled with silence so the track never slides
+against the video.
 """
 
 from __future__ import annotations
@@ -105,6 +113,78 @@ class _TsSink:
         return out
 
 
+class _AacEncoder:
+    """The recording's one audio encoder: raw chunks in, AAC packets out, on one sample clock.
+
+    Chunks are cut into whole encoder frames; each frame's pts is its first sample's index on
+    the unit's monotonic clock (``pts_us * rate / 1e6``), so the packets carry the capture time.
+    A chunk that starts later than the samples held end (by more than ``_JITTER_SAMPLES``) gets
+    the hole filled with silence; overlap was already refused by ``Segmenter.push_audio``.
+    """
+
+    _JITTER_SAMPLES = 2
+    """Rounding of µs timestamps back to samples; below this a chunk counts as contiguous."""
+
+    def __init__(self, track: AudioTrack) -> None:
+        ctx: Any = av.CodecContext.create(track.codec, "w")
+        ctx.sample_rate = track.sample_rate_hz
+        ctx.layout = _layout(track.channels)
+        ctx.format = "fltp"
+        ctx.bit_rate = track.bitrate_bps
+        ctx.time_base = Fraction(1, track.sample_rate_hz)
+        ctx.open()
+        self._ctx = ctx
+        self._rate = track.sample_rate_hz
+        self._channels = track.channels
+        self._frame_samples = int(ctx.frame_size) or 1024
+        self._held = bytearray()
+        self._held_start: int | None = None  # sample index of the first held sample
+        self.silence_filled_samples = 0
+
+    def encode(self, chunk: AudioChunk) -> list[Any]:
+        width = 2 * self._channels
+        start = round(chunk.pts_us * self._rate / 1_000_000)
+        if self._held_start is None:
+            self._held_start = start
+        end = self._held_start + len(self._held) // width
+        if start - end > self._JITTER_SAMPLES:
+            self._held += bytes((start - end) * width)
+            self.silence_filled_samples += start - end
+        self._held += chunk.data
+        out: list[Any] = []
+        step = self._frame_samples * width
+        while len(self._held) >= step:
+            out += self._encode_frame(bytes(self._held[:step]))
+            del self._held[:step]
+        return out
+
+    def flush(self) -> list[Any]:
+        """The held samples (a short last frame) and everything inside the encoder."""
+        out: list[Any] = []
+        if self._held:
+            out += self._encode_frame(bytes(self._held))
+            self._held.clear()
+        out += self._ctx.encode(None)
+        return out
+
+    def _encode_frame(self, data: bytes) -> list[Any]:
+        assert self._held_start is not None
+        samples = len(data) // (2 * self._channels)
+        # Packed s16 straight into the frame's one plane: no numpy (about 12 MB of RSS and
+        # 0.1 s of import on a unit that would load it for nothing else).
+        frame = av.AudioFrame(format="s16", layout=_layout(self._channels), samples=samples)
+        frame.planes[0].update(data)
+        frame.sample_rate = self._rate
+        frame.time_base = Fraction(1, self._rate)
+        frame.pts = self._held_start
+        self._held_start += samples
+        return list(self._ctx.encode(frame))
+
+
+def _layout(channels: int) -> str:
+    return "mono" if channels == 1 else "stereo"
+
+
 class Segmenter:
     """Feed frames with ``push`` (and audio with ``push_audio``); it returns the units completed
     so far. ``flush`` ends all."""
@@ -137,11 +217,14 @@ class Segmenter:
         # Raw chunks waiting for the video to catch up, sorted by pts (ties keep arrival order).
         self._audio_pending: list[AudioChunk] = []
         self._audio_fed_end_us: int | None = None
+        self._aac = _AacEncoder(audio) if audio is not None else None
         self.frames_in = 0
         self.audio_chunks_in = 0
         self.audio_chunks_dropped = 0
         """Chunks refused: before the first frame, overlapping audio already encoded, or in a
         format other than ``audio``."""
+        self.audio_silence_filled_samples = 0
+        """Samples of silence put into holes between the microphone's chunks."""
 
     @property
     def open(self) -> bool:
@@ -206,7 +289,7 @@ class Segmenter:
         end_us = self._last.pts_us + self._last_interval_us
         if self._audio_stream is not None:
             self._feed_audio(end_us)
-            return self._cut(end_us, close=True)
+            return self._cut(end_us, close=True, final=True)
         return self._cut(end_us, close=False)
 
     def flush(self) -> list[TsUnit]:
@@ -216,7 +299,7 @@ class Segmenter:
         end_us = self._last.pts_us + self._last_interval_us
         self._feed_audio(end_us)
         self._audio_pending.clear()  # audio after the last picture has no video to sit with
-        unit = self._cut(end_us, close=True)
+        unit = self._cut(end_us, close=True, final=True)
         return [unit] if unit is not None else []
 
     def _open_segment(self, start_pts_us: int) -> None:
@@ -238,8 +321,10 @@ class Segmenter:
         self._audio_stream = None
         if self.audio is not None:
             a = self.audio
+            # Declared with the recording encoder's parameters (PyAV opens a twin encoder for
+            # the stream's header fields); the packets come from ``_AacEncoder``.
             audio_stream: Any = container.add_stream(a.codec, rate=a.sample_rate_hz)
-            audio_stream.layout = "mono" if a.channels == 1 else "stereo"
+            audio_stream.layout = _layout(a.channels)
             audio_stream.bit_rate = a.bitrate_bps
             self._audio_stream = audio_stream
         self._container = container
@@ -262,22 +347,17 @@ class Segmenter:
             self._encode_audio(chunk)
 
     def _encode_audio(self, chunk: AudioChunk | None) -> None:
-        stream = self._audio_stream
-        frame: Any = None
-        if chunk is not None:
-            # Packed s16 straight into the frame's one plane: no numpy (about 12 MB of RSS and
-            # 0.1 s of import on a unit that would load it for nothing else).
-            frame = av.AudioFrame(
-                format="s16",
-                layout="mono" if chunk.channels == 1 else "stereo",
-                samples=len(chunk.data) // (2 * chunk.channels),
-            )
-            frame.planes[0].update(chunk.data)
-            frame.sample_rate = chunk.sample_rate_hz
-            frame.time_base = Fraction(1, chunk.sample_rate_hz)
-            frame.pts = chunk.pts_us * chunk.sample_rate_hz // 1_000_000
+        """Encode ``chunk`` (None: drain the encoder) and mux what comes out into this segment."""
+        assert self._aac is not None
+        if chunk is None:
+            packets = self._aac.flush()
+        else:
+            filled = self._aac.silence_filled_samples
+            packets = self._aac.encode(chunk)
+            self.audio_silence_filled_samples += self._aac.silence_filled_samples - filled
             self._audio_fed_end_us = chunk.pts_us + chunk.duration_us
-        for packet in stream.encode(frame):
+        for packet in packets:
+            packet.stream = self._audio_stream
             self._container.mux(packet)
             self._unit_audio += 1
 
@@ -302,16 +382,23 @@ class Segmenter:
         self._mux(frame)
 
     def _cut(
-        self, end_pts_us: int, *, close: bool, next_frame: EncodedFrame | None = None
+        self,
+        end_pts_us: int,
+        *,
+        close: bool,
+        next_frame: EncodedFrame | None = None,
+        final: bool = False,
     ) -> TsUnit | None:
         """End the current unit at ``end_pts_us``. With ``next_frame`` (a cut inside a segment)
         that frame is muxed too and begins the next unit; see the module docstring for why it is
         muxed before the bytes are taken when there is an audio stream."""
         first, count, audio_packets = self._unit_first, self._unit_count, self._unit_audio
         if close:
-            if self._audio_stream is not None:
-                self._encode_audio(None)  # drain the encoder into this segment
+            if self._audio_stream is not None and final:
+                self._encode_audio(None)  # the recording's end: drain the encoder into it
                 audio_packets = self._unit_audio
+                assert self.audio is not None
+                self._aac = _AacEncoder(self.audio)  # a drained encoder takes no more input
             self._container.close()  # writes any muxer tail into the sink
             self._container = None
             self._stream = None

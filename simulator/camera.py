@@ -23,14 +23,13 @@ import numpy.typing as npt
 from av.video.codeccontext import VideoCodecContext
 
 from hal.errors import ConfigError, HardwareError
+from hal.overlay import TextStyle, draw_text
 from hal.protocols import FrameSink
 from hal.types import EncodedFrame
 from simulator.clock import Handle, VirtualClock
 from simulator.stripe import STRIPE_HEIGHT_PX, STRIPE_WIDTH_PX, draw_stripe
 
 log = logging.getLogger(__name__)
-
-_TEXT_FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 class SimCamera:
@@ -91,9 +90,7 @@ class SimCamera:
         self._u = np.empty((height // 2, width // 2), dtype=np.uint8)
         self._v = np.empty((height // 2, width // 2), dtype=np.uint8)
         self._bg_y, self._bg_u, self._bg_v = _background(width, height)
-        self._text_scale = width / 1100
-        self._text_thickness = max(1, round(width / 480))
-        self._text_line_px = int(32 * self._text_scale) + 8
+        self._text_style = TextStyle.for_width(width)
         if overlay:
             # The device id never changes, so it is drawn once into the background.
             self._put_text(self._bg_y, device_id, row=1)
@@ -225,11 +222,9 @@ class SimCamera:
         self._put_text(self._y, f"{stamp}Z", row=0)
 
     def _put_text(self, y_plane: npt.NDArray[np.uint8], text: str, row: int) -> None:
-        """White text with a dark outline, on line ``row`` below the stripe."""
-        origin = (8, STRIPE_HEIGHT_PX + 8 + self._text_line_px * (row + 1))
-        scale, thick = self._text_scale, self._text_thickness
-        cv2.putText(y_plane, text, origin, _TEXT_FONT, scale, 16, thick + 2, cv2.LINE_8)
-        cv2.putText(y_plane, text, origin, _TEXT_FONT, scale, 235, thick, cv2.LINE_8)
+        """White text with a dark outline (``hal.overlay``), on line ``row`` below the stripe."""
+        style = self._text_style
+        draw_text(y_plane, text, (8, STRIPE_HEIGHT_PX + 8 + style.line_px * (row + 1)), style)
 
     def _open_encoder(self) -> VideoCodecContext:
         ctx = av.CodecContext.create("libx264", "w")

@@ -258,7 +258,8 @@ def _unit_facts(layout: UnitLayout) -> Any:
 
     profile = _unit_profile(layout)
     default_pct = profile.battery.initial_pct if profile.battery.backend == "sim" else 100.0
-    free = shutil.disk_usage(layout.slots).free if layout.slots.exists() else 0
+    where = layout.slots if layout.slots.exists() else layout.root
+    free = shutil.disk_usage(where).free if where.exists() else 0
     return UnitFacts(
         compatible=profile.unit.compatible,
         battery_pct=read_battery_pct(layout, default_pct),
@@ -380,6 +381,8 @@ def run_flash(args: argparse.Namespace) -> int:
             f"staged {result.version} in slot {result.slot}; the next boot tries it once "
             "and commits it if the health check passes"
         )
+        if _unit_profile(layout).unit.boot == "pi":
+            print('  try it now: systemctl start bwc-tryboot  (reboot "0 tryboot")')
     return 0
 
 

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -27,11 +27,18 @@ from firmware.commands.sim import plural
 from firmware.evidence_access import open_unit_sealer, record_recovery
 from firmware.identity import Assignment, load_assignment, read_profile, require_provisioned
 from firmware.layout import UnitLayout
-from hal.errors import ConfigError
+from firmware.offload_target import build_target
+from hal.errors import BwcError
 from hal.protocols import Clock
 from hal.system_clock import SystemClock
-from offload.runner import OffloadProgress, OffloadResult, ProgressSink, Retention, offload
-from offload.targets import OffloadTarget, open_target, target_for_device
+from offload.runner import (
+    OffloadProgress,
+    OffloadResult,
+    ProgressSink,
+    Retention,
+    offload,
+    send_closing_entry,
+)
 from recorder.config import Profile, parse_override
 
 log = logging.getLogger(__name__)
@@ -65,32 +72,6 @@ def open_sink(layout: UnitLayout, profile: Profile, assignment: Assignment, cloc
     sealer = open_unit_sealer(layout, profile, assignment, key, lambda: clock.source.value)
     record_recovery(sealer, clock)
     return sealer
-
-
-def build_target(
-    profile: Profile, device_id: str, env: Mapping[str, str], unit_dir: Path
-) -> OffloadTarget:
-    """The unit's folder at the profile's target (``<target>/<device id>/``).
-
-    ``ConfigError`` (exit 2) before anything is written if that folder is, contains or lies
-    inside ``unit_dir``: freeing would then delete the only copy.
-    """
-    off = profile.offload
-    if not off.target:
-        raise ConfigError(
-            "config key offload.target is not set: give file:///path or s3://bucket/prefix in "
-            "the profile's [offload] section (or --set offload.target=...)"
-        )
-    target = open_target(
-        target_for_device(off.target, device_id),
-        env=env,
-        endpoint_url=off.endpoint_url,
-        region=off.region,
-        ca_bundle=off.ca_bundle,
-        base_dir=unit_dir,
-    )
-    target.keep_apart(unit_dir)
-    return target
 
 
 @contextmanager
@@ -174,13 +155,19 @@ def run(args: argparse.Namespace) -> int:
             )
     finally:
         reason = "offload complete" if result is not None and result.complete else "offload ended"
-        sealer.event(
+        closing = sealer.event(
             "shutdown",
             {"reason": reason},
             mono_us=clock.monotonic_us(),
             utc_us=clock.utc_us(),
             reserve_ok=True,
         )
+    if result.complete:
+        try:
+            send_closing_entry(layout.evidence, target, clock, closing, retention=retention)
+        except BwcError as exc:
+            # Not fatal: the next round sends it; until then the target lacks only this entry.
+            print(f"warning: the closing entry was not sent: {exc}", file=sys.stderr)
     if result.stopped == "undocked":
         result.stopped = "interrupted"
     _print(result, args.json)

@@ -20,6 +20,9 @@ from evidence.verify import verify_store
 from firmware.cli import main
 from firmware.layout import UnitLayout
 from hal.errors import ConfigError
+from hal.software_key import SoftwareDeviceKey
+from offload.plan import ChainState
+from offload.runner import scan_store
 from offload.targets import DirectoryTarget, OffloadInterrupted
 from tests.offload_store import (
     StepClock,
@@ -293,7 +296,8 @@ def test_copy_corrupted_between_receipt_and_free_blocks_the_free_then_is_resent(
     assert (target.root / victim).read_bytes() == truth
     assert not (unit.store / victim).exists()
     assert_freed_only_what_target_holds(unit.store, target.root)
-    at_dock = verify_store(DirectoryStoreReader(target.root), unpinned=True)
+    device_raw = SoftwareDeviceKey.load(unit.key_path).public_key_raw()
+    at_dock = verify_store(DirectoryStoreReader(target.root), trusted_keys=[device_raw])
     assert at_dock.intact, at_dock.all_findings
 
 
@@ -337,19 +341,54 @@ def test_copy_deleted_before_the_free_blocks_it(unit: Unit, tmp_path: Path) -> N
     assert_freed_only_what_target_holds(unit.store, target.root)
 
 
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
 def test_copy_replaced_by_a_link_to_the_units_own_file_blocks_the_free(
-    unit: Unit, tmp_path: Path
+    link: str, unit: Unit, tmp_path: Path
 ) -> None:
     target = DirectoryTarget(tmp_path / "dock")
     victim = "0000000002.bin"
+    truth = (unit.store / victim).read_bytes()
 
     def hook(kind: str, fields: Mapping[str, JsonValue]) -> None:
         copy = target.root / victim
-        if kind == "offload_receipt" and copy.exists() and not copy.is_symlink():
+        untouched = copy.exists() and not copy.is_symlink() and copy.stat().st_nlink == 1
+        if kind == "offload_receipt" and untouched:
             copy.unlink()
-            copy.symlink_to(unit.store / victim)  # same bytes, but it is the unit's own file
+            if link == "symlink":
+                copy.symlink_to(unit.store / victim)  # same bytes, but the unit's own file
+            else:
+                os.link(unit.store / victim, copy)
 
     result = run_round(unit, target, wrap=lambda s: WatchingSink(s, hook))
     assert [f for f, _ in result.mismatched] == [victim]
     assert "unit's own file" in result.mismatched[0][1]
-    assert (unit.store / victim).exists()
+    assert (unit.store / victim).read_bytes() == truth
+
+    # The next round does not take the link for a copy: it sends a file of its own, then frees.
+    again = run_round(
+        unit,
+        target,
+        wrap=lambda s: WatchingSink(s, checking_freed_against(target.root, unit.store)),
+    )
+    assert again.complete, again
+    copy = target.root / victim
+    assert not copy.is_symlink() and copy.stat().st_nlink == 1 and copy.read_bytes() == truth
+    assert not (unit.store / victim).exists()
+
+
+def test_hostile_manifests_on_the_unit_are_sent_not_parsed_loosely(unit: Unit) -> None:
+    """A 1 GiB sparse manifest is never read whole, and NaN, duplicate keys or a lone surrogate
+    give no crash and no loose reading (a NaN-sized receipt does not confirm anything)."""
+    huge = unit.store / "0000000900.json"
+    with huge.open("wb") as f:
+        f.truncate(1 << 30)
+    files = [{"file": "0000000002.bin", "sha256": "00", "size": float("nan")}]
+    bad = json.dumps({"kind": "offload_receipt", "fields": {"target": "x", "files": files}})
+    (unit.store / "0000000901.json").write_text(bad)  # NaN: json.dumps writes it bare
+    (unit.store / "0000000902.json").write_bytes(b'{"kind": "marker", "kind": "offload_freed"}')
+    (unit.store / "0000000903.json").write_bytes(b'{"kind": "\\ud800"}')
+    scan = scan_store(unit.store)
+    hostile = {e.seq: e for e in scan.entries if e.seq >= 900}
+    assert sorted(hostile) == [900, 901, 902, 903]
+    assert all(e.kind is None and e.payload is None for e in hostile.values())
+    assert ChainState.from_entries(scan.entries).confirmed == {}

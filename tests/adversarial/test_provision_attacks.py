@@ -21,7 +21,7 @@ from firmware.cli import main
 from firmware.evidence_access import open_unit_sealer
 from firmware.identity import load_assignment, read_profile
 from firmware.layout import UnitLayout
-from firmware.provision import unoffloaded_evidence
+from firmware.provision import archive_chain, previous_identity, unoffloaded_evidence
 from hal.software_key import SoftwareDeviceKey
 from tests.offload_store import StepClock, chain_events, provisioned, store_files
 
@@ -278,12 +278,11 @@ def test_new_identity_archives_the_old_chain_and_names_it_in_the_new_one(
     # The new store is offloaded into the new identity's own folder beside the old one.
     _offload(layout, share, capsys)
     assert (share / "unit-8" / "0000000000.json").is_file()
-    # The old chain's every entry reached the target but its closing shutdown (written by
-    # `bwc offload` after its round; exempt from the check, kept in the archive).
-    lacking = {n for n in old_files if not n.endswith(".bin")} - set(store_files(share / "unit-7"))
-    head = f"{old_report.head_seq:010d}"
-    assert lacking == {f"{head}.json", f"{head}.sig"}
-    assert json.loads(old_files[f"{head}.json"])["kind"] == "shutdown"
+    # Every file of the old chain reached the target, up to its closing shutdown (which
+    # `bwc offload` sends, unreceipted, after writing it).
+    assert set(old_files) <= set(store_files(share / "unit-7"))
+    head_name = f"{old_report.head_seq:010d}.json"
+    assert json.loads(old_files[head_name])["kind"] == "shutdown"
     old_pub_at_target = (share / "unit-7" / "device-pub.pem").read_bytes()
     assert old_pub_at_target == old_pub
 
@@ -302,3 +301,32 @@ def test_archives_are_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFi
         raw = _raw_pub(layout.root / "evidence-archive" / name / "device-pub.pem")
         store = DirectoryStoreReader(layout.root / "evidence-archive" / name)
         assert verify_store(store, trusted_keys=[raw], allow_freed=True).intact, name
+
+
+def test_reprovision_cut_after_the_archive_rename_names_that_archive_when_rerun(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A power cut right after the store was moved aside: unit.json still names the old id and
+    the store is gone. The rerun must name the archive the cut run made, not a blank past."""
+    layout = provisioned(tmp_path)
+    _offload(layout, tmp_path / "share", capsys)
+    old_fp = SoftwareDeviceKey.load(layout.device_key).fingerprint()
+    assert previous_identity(layout, "unit-8") == "unit-7"
+    archive = archive_chain(layout, "unit-7")  # what the cut run had done, and no more
+    assert archive is not None and not layout.evidence.exists()
+    head = verify_store(
+        DirectoryStoreReader(archive), trusted_keys=[_raw_pub(layout.device_pub)], allow_freed=True
+    )
+    code, err = _provision(
+        capsys, layout.root, tmp_path / "agency" / "agency-pub.pem", dev_id="unit-8"
+    )
+    assert code == 0, err
+    (prov,) = chain_events(layout.evidence, "provisioned")
+    prev = prov["previous"]
+    assert prev["archive"] == "evidence-archive/unit-7-1"
+    assert prev["device_key_fingerprint"] == old_fp
+    assert (prev["chain_head_seq"], prev["chain_head_sha256"]) == (
+        head.head_seq,
+        head.head_hash,
+    )
+    assert sorted(p.name for p in (layout.root / "evidence-archive").iterdir()) == ["unit-7-1"]

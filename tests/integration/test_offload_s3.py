@@ -24,6 +24,7 @@ from evidence.sealing import JsonValue
 from evidence.verify import verify_store
 from firmware.cli import main
 from hal.errors import IntegrityError, RefusedError
+from hal.software_key import SoftwareDeviceKey
 from offload.runner import OffloadResult, ReceiptSink
 from offload.s3_reader import S3StoreReader
 from offload.store_url import open_store_reader
@@ -439,6 +440,11 @@ def test_simulated_recording_offloaded_then_verified_and_exported_from_s3(
 # ---------------------------------------------------------------------- attacks on the S3 copy
 
 
+def _device_raw(unit: Unit) -> bytes:
+    """The unit's public key: origin is pinned, as the agency's registry would."""
+    return SoftwareDeviceKey.load(unit.key_path).public_key_raw()
+
+
 def _plant_over(client: S3Client, bucket: str, key: str) -> None:
     """What anyone allowed to write the bucket can do to a locked object: put a newer version."""
     client.put_object(Bucket=bucket, Key=key, Body=b"planted")
@@ -464,7 +470,7 @@ def test_planted_newer_versions_neither_block_the_free_nor_fool_the_reader(
     assert not (unit.store / victims[0]).exists()
     latest = client.get_object(Bucket=bucket, Key=f"u/{victims[0]}")["Body"].read()
     assert latest == b"planted"
-    report = verify_store(S3StoreReader(url, s3), unpinned=True)
+    report = verify_store(S3StoreReader(url, s3), trusted_keys=[_device_raw(unit)])
     assert report.intact, report.all_findings
 
 
@@ -478,7 +484,7 @@ def test_delete_marker_over_a_receipted_object_does_not_hide_it(
     reader = S3StoreReader(url, s3)
     # Read from the receipted version (not merely excused as freed by the copied events).
     assert reader.exists("0000000003.bin") and reader.read("0000000003.bin") == original
-    report = verify_store(reader, unpinned=True)
+    report = verify_store(reader, trusted_keys=[_device_raw(unit)])
     assert report.intact, report.all_findings
 
 

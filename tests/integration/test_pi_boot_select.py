@@ -21,7 +21,7 @@ from firmware.fat import FatVolume
 from firmware.layout import UnitLayout
 from firmware.sd_card import read_partition_table
 from hal.errors import IntegrityError, RefusedError
-from tests.pi_bootloader import PiBootloaderModel
+from tests.pi_bootloader import BootFailure, PiBootloaderModel
 from tests.sd_image import SdImage, build_two_slot_card
 
 
@@ -128,3 +128,32 @@ def test_boot_state_disagreement_is_reported_not_raised(card: SdImage, tmp_path:
     model.cmdline_path.write_text("console=tty1 root=/dev/mmcblk0p2\n")
     with pytest.raises(IntegrityError, match="root=PARTUUID"):
         boot.get_current()
+
+
+def test_without_a_bootloader_node_the_command_line_says_tryboot(
+    card: SdImage, tmp_path: Path
+) -> None:
+    """A QEMU virt machine has no /proc/device-tree/chosen/bootloader: the image test's bootloader
+    model passes bwc.tryboot= on the kernel command line instead."""
+    model = PiBootloaderModel(card, tmp_path / "proc")
+    model.tryboot_flag = True
+    model.power_on()
+    boot = pi_boot(card, tmp_path / "unit", model)
+    shutil.rmtree(model.device_tree)
+    with pytest.raises(IntegrityError, match="device tree"):
+        boot.booted_by_tryboot()
+    cmdline = model.cmdline_path.read_text().strip()
+    model.cmdline_path.write_text(cmdline + " bwc.tryboot=1\n")
+    assert (boot.get_current(), boot.booted_by_tryboot(), boot.check_boot()) == ("B", True, [])
+    model.cmdline_path.write_text(cmdline.replace("-06", "-05") + " bwc.tryboot=0\n")
+    assert (boot.get_current(), boot.booted_by_tryboot(), boot.check_boot()) == ("A", False, [])
+
+
+def test_the_old_layout_cannot_boot(card: SdImage, tmp_path: Path) -> None:
+    """Issue 17 item 4: autoboot.txt naming ext4 root partitions (the old docs/unit-layout.md)
+    sends the bootloader to a partition with no firmware files: the model refuses to boot it."""
+    old = b"[all]\ntryboot_a_b=1\nboot_partition=5\n[tryboot]\nboot_partition=6\n"
+    bootsel(card).rewrite_file("autoboot.txt", old[: len(render_autoboot("A"))])
+    model = PiBootloaderModel(card, tmp_path / "proc")
+    with pytest.raises(BootFailure, match="partition 5 holds no firmware"):
+        model.power_on()

@@ -180,3 +180,49 @@ def test_capture_devices_reads_proc_asound(tmp_path: Path) -> None:
     )
     assert capture_devices(pcm) == ["hw:1,0"]
     assert capture_devices(tmp_path / "missing") == []
+
+
+def test_one_encoder_for_the_recording_no_priming_gap_at_segment_boundaries() -> None:
+    """Across segments the AAC packets step by exactly one frame of samples: no priming frame
+    and no padding at a boundary, and each segment's audio sits where its time says."""
+    seg = Segmenter(WIDTH, HEIGHT, 0.5, 1.0, TRACK)
+    units = interleave(seg, h264_frames(120), mic_chunks(4.0))
+    segments: dict[int, bytes] = {}
+    for u in units:
+        segments[u.segment] = segments.get(u.segment, b"") + u.payload
+    assert sorted(segments) == [0, 1, 2, 3]
+    pts: list[int] = []
+    for data in segments.values():
+        audio = packets(data, "audio")
+        assert audio
+        pts += [round(p.pts * p.time_base * RATE) for p in audio]
+    steps = {b - a for a, b in itertools.pairwise(pts)}
+    assert steps == {1024}, f"audio steps at boundaries: {sorted(steps)}"
+    # The recording's audio is one stream: its first packet is the one priming frame before the
+    # first picture, its last ends with the last sample delivered before the last picture's end.
+    assert pts[0] == -1024 + 0
+
+
+def test_a_hole_in_the_chunks_is_filled_with_silence_so_sync_holds() -> None:
+    seg = Segmenter(WIDTH, HEIGHT, 1.0, 60, TRACK)
+    chunks = [c for c in mic_chunks(3.0) if not 1_000_000 <= c.pts_us < 1_100_000]
+    units = interleave(seg, h264_frames(90), chunks)
+    assert seg.audio_silence_filled_samples == 5 * 960
+    whole = b"".join(u.payload for u in units)
+    pts = [round(p.pts * p.time_base * RATE) for p in packets(whole, "audio")]
+    assert {b - a for a, b in itertools.pairwise(pts)} == {1024}
+    with av.open(io.BytesIO(whole), mode="r", format="mpegts") as c:
+        video_t = [
+            float(p.pts * p.time_base)
+            for p in c.demux(video=0)
+            if p.size and p.pts is not None and p.time_base is not None
+        ]
+    onsets: list[float] = []
+    with av.open(io.BytesIO(whole), mode="r", format="mpegts") as c:
+        for f in c.decode(audio=0):
+            assert f.pts is not None and f.time_base is not None
+            for i in np.nonzero(np.abs(f.to_ndarray()[0]) > 0.4)[0]:
+                t = float(f.pts * f.time_base) + i / f.sample_rate
+                if not onsets or t - onsets[-1] > 0.5:
+                    onsets.append(t)
+    assert min(abs(t - video_t[60]) for t in onsets) < 0.005  # the click at 2 s, after the hole

@@ -77,3 +77,25 @@ def test_sim_states_and_primary_persist(tmp_path: Path) -> None:
 def test_uninitialised_unit_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a unit"):
         SimBootControl(UnitLayout(tmp_path)).get_primary()
+
+
+@pytest.mark.parametrize(
+    ("model", "refused"),
+    [
+        ("Raspberry Pi 5 Model B Rev 1.0\x00", False),
+        ("Raspberry Pi 4 Model B Rev 1.5\x00", False),
+        ("Raspberry Pi Compute Module 4 Rev 1.1\x00", False),
+        ("Raspberry Pi 3 Model B Plus Rev 1.3\x00", True),
+        ("Raspberry Pi Zero 2 W Rev 1.0\x00", True),
+        ("linux,dummy-virt\x00", False),  # QEMU's virt machine (the image test)
+    ],
+)
+def test_models_without_tryboot_are_refused(model: str, refused: bool) -> None:
+    from firmware.sd_card import check_tryboot_model
+    from hal.errors import RefusedError
+
+    if refused:
+        with pytest.raises(RefusedError, match="re-imaging"):
+            check_tryboot_model(model)
+    else:
+        check_tryboot_model(model)

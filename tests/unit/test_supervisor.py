@@ -183,4 +183,6 @@ def test_service_unit_is_notify_with_watchdog_and_restart() -> None:
     assert service["WatchdogSec"] == "10"
     assert service["Restart"] == "on-failure"
     assert service["ExecStart"].split()[1:3] == ["run", "--device"]
-    assert parser["Unit"]["StartLimitIntervalSec"] == "0"
+    # Bounded restarts (issue 17 item 12): a crash storm stops instead of flooding the chain.
+    assert int(parser["Unit"]["StartLimitIntervalSec"]) > 0
+    assert int(parser["Unit"]["StartLimitBurst"]) > 0
