@@ -45,7 +45,7 @@ from evidence.format import (
 )
 from evidence.keys import AgencyPublicKey
 from evidence.sealing import JsonValue, UnitMeta
-from hal.durable import fsync_dir, write_atomic
+from hal.durable import fsync_dir, write_atomic, write_atomic_group
 from hal.errors import IntegrityError, StorageFullError, UsageError
 from hal.protocols import DeviceKey
 from hal.software_key import fingerprint_raw
@@ -400,9 +400,11 @@ class Sealer:
         # Order matters: payload and signature are durable under their final names before the
         # manifest's rename, which is the commit point. A cut before it leaves orphans only.
         try:
+            files: list[tuple[str, bytes | memoryview]] = [(entry_name(seq, "sig"), sig)]
             if ciphertext is not None:
-                _write_durable(self._store, entry_name(seq, "bin"), ciphertext)
-            _write_durable(self._store, entry_name(seq, "sig"), sig)
+                files.insert(0, (entry_name(seq, "bin"), ciphertext))
+            # Written together, then fsync'd: one journal commit for both (see hal.durable).
+            write_atomic_group(self._store, files, tmp_prefix=TMP_PREFIX)
             fsync_dir(self._store)
             _write_durable(self._store, entry_name(seq, "json"), manifest)
             fsync_dir(self._store)
