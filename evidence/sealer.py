@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import errno
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -44,6 +43,7 @@ from evidence.format import (
     unit_aad,
 )
 from evidence.keys import AgencyPublicKey
+from evidence.records import MAX_MANIFEST_BYTES, decode_json
 from evidence.sealing import JsonValue, UnitMeta
 from hal.durable import fsync_dir, write_atomic, write_atomic_group
 from hal.errors import IntegrityError, StorageFullError, UsageError
@@ -434,11 +434,14 @@ def _usage(store: Path, *, exact: bool) -> int:
 
 
 def _load_manifest(path: Path) -> dict[str, Any] | None:
+    """A manifest read back at boot, through the same strict decoder as the verifier; None if
+    it is unreadable, oversize or not one (recovery then treats it as not sealed cleanly)."""
     try:
-        obj = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            return None
+        return decode_json(path.read_bytes(), str(path))
+    except (OSError, IntegrityError):
         return None
-    return obj if isinstance(obj, dict) else None
 
 
 def _find_head(store: Path, names: Sequence[str]) -> _Head:

@@ -91,7 +91,11 @@ def load_trust(paths: Sequence[Path]) -> list[bytes]:
                 if not name.endswith((".pem", ".crt")):
                     continue
                 file = Path(root) / name
-                if not stat.S_ISREG(os.stat(file).st_mode):
+                try:
+                    regular = stat.S_ISREG(os.stat(file).st_mode)
+                except OSError as exc:
+                    raise UsageError(f"--trust {file}: cannot read: {exc.strerror}") from exc
+                if not regular:
                     continue
                 keys.append(load_trusted_key(file))
                 found += 1

@@ -358,3 +358,11 @@ def test_export_of_nothing_is_not_success(
         capsys, "export", target, "--key", unit.agency_key, "--out", tmp_path / "o", *unit.trust
     )
     assert got.code == 1 and Code.NO_EVIDENCE in got.err
+
+
+def test_dangling_link_in_the_registry_is_one_line(
+    unit: Attackable, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    os.symlink(tmp_path / "gone.pem", unit.registry / "gone.pem")
+    got = verify(capsys, unit.store, *unit.trust)
+    assert got.code == 2 and "gone.pem" in got.err

@@ -5,6 +5,7 @@ Never an exception, never intact."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -38,7 +39,7 @@ EXPECT: dict[str, set[str]] = {
     },
     "delete": {
         Code.ENTRY_MISSING, Code.SIGNATURE_MISSING, Code.PAYLOAD_MISSING, Code.RECORDING_NOT_CLOSED,
-        Code.POWER_LOSS_UNEXPLAINED, Code.NO_EVIDENCE,
+        Code.POWER_LOSS_UNEXPLAINED, Code.NO_EVIDENCE, Code.HEAD_MISSING,
     },
     "swap": {Code.SEQ_MISMATCH, Code.SIGNATURE_INVALID, Code.PAYLOAD_HASH, Code.PAYLOAD_SIZE},
     "replay": {Code.SEQ_MISMATCH, Code.SIGNATURE_INVALID, Code.PAYLOAD_HASH, Code.PAYLOAD_SIZE,
@@ -91,8 +92,11 @@ def _apply(store: Path, move: str, seq: int, ext: str, other: int) -> bool:
     elif move.startswith("resign"):
         if ext != "json":
             return False
-        m = json.loads(data)
-        if m["type"] != "unit":
+        try:
+            m = json.loads(data)
+        except ValueError:  # an earlier move already garbled it
+            return False
+        if not isinstance(m, dict) or m.get("type") != "unit" or "first_frame" not in m:
             return False
         # Change what the unit says (its frames), keep it canonical and signed.
         text = data.replace(f'"first_frame":{m["first_frame"]}'.encode(), b'"first_frame":1')
@@ -125,7 +129,11 @@ def test_any_attacker_move_is_caught_with_its_code(
         store = Path(tmp) / "ev"
         shutil.copytree(pristine.store, store)
         done = [m for m, (seq, ext), other in moves if _apply(store, m, seq, ext, other)]
-        report = verify_store(DirectoryStoreReader(store), trusted)
+        # The agency recorded the head at intake (--expect-head): a clean cut of the chain's tail,
+        # which no store can show by itself, is then caught too.
+        head = hashlib.sha256((pristine.store / entry(ENTRIES - 1, "json")).read_bytes())
+        expected = [(ENTRIES - 1, head.hexdigest())]
+        report = verify_store(DirectoryStoreReader(store), trusted, expected_heads=expected)
         codes = {f.code for f in report.all_findings}
         assert codes <= KNOWN, codes - KNOWN
         if _files(store) == _files(pristine.store):  # e.g. a swap undone by the same swap

@@ -287,7 +287,9 @@ def test_image_boots_to_buffering_records_and_the_evidence_verifies_outside(
     )
     assert report["intact"] is True, report
     exported = tmp_path / "export"
-    bwc("export", unit / "evidence", "--key", keys / "agency" / "agency-key.pem", "--out", exported)
+    agency_key = keys / "agency" / "agency-key.pem"
+    trust = ("--trust", unit / "identity" / "device-pub.pem")  # strict export: origin pinned
+    bwc("export", unit / "evidence", "--key", agency_key, "--out", exported, *trust)
     assert list(exported.rglob("*.mp4")), "one recording exported as MP4"
     times = IMAGE_DIR / "qemu-times.txt"
     times.write_text(

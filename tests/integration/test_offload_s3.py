@@ -499,3 +499,34 @@ def test_receipt_without_a_version_id_frees_nothing(
     assert not result.freed_files and len(list(unit.store.glob("*.bin"))) == 5
     assert {f for f, _ in result.mismatched} == {p.name for p in unit.store.glob("*.bin")}
     assert all("no version id" in why for _, why in result.mismatched)
+
+
+def test_target_root_with_several_units_is_verified_unit_by_unit_against_the_registry(
+    s3: S3Settings, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hal.software_key import SoftwareDeviceKey
+
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    for i in (1, 2):
+        u = make_unit(tmp_path / f"unit-{i}")
+        u.device_id = f"cam-{i}"
+        sealer = u.open_sealer()
+        record(sealer, StepClock(), f"rec-{i}", units=2)
+        u.shutdown(sealer)
+        assert run(u, S3Target(f"s3://{bucket}/fleet/cam-{i}", s3)).complete
+        pem = SoftwareDeviceKey.load(u.key_path).public_pem()
+        (registry / f"cam-{i}.pem").write_bytes(pem)
+    root = f"s3://{bucket}/fleet"
+    capsys.readouterr()
+    assert main(["verify", root, "--trust", str(registry), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["intact"] and [u["device"] for u in report["units"]] == ["cam-1", "cam-2"]
+    # Without a trust anchor: each unit says origin was not established.
+    assert main(["verify", root, "--json"]) == 1
+    units = json.loads(capsys.readouterr().out)["units"]
+    assert [u["finding_counts"] for u in units] == [{"origin-not-established": 1}] * 2
+    # A unit the registry does not know fails the whole root.
+    (registry / "cam-2.pem").unlink()
+    assert main(["verify", root, "--trust", str(registry)]) == 1
+    assert "[key-not-trusted]" in capsys.readouterr().out
