@@ -52,7 +52,10 @@ def build_page(
     if verdict_ok:
         verdict = "Verified intact: every part is signed by the registered device key and chained."
     elif facts.intact and not facts.pinned:
-        verdict = "Intact, but ORIGIN NOT ESTABLISHED: the device key was not pinned (--trust)."
+        verdict = (
+            "Intact, but origin NOT checked (--unpinned): any key could have signed this; "
+            "pin the device key with --trust."
+        )
     else:
         verdict = f"NOT intact: {len(facts.findings)} finding(s), listed below."
     return Page(

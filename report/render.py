@@ -92,25 +92,30 @@ def write_reports(
     tool_version: str,
     trusted_keys: list[bytes] | None = None,
     interval_s: float | None = None,
+    *,
+    unpinned: bool = False,
 ) -> Written:
     """Write ``out_dir/<recording-id>.html`` for every recording.
 
     A verified store gets full pages. A store with findings is not decrypted (the opener refuses
     it): each recording still gets a page that leads with every finding and shows what the signed
     entries say, marked NOT intact, without pictures; ``Written.intact`` is then False.
-    Never overwrites: an existing report is a usage error naming the file.
+    Strict like ``bwc verify``: without ``trusted_keys`` origin is not established (a finding)
+    unless ``unpinned``. Never overwrites: an existing report is a usage error naming the file.
     """
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {out_dir}: cannot create: {exc.strerror}") from exc
     done = Written()
-    recordings = open_store(store, key, trusted_keys)
+    recordings = open_store(store, key, trusted_keys, unpinned=unpinned)
     entries = EventEntries(store)
     try:
         first = next(recordings, None)
     except IntegrityError as exc:
-        return _write_findings(store, out_dir, utc_us, tool_version, trusted_keys, str(exc))
+        return _write_findings(
+            store, out_dir, utc_us, tool_version, trusted_keys, unpinned, str(exc)
+        )
     if first is None:
         return done
     for rec in itertools.chain([first], recordings):
@@ -126,10 +131,11 @@ def _write_findings(
     utc_us: Callable[[], int],
     tool_version: str,
     trusted_keys: list[bytes] | None,
+    unpinned: bool,
     problem: str,
 ) -> Written:
     """Pages for a store that did not verify: its findings first, nothing decrypted."""
-    report = verify_store(store, trusted_keys)
+    report = verify_store(store, trusted_keys, unpinned=unpinned)
     boots = {b.id: b for b in report.boots}
     done = Written(intact=False, problem=problem)
     for rr in report.recordings:

@@ -10,6 +10,7 @@ keeps the full-page screenshot for a person to look at.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -220,3 +221,51 @@ def test_report_of_tampered_evidence_decrypts_nothing_and_lists_findings(
     assert "NOT intact" in html and "did NOT verify" in html
     assert victim.name in html
     assert "<img" not in html and 'class="tl"' not in html
+
+
+def test_report_is_strict_about_origin_and_covers_a_share_root(
+    recorded: tuple[ProvisionedUnit, Path], tmp_path: Path
+) -> None:
+    unit, dock_copy = recorded
+    bwc = Bwc(tmp_path)
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    shutil.copyfile(unit.device / "identity" / "device-pub.pem", registry / "CAM-0042.pem")
+    key: list[str | Path] = ["--key", unit.agency_key]
+
+    # The dock share's root holds one unit's store; the registry directory pins its key.
+    share = bwc("report", dock_copy.parent, *key, "--trust", registry, "--out", tmp_path / "a")
+    (page,) = (tmp_path / "a").glob("*.html")
+    assert share.stdout.split() == [str(page)]
+    assert "Verified intact" in page.read_text(encoding="utf-8")
+
+    # Without a trust anchor origin is not established: nothing decrypted, exit 1.
+    bare = bwc("report", dock_copy, *key, "--out", tmp_path / "b", check=1)
+    assert "origin-not-established" in bare.stderr
+    (page,) = (tmp_path / "b").glob("*.html")
+    html = page.read_text(encoding="utf-8")
+    assert "origin-not-established" in html and "<img" not in html
+
+    # --unpinned is the explicit weaker claim, said on stdout and on the page.
+    loose = bwc("report", dock_copy, *key, "--unpinned", "--out", tmp_path / "c")
+    assert "origin NOT checked (--unpinned)" in loose.stdout
+    (page,) = (tmp_path / "c").glob("*.html")
+    html = page.read_text(encoding="utf-8")
+    assert "origin NOT checked (--unpinned)" in html and "<img" in html
+    machine = json.loads(
+        bwc("report", dock_copy, *key, "--unpinned", "--json", "--out", tmp_path / "e").stdout
+    )
+    assert machine["intact"] is True and machine["origin_checked"] is False
+    assert [Path(p).name for p in machine["written"]] == [page.name]
+    both = bwc(
+        "report",
+        dock_copy,
+        *key,
+        "--unpinned",
+        "--trust",
+        registry,
+        "--out",
+        tmp_path / "d",
+        check=2,
+    )
+    assert "--unpinned" in both.stderr
