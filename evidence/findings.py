@@ -41,6 +41,7 @@ class Code(StrEnum):
     # Payloads and other files the chain names.
     PAYLOAD_MISSING = "payload-missing"
     PAYLOAD_FREED = "payload-freed"
+    FREED_UNRECEIPTED = "freed-unreceipted"
     PAYLOAD_UNREADABLE = "payload-unreadable"
     PAYLOAD_SIZE = "payload-size"
     PAYLOAD_HASH = "payload-hash"

@@ -75,13 +75,50 @@ _PAYLOAD_CODES = (Code.PAYLOAD_UNREADABLE, Code.PAYLOAD_SIZE, Code.PAYLOAD_HASH)
 _ORPHAN_CODES = (Code.PAYLOAD_UNREADABLE, Code.ORPHAN_ALTERED, Code.ORPHAN_ALTERED)
 
 
-def check_payloads(ctx: Context, entries: list[Entry], present: set[str]) -> None:
-    freed: set[str] = set()
+def _names(rows: object) -> list[tuple[str, dict[str, Any]]]:
+    """(file name, row) of an offload event's ``files``: plain names or ``{"file": ...}`` rows."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, str):
+            out.append((PurePosixPath(row).name, {}))
+        elif isinstance(row, dict) and isinstance(row.get("file"), str):
+            out.append((PurePosixPath(row["file"]).name, row))
+    return out
+
+
+def _freed_payloads(entries: list[Entry]) -> tuple[dict[str, str], set[str]]:
+    """Walk the offload events in chain order: which payloads were freed while a receipt for
+    them stood (name -> the receipted SHA-256), and which were freed without one.
+
+    A receipt confirms a file; an ``offload_mismatch`` withdraws that confirmation (the target's
+    copy failed the check made just before freeing); an ``offload_freed`` counts only for files
+    confirmed at that moment. A freed event naming anything else is what a unit that deletes
+    evidence without a good copy elsewhere would write, so it is no excuse for an absent payload.
+    """
+    confirmed: dict[str, str] = {}
+    freed: dict[str, str] = {}
+    unreceipted: set[str] = set()
     for e in entries:
-        if e.manifest.is_event(EventKind.OFFLOAD_FREED):
-            files = e.manifest.event_fields.get("files")
-            if isinstance(files, list):
-                freed.update(PurePosixPath(str(f)).name for f in files)
+        m = e.manifest
+        if m.is_event(EventKind.OFFLOAD_RECEIPT):
+            for name, row in _names(m.event_fields.get("files")):
+                if isinstance(row.get("sha256"), str):
+                    confirmed[name] = row["sha256"]
+        elif m.is_event(EventKind.OFFLOAD_MISMATCH):
+            for name, _row in _names(m.event_fields.get("files")):
+                confirmed.pop(name, None)
+        elif m.is_event(EventKind.OFFLOAD_FREED):
+            for name, _row in _names(m.event_fields.get("files")):
+                if name in confirmed:
+                    freed[name] = confirmed[name]
+                    unreceipted.discard(name)
+                elif name not in freed:
+                    unreceipted.add(name)
+    return freed, unreceipted
+
+
+def check_payloads(ctx: Context, entries: list[Entry], present: set[str]) -> None:
+    freed, unreceipted = _freed_payloads(entries)
     for e in entries:
         m = e.manifest
         if m.type != UNIT:
@@ -90,7 +127,17 @@ def check_payloads(ctx: Context, entries: list[Entry], present: set[str]) -> Non
         rec: str = m["recording"]
         name: str = p["file"]
         if name not in present:
-            if name in freed and ctx.policy.allow_freed:
+            if name in unreceipted or (name in freed and freed[name] != p["sha256"]):
+                ctx.finding(
+                    IntegrityError(
+                        "payload absent: an offload_freed event names it, but no standing "
+                        "receipt confirmed these bytes at a target before it was freed",
+                        path=ctx.path(name),
+                        code=Code.FREED_UNRECEIPTED,
+                    ),
+                    rec,
+                )
+            elif name in freed and ctx.policy.allow_freed:
                 ctx.report.offloaded.append(name)
                 if rec in ctx.recs:
                     ctx.recs[rec].offloaded_units += 1

@@ -120,13 +120,73 @@ def test_payloads_deleted_at_the_offload_copy(
     unit: Attackable, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bins = sorted(p.name for p in unit.store.glob("*.bin"))
-    seal_more(unit, ("offload_freed", {"files": bins}))
+    seal_more(unit, ("offload_receipt", {"files": _receipt_rows(unit.store, bins)}),
+              ("offload_freed", {"files": bins}))  # fmt: skip
     for b in bins[:2]:
         (unit.store / b).unlink()
     got = verify(capsys, unit.store, *unit.trust)
     assert got.code == 1 and got.codes == {Code.PAYLOAD_FREED}
     # Only a unit's own store may say so, and then the flag is explicit.
     assert verify(capsys, unit.store, *unit.trust, "--allow-freed").code == 0
+
+
+def _receipt_rows(
+    store: Path, bins: list[str], sha256: str | None = None
+) -> list[dict[str, object]]:
+    """Receipt rows as the offload runner writes them, from the signed unit manifests."""
+    rows: list[dict[str, object]] = []
+    for mf in sorted(store.glob("*.json")):
+        m = json.loads(mf.read_bytes())
+        payload = m.get("payload")
+        if isinstance(payload, dict) and payload.get("file") in bins:
+            digest = sha256 or payload["sha256"]
+            rows.append({"file": payload["file"], "sha256": digest, "size": payload["size"],
+                         "receipt": {"kind": "directory"}})  # fmt: skip
+    return rows
+
+
+def test_freed_without_any_receipt_is_no_excuse(
+    unit: Attackable, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A unit (or whoever holds its key) that frees payloads no target confirmed."""
+    bins = sorted(p.name for p in unit.store.glob("*.bin"))
+    seal_more(unit, ("offload_freed", {"files": bins}))
+    (unit.store / bins[0]).unlink()
+    got = verify(capsys, unit.store, *unit.trust, "--allow-freed")
+    assert got.code == 1 and got.codes == {Code.FREED_UNRECEIPTED}
+
+
+def test_freed_after_the_receipt_was_withdrawn_is_no_excuse(
+    unit: Attackable, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The copy failed the check before freeing (offload_mismatch); freeing anyway is caught."""
+    bins = sorted(p.name for p in unit.store.glob("*.bin"))
+    seal_more(
+        unit,
+        ("offload_receipt", {"files": _receipt_rows(unit.store, bins)}),
+        ("offload_mismatch", {"files": [{"file": bins[0], "reason": "differs"}]}),
+        ("offload_freed", {"files": bins}),
+    )
+    for b in bins[:2]:
+        (unit.store / b).unlink()
+    got = verify(capsys, unit.store, *unit.trust, "--allow-freed")
+    assert got.code == 1 and got.codes == {Code.FREED_UNRECEIPTED}
+    flagged = {Path(f["file"]).name for f in got.report["all_findings"]}
+    assert flagged == {bins[0]}  # bins[1] was freed under a standing receipt
+
+
+def test_freed_after_a_receipt_for_other_bytes_is_no_excuse(
+    unit: Attackable, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bins = sorted(p.name for p in unit.store.glob("*.bin"))
+    seal_more(
+        unit,
+        ("offload_receipt", {"files": _receipt_rows(unit.store, bins, sha256="0" * 64)}),
+        ("offload_freed", {"files": bins}),
+    )
+    (unit.store / bins[0]).unlink()
+    got = verify(capsys, unit.store, *unit.trust, "--allow-freed")
+    assert got.code == 1 and got.codes == {Code.FREED_UNRECEIPTED}
 
 
 def test_payload_deleted_without_any_excuse(
