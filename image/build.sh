@@ -7,6 +7,7 @@
 # reproducible filesystem images: the same inputs give the same bytes (SOURCE_DATE_EPOCH, sorted
 # inputs, fixed UUIDs, volume ids and hash seeds, every timestamp pinned). See docs/image.md.
 #
+# It also installs what `make image-test` needs (qemu-system-arm, device-tree-compiler).
 # Outputs (OUT, default build/image):
 #   slot/boot.vfat slot/root.ext4 slot/packages.txt   the slot image `bwc fw build` wraps
 #   bwc-sdcard.img                                    the whole card (MBR; layout in docs/unit-layout.md)
@@ -18,7 +19,13 @@ export LC_ALL=C.UTF-8 TZ=UTC
 
 # ---------------------------------------------------------------- parameters (environment)
 SUITE=${SUITE:-bookworm}
-APT_SOURCES=${APT_SOURCES:-"deb http://deb.debian.org/debian $SUITE main non-free-firmware"}
+if [ -z "${APT_SOURCES:-}" ]; then
+  # Default: the Debian archive this build machine's apt already uses (its first non-security
+  # source), so the recipe names no mirror; an agency sets APT_SOURCES to its own archive(s).
+  mirror=$(bash scripts/apt-mirror.sh || true)
+  [ -n "$mirror" ] || { echo "image/build.sh: set APT_SOURCES (no apt source found on this machine)" >&2; exit 2; }
+  APT_SOURCES="deb $mirror $SUITE main non-free-firmware"
+fi
 EXTRA_PACKAGES=${EXTRA_PACKAGES:-}            # comma-separated, e.g. python3-picamera2 on RPi OS
 ROOTFS_EPOCH=${ROOTFS_EPOCH:-1767225600}      # mmdebstrap's SOURCE_DATE_EPOCH (2026-01-01)
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo "$ROOTFS_EPOCH")}
@@ -49,7 +56,8 @@ phase tools
 need_pkgs=""
 for pair in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support \
             mkfs.vfat:dosfstools mcopy:mtools mke2fs:e2fsprogs debugfs:e2fsprogs sfdisk:fdisk \
-            arch-test:arch-test qemu-system-aarch64:qemu-system-arm; do
+            arch-test:arch-test qemu-system-aarch64:qemu-system-arm \
+            dtc:device-tree-compiler; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin command -v "${pair%%:*}" >/dev/null 2>&1 \
     || need_pkgs+=" ${pair#*:}"
 done
@@ -130,9 +138,10 @@ mkdir -p "$SITE" "$ROOT$VENV/bin"
   "${PLATFORMS[@]}" --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
   --target "$SITE" "$WHEELS"/*.whl "$WORK"/project-wheel/*.whl
 # pip's scripts carry this machine's interpreter; the unit's are written below. direct_url.json
-# names this machine's paths.
+# (and its line in RECORD) names this machine's temporary paths.
 rm -rf "$SITE/bin"
 find "$SITE" -name direct_url.json -delete
+sed -i '/\/direct_url\.json,/d' "$SITE"/*.dist-info/RECORD
 printf 'home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.11\n' >"$ROOT$VENV/pyvenv.cfg"
 ln -s /usr/bin/python3 "$ROOT$VENV/bin/python"
 ln -s python "$ROOT$VENV/bin/python3"
@@ -150,13 +159,22 @@ cp docs/*.md "$ROOT/opt/bwc/docs/"
 cp configs/*.toml "$ROOT/opt/bwc/configs/"
 # The root is read-only at run time, so Python cannot cache bytecode there: compile it now, with
 # hash-based .pyc files (no source mtimes inside), sorted and single-threaded for stable bytes.
-"$PY" -m compileall -q -j 1 --invalidation-mode unchecked-hash "$SITE" >/dev/null
+# -d: the unit's own path in co_filename (tracebacks), not this machine's temporary one.
+"$PY" -m compileall -q -j 1 --invalidation-mode unchecked-hash -d "$VENV/lib/python3.11/site-packages" \
+  "$SITE" >/dev/null
 
 # ---------------------------------------------------------------- system configuration
 phase configure
-install -m 0644 firmware/systemd/bwc-recorder.service "$ROOT/etc/systemd/system/bwc-recorder.service"
-mkdir -p "$ROOT/etc/systemd/system/multi-user.target.wants"
-ln -sf /etc/systemd/system/bwc-recorder.service "$ROOT/etc/systemd/system/multi-user.target.wants/"
+# The unit's systemd units (recorder, boot-selection root helper, try-boot), enabled as their
+# [Install] sections say: what `systemctl enable` would do, done natively.
+for unit in firmware/systemd/*; do
+  name=$(basename "$unit")
+  install -m 0644 "$unit" "$ROOT/etc/systemd/system/$name"
+  for target in $(sed -n 's/^WantedBy=//p' "$unit"); do
+    mkdir -p "$ROOT/etc/systemd/system/$target.wants"
+    ln -sf "/etc/systemd/system/$name" "$ROOT/etc/systemd/system/$target.wants/$name"
+  done
+done
 # The service user: fixed ids, no login, in the groups the hardware needs (gpio is not a Debian
 # group: create it). useradd/groupadd run under qemu-user; SOURCE_DATE_EPOCH fixes /etc/shadow's
 # "last changed" day.

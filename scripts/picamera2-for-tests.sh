@@ -27,9 +27,7 @@ if ! dpkg-query -W -f='${Status}' python3-libcamera 2>/dev/null | grep -q "insta
   if [ ! -f "$list" ]; then
     # The backports suite from the same archive this machine's apt already uses (its first
     # bookworm source), so nothing here names or assumes a mirror.
-    mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
-      | grep -v -- '-security' | head -n 1 \
-      | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) { print $i; exit }}')
+    mirror=$(bash scripts/apt-mirror.sh || true)
     [ -n "$mirror" ] || { echo "picamera2: not set up (no apt source to add bookworm-backports to)"; exit 0; }
     echo "deb $mirror bookworm-backports main" | $SUDO tee "$list" >/dev/null
   fi

@@ -128,6 +128,12 @@ def vm_disk(tmp_path: Path) -> Iterator[tuple[Path, Path, Partition]]:
     shutil.rmtree(unit.device)
     tree = tmp_path / "data"
     tree.mkdir()
+    # The QEMU profile on the Pi boot control: provisioning records slot A through the privileged
+    # boot control on the card (here its copy), then the unit's profile names the VM's disk.
+    profile = tmp_path / "qemu-pi.toml"
+    text = (REPO / "configs" / "qemu.toml").read_text()
+    assert 'boot = "sim"\n' in text
+    profile.write_text(text.replace('boot = "sim"\n', f'boot = "pi"\ndisk = "{disk}"\n'))
     Bwc(keys)(
         "provision",
         tree / "unit",
@@ -138,7 +144,11 @@ def vm_disk(tmp_path: Path) -> Iterator[tuple[Path, Path, Partition]]:
         "--officer",
         "PC-QEMU",
         "--profile",
-        REPO / "configs" / "qemu.toml",
+        profile,
+    )
+    unit_profile = tree / "unit" / "config" / "profile.toml"
+    unit_profile.write_text(
+        unit_profile.read_text().replace(f'disk = "{disk}"', 'disk = "/dev/vda"')
     )
     write_scenario(
         tree / "qemu-scenario.toml",
@@ -180,6 +190,37 @@ def vm_disk(tmp_path: Path) -> Iterator[tuple[Path, Path, Partition]]:
     yield disk, keys, data
 
 
+def virt_dtb(tmp_path: Path, tryboot: bool, partition: int) -> Path:
+    """The virt machine's device tree plus what the Pi bootloader adds for Linux to read:
+    ``/chosen/bootloader/{tryboot,partition}`` (32-bit cells), as the bootloader model says."""
+    raw = tmp_path / "virt.dtb"
+    subprocess.run(
+        ["qemu-system-aarch64", "-M", f"virt,dumpdtb={raw}", "-cpu", "cortex-a72",
+         "-smp", "2", "-m", "1024", "-nographic"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    dts = subprocess.run(
+        ["dtc", "-q", "-I", "dtb", "-O", "dts", str(raw)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    start = dts.index("\tchosen {\n")
+    end = dts.index("\t};\n", start)
+    node = (
+        f"\t\tbootloader {{\n\t\t\ttryboot = <{int(tryboot)}>;\n"
+        f"\t\t\tpartition = <{partition}>;\n\t\t}};\n"
+    )
+    out = tmp_path / "virt-bootloader.dtb"
+    subprocess.run(
+        ["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", str(out)],
+        input=dts[:end] + node + dts[end:],
+        text=True,
+        check=True,
+    )
+    return out
+
+
 def boot(disk: Path, tmp_path: Path, extra_cmdline: str) -> Console:
     parts = partitions(disk)
     kernel = fat_read(disk, parts[2], "vmlinuz", tmp_path / "vmlinuz")
@@ -202,6 +243,9 @@ def boot(disk: Path, tmp_path: Path, extra_cmdline: str) -> Console:
         "-monitor",
         "none",
         "-no-reboot",
+        # A normal (not try-) boot of slot A's boot partition, p2.
+        "-dtb",
+        str(virt_dtb(tmp_path, tryboot=False, partition=2)),
         "-kernel",
         str(kernel),
         "-initrd",
@@ -257,7 +301,10 @@ def test_image_boots_to_buffering_records_and_the_evidence_verifies_outside(
     )
     try:
         i, _ = console.wait_for(r"initramfs: root PARTUUID=\S+-05 is /dev/vda5", BOOT_TIMEOUT_S)
-        i, _ = console.wait_for(r"bwc run: simulated unit CAM-QEMU-1 on slot", BOOT_TIMEOUT_S, i)
+        # The root helper (root, before the recorder) read p1's autoboot.txt through FAT.
+        i, _ = console.wait_for(r"bootctl: nothing to do", BOOT_TIMEOUT_S, i)
+        i, _ = console.wait_for(r"Finished bwc-bootsel\.service", BOOT_TIMEOUT_S, i)
+        i, _ = console.wait_for(r"bwc run: simulated unit CAM-QEMU-1 on slot A", BOOT_TIMEOUT_S, i)
         # Type=notify: systemd says "Started" only after the unit's READY=1 (sent once buffering).
         i, _ = console.wait_for(r"Started bwc-recorder\.service", BOOT_TIMEOUT_S, i)
         ready_s = time.monotonic() - t0
@@ -286,6 +333,8 @@ def test_image_boots_to_buffering_records_and_the_evidence_verifies_outside(
         "verify", unit / "evidence", "--trust", unit / "identity" / "device-pub.pem", "--json"
     )
     assert report["intact"] is True, report
+    assert report["all_findings"] == [], "no boot-control fault, nothing unexplained"
+    assert report["boots"][-1]["clean"] is True and report["boots"][-1]["device_id"] == "CAM-QEMU-1"
     exported = tmp_path / "export"
     agency_key = keys / "agency" / "agency-key.pem"
     trust = ("--trust", unit / "identity" / "device-pub.pem")  # strict export: origin pinned
@@ -299,3 +348,23 @@ def test_image_boots_to_buffering_records_and_the_evidence_verifies_outside(
         f"QEMU: READY after {ready_s:.0f} s, scenario done after {total_s:.0f} s, {pings} pings",
         file=sys.stderr,
     )
+
+
+def test_the_slot_image_wraps_into_a_bundle_that_inspects(tmp_path: Path) -> None:
+    """What technicians flash is exactly what was built: `bwc fw build` takes build/image/slot."""
+    slot = IMAGE_DIR / "slot"
+    assert sorted(p.name for p in slot.iterdir()) == ["boot.vfat", "packages.txt", "root.ext4"]
+    packages = (slot / "packages.txt").read_text().splitlines()
+    assert any(line.startswith("deb linux-image-") for line in packages)
+    assert any(line.startswith("python openbwc ") for line in packages)
+    bwc = Bwc(tmp_path)
+    bwc("fw", "keygen", "--out", tmp_path / "keys")
+    bundle = tmp_path / "fw.bundle"
+    manifest = bwc.json(
+        "fw", "build", slot, "--version", "0.1.0", "--security-version", "1",
+        "--compatible", "bwc-pi5-v1", "--key", tmp_path / "keys" / "release-key.pem",
+        "--out", bundle, "--json",
+    )  # fmt: skip
+    assert manifest["manifest"]["payload"]["kind"] == "tar"
+    out = bwc("fw", "inspect", bundle, "--trust", tmp_path / "keys" / "release-pub.pem").stdout
+    assert "bwc-pi5-v1" in out
