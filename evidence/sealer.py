@@ -45,7 +45,7 @@ from evidence.format import (
 from evidence.keys import AgencyPublicKey
 from evidence.records import MAX_MANIFEST_BYTES, decode_json
 from evidence.sealing import JsonValue, UnitMeta
-from hal.durable import fsync_dir, write_atomic
+from hal.durable import fsync_dir, write_atomic, write_atomic_group
 from hal.errors import IntegrityError, StorageFullError, UsageError
 from hal.protocols import DeviceKey
 from hal.software_key import fingerprint_raw
@@ -56,6 +56,7 @@ RandomSource = Callable[[int], bytes]
 """Returns n random bytes. ``os.urandom`` on a unit; a seeded source for golden vectors only."""
 
 _BLOCK = 4096  # Filesystem allocation unit assumed when counting real-disk usage.
+_TAG_LEN = 16  # AES-GCM appends a 128-bit tag to the ciphertext.
 
 
 def new_boot_id(rng: RandomSource = os.urandom) -> str:
@@ -158,6 +159,7 @@ class Sealer:
         self._used_bytes = used_bytes
         self._fingerprint = fingerprint_raw(key.public_key_raw())
         self._lock = threading.Lock()
+        self._ct_buf = bytearray()  # ciphertext of the unit being sealed; see _encrypt
         self.recovery = recovery
 
     # ------------------------------------------------------------------ opening
@@ -314,7 +316,7 @@ class Sealer:
             )
             content_key = self._rng(CONTENT_KEY_LEN)
             nonce = self._rng(NONCE_LEN)
-            ciphertext = AESGCM(content_key).encrypt(nonce, payload, aad)
+            ciphertext = self._encrypt(content_key, nonce, payload, aad)
             info = hpke_info(aad)
             recipients = [
                 {
@@ -358,6 +360,18 @@ class Sealer:
             self._commit(seq, data, sig, ciphertext)
             return seq
 
+    def _encrypt(self, content_key: bytes, nonce: bytes, payload: bytes, aad: bytes) -> memoryview:
+        """AES-256-GCM of ``payload`` into the sealer's own ciphertext buffer (caller holds the
+        lock). Reusing one buffer saves allocating (and faulting in) a fresh 1.3 MB ``bytes`` per
+        unit at 10 Mbit/s; the ciphertext is identical. The view is valid until the next unit;
+        nothing keeps it past ``_commit``."""
+        n = len(payload) + _TAG_LEN
+        if len(self._ct_buf) < n:
+            self._ct_buf = bytearray(n + n // 4)  # headroom: units vary with the scene
+        out = memoryview(self._ct_buf)[:n]
+        AESGCM(content_key).encrypt_into(nonce, payload, aad, out)
+        return out
+
     def _common(self, seq: int, kind: str, mono_us: int, utc_us: int) -> dict[str, Any]:
         source = self._utc_source() if callable(self._utc_source) else self._utc_source
         return {
@@ -382,13 +396,15 @@ class Sealer:
                 + ("" if reserve_ok else f" above the {self._reserve_bytes}-byte reserve"),
             )
 
-    def _commit(self, seq: int, manifest: bytes, sig: bytes, ciphertext: bytes | None) -> None:
+    def _commit(self, seq: int, manifest: bytes, sig: bytes, ciphertext: memoryview | None) -> None:
         # Order matters: payload and signature are durable under their final names before the
         # manifest's rename, which is the commit point. A cut before it leaves orphans only.
         try:
+            files: list[tuple[str, bytes | memoryview]] = [(entry_name(seq, "sig"), sig)]
             if ciphertext is not None:
-                _write_durable(self._store, entry_name(seq, "bin"), ciphertext)
-            _write_durable(self._store, entry_name(seq, "sig"), sig)
+                files.insert(0, (entry_name(seq, "bin"), ciphertext))
+            # Written together, then fsync'd: one journal commit for both (see hal.durable).
+            write_atomic_group(self._store, files, tmp_prefix=TMP_PREFIX)
             fsync_dir(self._store)
             _write_durable(self._store, entry_name(seq, "json"), manifest)
             fsync_dir(self._store)
@@ -403,7 +419,7 @@ class Sealer:
 # ---------------------------------------------------------------------- file helpers
 
 
-def _write_durable(directory: Path, name: str, data: bytes) -> None:
+def _write_durable(directory: Path, name: str, data: bytes | memoryview) -> None:
     """Write one file of an entry; the caller fsyncs the directory once per entry."""
     write_atomic(directory / name, data, tmp_name=f"{TMP_PREFIX}{name}", sync_dir=False)
 

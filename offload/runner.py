@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -211,6 +213,70 @@ class _UndockAwareReader:
         return self._stream.tell()
 
 
+class _Lookahead:
+    """Sends up to ``width`` files of the plan ahead of the one the round is receipting.
+
+    Bounded concurrency without changing what a receipt means: each file is still sent and
+    confirmed (the target's ``confirm`` of its exact version) by ``send`` before the round takes
+    its receipt, and the round consumes results strictly in plan order, so receipts, their
+    signed events and freeing happen exactly as in a sequential round. Two orders are kept on
+    the target: an entry's manifest (its commit point) is sent only after its payload and
+    signature are confirmed, and nothing is sent once ``should_continue`` turns false. A file
+    sent ahead of a failure is never receipted in this round; the next round finds it on the
+    target (``existing``) and confirms it without sending it again.
+    """
+
+    def __init__(
+        self,
+        plan: list[PlannedFile],
+        skip: set[int],
+        width: int,
+        pool: ThreadPoolExecutor,
+        send: Callable[[PlannedFile, Mapping[str, int]], Receipt],
+        present: Mapping[str, int],
+        should_continue: Callable[[], bool],
+    ) -> None:
+        self._plan, self._skip, self._width, self._pool = plan, skip, width, pool
+        self._send, self._present, self._should_continue = send, present, should_continue
+        self._futures: dict[int, Future[Receipt]] = {}
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Submit nothing more (sends already running finish on their own)."""
+        self._stopped = True
+
+    def _ready(self, head: int, n: int) -> bool:
+        """An entry's manifest waits until the files before it in its entry are confirmed."""
+        item = self._plan[n]
+        if n == head or not item.name.endswith(".json") or item.entry_seq is None:
+            return True
+        for i in range(head, n):
+            if self._plan[i].entry_seq != item.entry_seq or i in self._skip:
+                continue
+            future = self._futures.get(i)
+            if future is None or not future.done() or future.exception() is not None:
+                return False
+        return True
+
+    def _fill(self, head: int) -> None:
+        for n in range(head, min(len(self._plan), head + self._width)):
+            if self._stopped or not self._should_continue():
+                return
+            if n in self._futures or n in self._skip or not self._ready(head, n):
+                continue
+            self._futures[n] = self._pool.submit(self._send, self._plan[n], self._present)
+
+    def result(self, n: int) -> Receipt:
+        """The confirmed receipt of plan item ``n``; the round asks in plan order."""
+        self._fill(n)
+        future = self._futures.pop(n, None)
+        if future is None:  # only if undocked between two checks: send it in this thread
+            return self._send(self._plan[n], self._present)
+        receipt = future.result()
+        self._fill(n + 1)
+        return receipt
+
+
 class _Round:
     """The mutable state of one round; ``offload`` drives it."""
 
@@ -238,6 +304,7 @@ class _Round:
         self.result = OffloadResult(target=target.url, confirmed_before=len(self.confirmed))
         self.batch: list[Receipt] = []
         self.seqs_written: list[int] = []
+        self._count_lock = threading.Lock()  # send() runs on the lookahead's threads
 
     # ------------------------------------------------------------------ one file
 
@@ -254,15 +321,17 @@ class _Round:
         if present.get(item.name) == size:
             receipt = self.target.existing(item.name, size, sha, md5, until)
             if receipt is not None:
-                self.result.found_files += 1
+                with self._count_lock:
+                    self.result.found_files += 1
         if receipt is None:
             with path.open("rb") as f:
                 body = _UndockAwareReader(f, self.should_continue)
                 receipt = self.target.put(
                     item.name, body, size, sha, md5_b64=md5, retain_until_utc_us=until
                 )
-            self.result.uploaded_files += 1
-            self.result.uploaded_bytes += size
+            with self._count_lock:
+                self.result.uploaded_files += 1
+                self.result.uploaded_bytes += size
         if (receipt.name, receipt.size, receipt.sha256, receipt.md5_b64) != (
             item.name,
             size,
@@ -409,29 +478,42 @@ class _Round:
         total_bytes = sum(sizes)
         done_bytes = 0
         self._report(0, len(plan), 0, total_bytes)
+        workers = max(1, self.target.parallel_puts)
         try:
-            for n, item in enumerate(plan):
-                if n:
-                    done_bytes += sizes[n - 1]
-                    self._report(n, len(plan), done_bytes, total_bytes)
-                if group is not None and item.group != group:
-                    self.flush()
-                group = item.group
-                if not self.should_continue():
-                    self.result.stopped = "undocked"
-                    break
-                if (
-                    item.bookkeeping
+            with ThreadPoolExecutor(workers, thread_name_prefix="offload") as pool:
+                skip = {
+                    n
+                    for n, item in enumerate(plan)
+                    if item.bookkeeping
                     and present.get(item.name) == (self.store_dir / item.name).stat().st_size
-                ):
-                    remaining -= 1  # sent by an earlier round; never receipted (see plan.py)
-                    continue
-                receipt = self.send(item, present)
-                remaining -= 1
-                if not item.bookkeeping:
-                    self.batch.append(receipt)
-                if len(self.batch) >= RECEIPT_BATCH_FILES:
-                    self.flush()
+                }
+                ahead = _Lookahead(
+                    plan, skip, workers, pool, self.send, present, self.should_continue
+                )
+                for n, item in enumerate(plan):
+                    if n:
+                        done_bytes += sizes[n - 1]
+                        self._report(n, len(plan), done_bytes, total_bytes)
+                    if group is not None and item.group != group:
+                        self.flush()
+                    group = item.group
+                    if not self.should_continue():
+                        self.result.stopped = "undocked"
+                        ahead.stop()
+                        break
+                    if n in skip:
+                        remaining -= 1  # sent by an earlier round; never receipted (see plan.py)
+                        continue
+                    try:
+                        receipt = ahead.result(n)
+                    except BaseException:
+                        ahead.stop()
+                        raise
+                    remaining -= 1
+                    if not item.bookkeeping:
+                        self.batch.append(receipt)
+                    if len(self.batch) >= RECEIPT_BATCH_FILES:
+                        self.flush()
             self.flush()
             if plan and not self.result.stopped:
                 self._report(len(plan), len(plan), total_bytes, total_bytes)

@@ -106,6 +106,12 @@ class OffloadTarget(Protocol):
     @property
     def url(self) -> str: ...
 
+    @property
+    def parallel_puts(self) -> int:
+        """How many files a round may send at once (1: one after another). ``put``, ``confirm``
+        and ``existing`` must be safe to call from that many threads."""
+        ...
+
     def put(
         self,
         name: str,
@@ -208,6 +214,10 @@ class DirectoryTarget:
     @property
     def url(self) -> str:
         return self._root.absolute().as_uri()
+
+    @property
+    def parallel_puts(self) -> int:
+        return 1  # one local disk: parallel writes only seek more (and share the capacity check)
 
     @property
     def root(self) -> Path:
@@ -436,6 +446,10 @@ class _ChunkedBody:
         return self._stream.tell()
 
 
+PARALLEL_PUTS = 8
+"""Default files in flight per S3 round (see ``S3Target.parallel_puts``)."""
+
+
 class S3Target:
     """``s3://bucket/prefix`` on AWS, Ceph RGW or any S3 store with Object Lock.
 
@@ -444,11 +458,28 @@ class S3Target:
     Multipart uploads are never used, because Ceph 16 drops their Object Lock headers.
     """
 
-    def __init__(self, url: str, settings: S3Settings, *, client: S3Client | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        settings: S3Settings,
+        *,
+        client: S3Client | None = None,
+        parallel_puts: int = PARALLEL_PUTS,
+    ) -> None:
+        if parallel_puts < 1:
+            raise ValueError("parallel_puts must be at least 1")
         self._bucket, self._prefix = parse_s3_url(url)
         self._settings = settings
         self._client = client or settings.client()
         self._lock_checked = False
+        self._parallel_puts = parallel_puts
+
+    @property
+    def parallel_puts(self) -> int:
+        """Files in flight at once: a dock uplink's latency is paid per request (a PUT and the
+        receipt's HeadObject per file), so a few requests in flight keep the link busy. botocore
+        clients are thread-safe; its connection pool (10) is larger than this."""
+        return self._parallel_puts
 
     @property
     def url(self) -> str:

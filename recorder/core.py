@@ -297,6 +297,7 @@ class Recorder:
         return {
             "state": self._state.value,
             "buffer_s": round(self._buffer.duration_s(), 3),
+            "buffer_bytes": self._buffer.nbytes,
             "buffer_audio_chunks": self._buffer.audio_count,
             "pre_event_s": self._rc.pre_event_s,
             "recording": rec.id if rec else None,

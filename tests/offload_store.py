@@ -169,10 +169,15 @@ class TargetProbe:
     calls: list[tuple[str, str]] = field(default_factory=list)
     before: Any = None  # callable(op, name) -> None, may raise
     after_put: Any = None  # callable(name, receipt) -> Receipt
+    parallel: int = 1  # files in flight; 1 keeps ``calls`` in plan order for the assertions
 
     @property
     def url(self) -> str:
         return self.inner.url
+
+    @property
+    def parallel_puts(self) -> int:
+        return self.parallel
 
     def put(
         self,

@@ -204,6 +204,10 @@ class SwitchingTarget:
     def url(self) -> str:
         return self.good.url
 
+    @property
+    def parallel_puts(self) -> int:
+        return 1  # the n-th put is the switch: keep puts in plan order
+
     def _now(self) -> S3Target:
         return self.good if self.puts <= self.n else self.dead
 

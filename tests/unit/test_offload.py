@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -384,3 +386,38 @@ def test_open_target_routes_urls_and_rejects_others(tmp_path: Path) -> None:
     assert target_for_device("s3://b/p/", "unit-1") == "s3://b/p/unit-1"
     with pytest.raises(ValueError, match="device id"):
         target_for_device("s3://b/p", "../x")
+
+
+def test_files_in_flight_keep_each_manifest_after_its_confirmed_payload_and_signature(
+    unit: Unit, tmp_path: Path
+) -> None:
+    # A target that allows 4 files at once (as S3Target does): the round must still receipt and
+    # free exactly what a one-at-a-time round does, and never send an entry's manifest (its
+    # commit point) before that entry's payload and signature are confirmed at the target.
+    lock, active, most = threading.Lock(), [0], [0]
+
+    def before(op: str, name: str) -> None:
+        if op == "put":
+            with lock:
+                active[0] += 1
+                most[0] = max(most[0], active[0])
+            if name.endswith(".bin"):
+                time.sleep(0.02)  # a slow upload, so later small files overtake it
+
+    def after_put(name: str, receipt: Receipt) -> Receipt:
+        with lock:
+            active[0] -= 1
+        return receipt
+
+    probe = TargetProbe(DirectoryTarget(tmp_path / "dock"), before=before, after_put=after_put)
+    probe.parallel = 4
+    result = run(unit, probe)
+    assert result.complete and most[0] > 1
+    assert not list(unit.store.glob("*.bin"))  # every payload confirmed, receipted and freed
+    calls = list(probe.calls)
+    for i, (op, name) in enumerate(calls):
+        if op == "put" and name.endswith(".json"):
+            stem = name[: -len(".json")]
+            for part in (f"{stem}.sig", f"{stem}.bin"):
+                if ("put", part) in calls:
+                    assert ("confirm", part) in calls[:i], (name, part, calls)
