@@ -80,7 +80,9 @@ def _pi(layout: UnitLayout, unit: UnitConfig, privileged: bool) -> FirmwareBacke
         autoboot = FatAutoboot(FatVolume(disk, start), layout.autoboot_txt)
         system = PiSystem(reboot=_run)
     else:
-        autoboot = MirroredAutoboot(layout.autoboot_txt, layout.autoboot_request)
+        autoboot = MirroredAutoboot(
+            layout.autoboot_txt, layout.autoboot_request, wait_s=unit.helper_wait_s
+        )
         system = PiSystem()
     return FirmwareBackends(
         PiBootControl(autoboot, layout, system), PartitionSlotWriter(disk, layout)

@@ -30,6 +30,9 @@ class UnitConfig:
     # (tryboot A/B on the SD card ``disk``, docs/unit-layout.md).
     boot: str = field(default="sim", metadata={"choices": ("sim", "pi")})
     disk: str = "/dev/mmcblk0"
+    # How long a commit waits for the root helper to rewrite autoboot.txt (bwc-bootsel-apply):
+    # about a second on a Pi; under QEMU's TCG the helper's Python start alone takes 15-20 s.
+    helper_wait_s: float = field(default=10.0, metadata={"lo": 1, "hi": 120})
 
 
 @dataclass(frozen=True)

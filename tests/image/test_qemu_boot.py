@@ -73,6 +73,7 @@ class Console:
     proc: subprocess.Popen[bytes]
     log: Path
     lines: list[str] = field(default_factory=list)
+    eof: bool = False
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
     def start(self) -> None:
@@ -86,6 +87,9 @@ class Console:
                 log.write(line + "\n")
                 log.flush()
                 self._append(line)
+        with self._cond:
+            self.eof = True
+            self._cond.notify_all()
 
     def _append(self, line: str) -> None:
         with self._cond:
@@ -104,7 +108,7 @@ class Console:
                         return i, self.lines[i]
                     i += 1
                 left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
+                if left <= 0 or self.eof:  # every line the VM printed has been read
                     tail = "\n".join(self.lines[-60:])
                     raise AssertionError(
                         f"no console line matching {pattern!r}; last lines:\n{tail}"
@@ -115,6 +119,20 @@ class Console:
 @pytest.fixture
 def vm_disk(tmp_path: Path) -> Iterator[tuple[Path, Path, Partition]]:
     """A copy of the built SD card whose p7 holds a freshly provisioned QEMU-profile unit."""
+    scenario = write_scenario(
+        tmp_path / "qemu-scenario.toml",
+        40.0,
+        {"at_s": 15.0, "action": "double_press", "button": "event"},
+        {"at_s": 30.0, "action": "hold", "button": "event", "hold_s": 3.5},
+    )
+    yield provisioned_card(tmp_path, {"qemu-scenario.toml": scenario.read_text()})
+
+
+def provisioned_card(
+    tmp_path: Path, files: dict[str, str], *, release_pub: Path | None = None
+) -> tuple[Path, Path, Partition]:
+    """The built card, copied, with p7 holding a unit provisioned here (and ``files`` beside
+    ``unit/``, owned by the service user); returns the disk, the keys' directory and p7."""
     card = IMAGE_DIR / "bwc-sdcard.img"
     assert card.is_file(), f"{card} is missing: run `make image` first"
     disk = tmp_path / "sdcard.img"
@@ -145,17 +163,14 @@ def vm_disk(tmp_path: Path) -> Iterator[tuple[Path, Path, Partition]]:
         "PC-QEMU",
         "--profile",
         profile,
+        *(("--release-pub", release_pub) if release_pub else ()),
     )
     unit_profile = tree / "unit" / "config" / "profile.toml"
     unit_profile.write_text(
         unit_profile.read_text().replace(f'disk = "{disk}"', 'disk = "/dev/vda"')
     )
-    write_scenario(
-        tree / "qemu-scenario.toml",
-        40.0,
-        {"at_s": 15.0, "action": "double_press", "button": "event"},
-        {"at_s": 30.0, "action": "hold", "button": "event", "hold_s": 3.5},
-    )
+    for name, text in files.items():
+        (tree / name).write_text(text)
     for path in [tree, *tree.rglob("*")]:
         os.chown(path, BWC_UID, BWC_UID, follow_symlinks=False)
     tree.chmod(0o700)
@@ -187,7 +202,7 @@ def vm_disk(tmp_path: Path) -> Iterator[tuple[Path, Path, Partition]]:
         ],
         check=True,
     )
-    yield disk, keys, data
+    return disk, keys, data
 
 
 def virt_dtb(tmp_path: Path, tryboot: bool, partition: int) -> Path:
@@ -221,12 +236,23 @@ def virt_dtb(tmp_path: Path, tryboot: bool, partition: int) -> Path:
     return out
 
 
-def boot(disk: Path, tmp_path: Path, extra_cmdline: str) -> Console:
+def boot(
+    disk: Path,
+    tmp_path: Path,
+    extra_cmdline: str,
+    *,
+    partition: int = 2,
+    tryboot: bool = False,
+    drives: tuple[str, ...] = (),
+) -> Console:
+    """Power on: the kernel, initramfs and ``cmdline.txt`` of boot partition ``partition`` (the
+    one the bootloader chose), and the bootloader's device-tree cells for it."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     parts = partitions(disk)
-    kernel = fat_read(disk, parts[2], "vmlinuz", tmp_path / "vmlinuz")
-    initrd = fat_read(disk, parts[2], "initrd.img", tmp_path / "initrd.img")
-    cmdline = fat_read(disk, parts[2], "cmdline.txt", tmp_path / "cmdline.txt").read_text()
-    # Slot A's own command line, with the console on the virt machine's UART instead of HDMI.
+    kernel = fat_read(disk, parts[partition], "vmlinuz", tmp_path / "vmlinuz")
+    initrd = fat_read(disk, parts[partition], "initrd.img", tmp_path / "initrd.img")
+    cmdline = fat_read(disk, parts[partition], "cmdline.txt", tmp_path / "cmdline.txt").read_text()
+    # The slot's own command line, with the console on the virt machine's UART instead of HDMI.
     args = [a for a in cmdline.split() if not a.startswith("console=") and a != "quiet"]
     append = " ".join([*args, "console=ttyAMA0", extra_cmdline])
     cmd = [
@@ -242,10 +268,10 @@ def boot(disk: Path, tmp_path: Path, extra_cmdline: str) -> Console:
         "-nographic",
         "-monitor",
         "none",
+        # A reboot ends QEMU: the test plays the bootloader for the next power-on.
         "-no-reboot",
-        # A normal (not try-) boot of slot A's boot partition, p2.
         "-dtb",
-        str(virt_dtb(tmp_path, tryboot=False, partition=2)),
+        str(virt_dtb(tmp_path, tryboot=tryboot, partition=partition)),
         "-kernel",
         str(kernel),
         "-initrd",
@@ -255,6 +281,8 @@ def boot(disk: Path, tmp_path: Path, extra_cmdline: str) -> Console:
         "-drive",
         f"file={disk},format=raw,if=virtio",
     ]
+    for drive in drives:
+        cmd += ["-drive", drive]
     proc = subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )

@@ -12,7 +12,7 @@ from recorder.config import load_profile_text, parse_override, parse_profile
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("name", ["sim.toml", "pi.toml"])
+@pytest.mark.parametrize("name", ["sim.toml", "pi.toml", "qemu.toml"])
 def test_shipped_profiles_parse(name: str) -> None:
     profile = load_profile_text((CONFIGS / name).read_text(), name)
     assert profile.camera.fps > 0
@@ -45,6 +45,7 @@ def test_contract_keys_exist() -> None:
         ({"camera": {"backend": "webcam"}}, "'picamera2'"),
         ({"cam": {}}, "[cam]"),
         ({"camera": 5}, "[camera]"),
+        ({"unit": {"helper_wait_s": 0.5}}, "unit.helper_wait_s"),
     ],
 )
 def test_bad_values_name_the_key(tables: dict[str, object], needle: str) -> None:
