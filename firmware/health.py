@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.boot_control import BootControl, check_slot
 from firmware.layout import UnitLayout
-from firmware.slot_writer import SlotWriter
+from firmware.slot_writer import HEALTH_FAIL_KNOB, SlotWriter
 from firmware.update_state import (
     EventSink,
     PendingTry,
@@ -46,9 +46,6 @@ from hal.errors import IntegrityError
 from hal.protocols import DeviceKey
 
 log = logging.getLogger(__name__)
-
-HEALTH_FAIL_KNOB = "HEALTH_FAIL"
-"""Simulator fault knob: a slot whose payload holds a file of this name fails its health check."""
 
 
 @runtime_checkable
@@ -295,7 +292,7 @@ def commit_or_rollback(
     if pending is not None and boot.booted_by_tryboot() and current == pending.slot:
         failures = health.failures()
         if HEALTH_FAIL_KNOB in slots.payload_names(current):
-            failures.append(f"simulator fault knob {HEALTH_FAIL_KNOB}")
+            failures.append(f"test fault knob {HEALTH_FAIL_KNOB}")
         if failures:
             reason = "health check failed: " + ", ".join(failures)
             _finish_rollback(boot, layout, state, reason)

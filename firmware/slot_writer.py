@@ -51,6 +51,10 @@ from hal.errors import IntegrityError, RefusedError
 SLOT_FORMAT = "bwc-slot/1"
 PARTITION_SLOT_FORMAT = "bwc-partition-slot/1"
 SLOT_IMAGE_MEMBERS = ("boot.vfat", "root.ext4", "packages.txt")
+HEALTH_FAIL_KNOB = "HEALTH_FAIL"
+"""Test-only fault knob (docs/firmware.md): a slot whose payload holds a file of this name fails
+its health check. A slot image may carry it beside its three members; it is written nowhere,
+only named in the slot record, so a rollback can be rehearsed with a real slot image."""
 PACKAGES_MAX_BYTES = 1 << 20
 
 Progress = Callable[[int], None]
@@ -408,6 +412,7 @@ class PartitionSlotWriter:
         self._cmdline = cmdline
         self._open_disk = open_disk
         self._staged: dict[str, list[Region]] = {}
+        self._staged_names: dict[str, list[str]] = {}
 
     # -- where ---------------------------------------------------------------------------------
 
@@ -524,7 +529,7 @@ class PartitionSlotWriter:
     def check_fits(self, slot: str, members: dict[str, int]) -> None:
         table = self.table()
         missing = [n for n in SLOT_IMAGE_MEMBERS if n not in members]
-        extra = sorted(set(members) - set(SLOT_IMAGE_MEMBERS))
+        extra = sorted(set(members) - {*SLOT_IMAGE_MEMBERS, HEALTH_FAIL_KNOB})
         if missing or extra:
             raise RefusedError(
                 "not a slot image: needs exactly boot.vfat, root.ext4 and packages.txt"
@@ -545,9 +550,11 @@ class PartitionSlotWriter:
 
     def discard_leftovers(self) -> None:
         self._staged.clear()
+        self._staged_names.clear()
 
     def invalidate(self, slot: str) -> None:
         self._staged.pop(slot, None)
+        self._staged_names.pop(slot, None)
         path = self._record_path(slot)
         if path.exists():
             remove_durably(path)
@@ -582,6 +589,7 @@ class PartitionSlotWriter:
         if digest.hexdigest() != header.manifest.payload_sha256:
             raise IntegrityError("written bytes do not match the manifest")
         self._staged[slot] = regions
+        self._staged_names[slot] = sorted(members)
 
     def _write_members(
         self,
@@ -601,8 +609,8 @@ class PartitionSlotWriter:
                     continue
                 source = tar.extractfile(member)
                 assert source is not None
-                if member.name == "packages.txt":
-                    continue  # kept in the bundle; check_fits bounds its size
+                if member.name in ("packages.txt", HEALTH_FAIL_KNOB):
+                    continue  # kept in the bundle; check_fits bounds packages.txt
                 if member.name not in targets:
                     raise IntegrityError(f"unexpected member {member.name!r} in the slot image")
                 number = targets[member.name]
@@ -671,7 +679,8 @@ class PartitionSlotWriter:
         for region in regions:
             sha = self._hash_region(region.partition, region.size)
             final.append(Region(region.name, region.partition, region.size, sha))
-        self._write_record(info, final, list(SLOT_IMAGE_MEMBERS))
+        names = self._staged_names.pop(slot, list(SLOT_IMAGE_MEMBERS))
+        self._write_record(info, final, names)
 
     def _write_record(self, info: SlotInfo, regions: list[Region], members: list[str]) -> None:
         path = self._record_path(info.slot)

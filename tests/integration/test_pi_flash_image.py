@@ -25,7 +25,7 @@ from firmware.flash import FLASH_PHASES, UnitFacts, flash, init_slots, preflight
 from firmware.health import HealthResult, boot_decision, commit_or_rollback
 from firmware.layout import UnitLayout
 from firmware.sd_card import read_partition_table
-from firmware.slot_writer import PartitionSlotWriter
+from firmware.slot_writer import HEALTH_FAIL_KNOB, PartitionSlotWriter
 from firmware.update_state import load_state
 from hal.errors import IntegrityError, RefusedError
 from tests.integration.test_fw_support import BUILD_UTC_S, PowerCut, make_keys
@@ -86,10 +86,12 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     key, _pub = make_keys(root / "keys")
     bundles = {}
-    for name in ("good", "extra"):
+    for name in ("good", "extra", "knob"):
         src = build_slot_image(root / f"slot-{name}", "1.0.0")
         if name == "extra":
             (src / "padding").write_bytes(os.urandom(16))  # not part of a slot image
+        if name == "knob":
+            (src / HEALTH_FAIL_KNOB).write_bytes(b"")  # the test-only fault knob
         bundles[name] = root / f"{name}.bwc"
         build_bundle(
             src,
@@ -162,6 +164,22 @@ def test_a_failed_health_check_rolls_back(unit: PiUnit, template: dict[str, Path
     assert finish_boot(unit, UNHEALTHY) == "rolled_back"
     assert unit.power_on() == 2
     assert (unit.boot.get_primary(), unit.boot.get_state("B")) == ("A", "bad")
+    assert parse_autoboot(unit.card.mtype(1, "autoboot.txt"), "p1").primary == "A"
+
+
+def test_a_slot_image_with_the_fault_knob_fails_its_health_check(
+    unit: PiUnit, template: dict[str, Path]
+) -> None:
+    """The knob is named in the slot record and written nowhere: the partitions hold exactly
+    what a good bundle writes, and the healthy try-boot still rolls back."""
+    stage(unit, template["knob"])
+    assert HEALTH_FAIL_KNOB in unit.slots.payload_names("B")
+    unit.slots.verify("B")
+    unit.boot.reboot_into_tryboot()
+    assert unit.power_on() == 3
+    outcome = commit_or_rollback(unit.layout, unit.boot, HEALTHY, None, slots=unit.slots)
+    assert outcome.action == "rolled_back" and HEALTH_FAIL_KNOB in outcome.reason
+    assert unit.power_on() == 2
     assert parse_autoboot(unit.card.mtype(1, "autoboot.txt"), "p1").primary == "A"
 
 
