@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import signal
 import sys
 import termios
 import time
@@ -136,6 +137,9 @@ def _run_simulated(
     )
     for line in firmware:
         print(f"bwc run: {line}")
+    # systemd stops the unit with SIGTERM (KillSignal=, also at reboot): stop as on Ctrl-C, so the
+    # open recording is sealed and the boot ends with its shutdown event, not as a power loss.
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     if scenario is not None:
         print(f"bwc run: playing a scenario of {plural(len(scenario.events), 'event')}", flush=True)
         for event in scenario.events:
@@ -229,3 +233,7 @@ def _run_simulated(
     print("Check" + (" and play" if agency_key else "") + " what the unit holds:")
     print(format_hints(hints))
     return 0
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

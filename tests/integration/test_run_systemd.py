@@ -4,6 +4,7 @@ drives the unit this way (scenario from ``$BWC_SCENARIO``, sd_notify over ``$NOT
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -64,3 +65,26 @@ def test_scenario_run_reports_ready_pets_the_watchdog_and_records(
 def test_scenario_needs_the_simulated_backends(bwc: Bwc, tmp_path: Path) -> None:
     proc = bwc("run", "--device", tmp_path / "nothing", "--scenario", tmp_path / "s.toml", check=2)
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_sigterm_stops_the_unit_cleanly(bwc: Bwc, unit: ProvisionedUnit) -> None:
+    """systemd's stop (KillSignal=SIGTERM, and every reboot) seals the shutdown: the next boot
+    finds a clean end, not a power loss."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware.cli", "run", "--device", str(unit.device), *SMALL],
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "keys disabled" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "bwc run: powered off; 0 recordings this boot" in out
+    report = bwc.json("verify", *unit.trust, unit.device / "evidence", "--json")
+    assert report["intact"] is True and report["boots"][-1]["clean"] is True, report["boots"]
