@@ -31,7 +31,8 @@ class UnitConfig:
     boot: str = field(default="sim", metadata={"choices": ("sim", "pi")})
     disk: str = "/dev/mmcblk0"
     # How long a commit waits for the root helper to rewrite autoboot.txt (bwc-bootsel-apply):
-    # about a second on a Pi; under QEMU's TCG the helper's Python start alone takes 15-20 s.
+    # about a second on a Pi (an estimate); under QEMU's TCG the helper's run took 4 s after boot
+    # and up to 18 s while the other boot services start.
     helper_wait_s: float = field(default=10.0, metadata={"lo": 1, "hi": 120})
 
 
