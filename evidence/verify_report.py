@@ -129,7 +129,7 @@ class Report:
                 end = "ended without a clean shutdown (power lost; see the next boot)"
             lines.append(f"  boot {b.id}: entries {b.first_seq}-{b.last_seq}, {end}")
         for r in self.recordings:
-            lines.extend(_recording_lines(r))
+            lines.extend(_recording_lines(r, self.origin))
         lines.extend(_anchor_lines(self))
         lines.extend(f"note: {n}" for n in self.notes)
         lines.extend(_finding_lines(self.findings, ""))
@@ -171,9 +171,19 @@ def _finding_lines(findings: list[Finding], indent: str) -> list[str]:
     return out
 
 
-def _recording_lines(r: RecordingReport) -> list[str]:
+_RECORDING_VERDICT = {
+    # A recording is INTACT only when the store's origin is pinned; otherwise its own checks
+    # passed but who signed it is open, and the line must not read as the store's verdict.
+    "pinned": "INTACT",
+    "unpinned": "intact as signed, ORIGIN NOT CHECKED",
+    "not-established": "checks pass, ORIGIN NOT ESTABLISHED",
+}
+
+
+def _recording_lines(r: RecordingReport, origin: str) -> list[str]:
+    verdict = _RECORDING_VERDICT.get(origin, "ORIGIN UNKNOWN") if r.intact else "BROKEN"
     lines = [
-        f"recording {r.id}: {'INTACT' if r.intact else 'BROKEN'}; {_n(r.units, 'unit')} "
+        f"recording {r.id}: {verdict}; {_n(r.units, 'unit')} "
         f"in {_n(r.segments, 'segment')}, {r.duration_s:.1f} s, frames {r.first_frame}-"
         f"{r.last_frame}, start {r.start_trigger}, stop {r.stop_trigger}",
         f"  press {iso_utc(r.press_utc_us)}, record_start {iso_utc(r.start_utc_us)}, "

@@ -131,12 +131,16 @@ def run(args: argparse.Namespace) -> int:
 def share_summary(root: str, reports: list[Report]) -> str:
     """One line per unit and a verdict for the share as a whole."""
     lines = [f"\nshare {root}: {len(reports)} units"]
+    unpinned = ", ORIGIN NOT CHECKED (--unpinned)"
     for r in reports:
         verdict = "INTACT" if r.intact else f"NOT intact ({len(r.all_findings)} finding(s))"
+        if r.intact and r.origin == "unpinned":
+            verdict += unpinned
         lines.append(f"  {r.device or '?'} at {r.store}: {verdict}")
     bad = sum(1 for r in reports if not r.intact)
+    any_unpinned = any(r.origin == "unpinned" for r in reports)
     lines.append(
-        "result: every unit INTACT"
+        f"result: every unit INTACT{unpinned if any_unpinned else ''}"
         if not bad
         else f"result: {bad} of {len(reports)} units NOT intact"
     )

@@ -85,6 +85,23 @@ def test_without_trust_origin_is_not_established(
     assert text.code == 0 and text.report["origin"] == "unpinned"
 
 
+def test_no_line_says_intact_unless_origin_is_pinned(
+    unit: Attackable, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A person skimming the text report must not read "INTACT" for an unpinned store."""
+    for extra in ((), ("--unpinned",)):
+        text = bwc(capsys, "verify", unit.store, *extra).out
+        rec_lines = [ln for ln in text.splitlines() if ln.startswith("recording ")]
+        assert rec_lines and all("ORIGIN NOT" in ln for ln in rec_lines), rec_lines
+        assert "result: INTACT\n" not in text + "\n"
+    pinned = bwc(capsys, "verify", unit.store, *unit.trust).out
+    assert all(
+        ln.split(":")[1].strip().startswith("INTACT;")
+        for ln in pinned.splitlines()
+        if ln.startswith("recording ")
+    )
+
+
 def test_store_resigned_by_a_forger_is_refused_by_the_registry(
     unit: Attackable, capsys: pytest.CaptureFixture[str]
 ) -> None:
