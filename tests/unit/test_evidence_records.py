@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evidence.findings import Code
 from evidence.format import canonical_json
@@ -173,3 +175,31 @@ def test_the_sealer_writes_every_entry_through_the_records(tmp_path: Path) -> No
     first = (sealer.store / "0000000000.json").read_bytes()
     assert unit.header.prev == hashlib.sha256(first).hexdigest()
     assert read_record(first, "0").to_bytes() == first
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()  # NaN and infinities included: those must be refused, never written
+    | st.text(st.characters(), max_size=8),  # lone surrogates included
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(fields=st.dictionaries(st.text(max_size=10), _JSON, max_size=4))
+def test_any_event_either_writes_bytes_that_read_back_equal_or_is_refused(
+    fields: dict[str, Any],
+) -> None:
+    record = EventManifest(header=_header(), kind=EventKind.MARKER, fields=fields)
+    try:
+        data = record.to_bytes()
+    except RecordError:
+        return
+    again = EventManifest.from_bytes(data, "x")
+    assert again.to_bytes() == data
+    assert canonical_json(json.loads(data)) == data
