@@ -29,7 +29,8 @@ from evidence.schema import (
     decode_json,
     parse_manifest,
 )
-from hal.errors import BwcError, IntegrityError
+from evidence.sealing import RecordError
+from hal.errors import IntegrityError
 
 __all__ = [
     "EVENT",
@@ -86,19 +87,6 @@ class EventKind(StrEnum):
 
 
 # ---------------------------------------------------------------------- typed records
-
-
-class RecordError(BwcError, ValueError):
-    """A manifest the sealer was asked to write breaks the rules the verifier reads it by.
-
-    Raised before anything is signed or written; names the field. It means a bug in the caller
-    (a new event kind not added to ``EventKind``, a non-finite number), never bad recorded data.
-    """
-
-    def __init__(self, reason: str, *, code: str | None = None) -> None:
-        self.reason = reason
-        self.code = code
-        super().__init__(reason)
 
 
 _KNOWN_KINDS = frozenset(k.value for k in EventKind)

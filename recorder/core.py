@@ -41,8 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from evidence.records import RecordError
-from evidence.sealing import EvidenceSink, JsonValue, UnitMeta
+from evidence.sealing import EvidenceSink, JsonValue, RecordError, UnitMeta
 from hal.errors import StorageFullError
 from hal.protocols import Battery, Clock, Gnss
 from hal.types import AudioChunk, ClockSource, EncodedFrame, GnssFix

@@ -9,7 +9,7 @@ from typing import Any
 import av
 import pytest
 
-from evidence.records import RecordError
+from evidence.sealing import RecordError
 from hal.types import BatteryStatus, ClockSource, FixQuality, GnssFix
 from recorder.config import Profile, parse_profile
 from recorder.core import Recorder
