@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from evidence.findings import Code
 from evidence.format import CONTENT_KEY_LEN, entry_name, hpke_info, unit_aad
 from evidence.keys import AgencyPrivateKey
-from evidence.records import MAX_MANIFEST_BYTES, decode_json
+from evidence.records import MAX_MANIFEST_BYTES, read_record
 from evidence.store import DirectoryStoreReader, StoreReader
 from evidence.verify import BootReport, RecordingReport, Report, verify_store
 from hal.errors import IntegrityError, RefusedError
@@ -92,7 +92,7 @@ def _manifest(store: StoreReader, seq: int) -> dict[str, Any]:
         raise IntegrityError("unreadable after verification", path=store.describe(name)) from exc
     if len(data) > MAX_MANIFEST_BYTES:
         raise IntegrityError("changed after verification", path=store.describe(name))
-    return decode_json(data, store.describe(name))
+    return read_record(data, store.describe(name)).to_dict()
 
 
 @dataclass

@@ -1,39 +1,76 @@
-"""Signed manifests as records read strictly: the one decoder every reader of the chain uses.
+"""Signed manifests as typed records that read and write themselves by one set of rules.
 
-A manifest is data from a possibly hostile store. Decoding refuses, with ``IntegrityError`` and a
-finding code, anything the sealer never writes: documents over ``MAX_MANIFEST_BYTES``, non-finite
-numbers (``NaN``, ``Infinity``, ``1e400``), lone surrogates, duplicate keys, wrongly typed
-fields.
-Event kinds are named here once. Pure functions: no IO.
+Reading refuses, with ``IntegrityError`` and a finding code, anything the sealer never writes
+(see ``evidence.schema``: unknown, missing or wrongly typed fields). Writing
+(``UnitManifest.to_bytes``, ``EventManifest.to_bytes``) produces the canonical bytes and reads them
+back by the same rules before anything is signed, so a manifest the verifier would refuse is
+never written. Event kinds are named here once. Pure functions: no IO.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from evidence.findings import Code
-from evidence.format import AAD_NAME, CIPHER, FORMAT, NONCE_LEN, entry_name
+from evidence.format import FORMAT, canonical_json
+from evidence.schema import (
+    EVENT,
+    MAX_MANIFEST_BYTES,
+    MAX_SIG_BYTES,
+    RECORDING_ID,
+    UNIT,
+    UNIT_FIELDS,
+    Manifest,
+    check_event,
+    check_unit,
+    decode_json,
+    parse_manifest,
+)
+from evidence.sealing import RecordError
 from hal.errors import IntegrityError
 
-MAX_MANIFEST_BYTES = 256 * 1024
-"""A unit manifest with a dozen recipients and a GNSS fix is a few kB; an offload receipt naming a
-few hundred files ~100 kB. Anything bigger is refused before it is parsed."""
-
-MAX_SIG_BYTES = 1024
-"""A signature file is 64 bytes; reading a planted huge one whole must not cost memory."""
+__all__ = [
+    "EVENT",
+    "MAX_MANIFEST_BYTES",
+    "MAX_SIG_BYTES",
+    "RECORDING_ID",
+    "UNIT",
+    "EntryHeader",
+    "EventKind",
+    "EventManifest",
+    "Manifest",
+    "RecordError",
+    "UnitManifest",
+    "check_event",
+    "check_unit",
+    "check_writable_kind",
+    "decode_json",
+    "parse_manifest",
+    "read_record",
+]
 
 
 class EventKind(StrEnum):
-    """Every event kind the verifier has a rule for. Other kinds are accepted as plain events."""
+    """Every event kind the unit writes; the sealer refuses any other. The verifier has a rule
+    for some of them; a kind it has no rule for (this one's or another writer's) is a plain
+    event to it."""
 
     BOOT = "boot"
     SHUTDOWN = "shutdown"
     PROVISIONED = "provisioned"
+    BUFFERING = "buffering"
+    FAULT = "fault"
+    FAULT_CLEARED = "fault_cleared"
+    DAEMON_RESTART = "daemon_restart"
+    LOW_BATTERY = "low_battery"
+    STORAGE_FULL = "storage_full"
+    CLOCK_STEP = "clock_step"
+    FIRMWARE_INSTALL = "firmware_install"
+    FIRMWARE_COMMIT = "firmware_commit"
+    FIRMWARE_ROLLBACK = "firmware_rollback"
     RECORD_START = "record_start"
     RECORD_STOP = "record_stop"
     MARKER = "marker"
@@ -49,211 +86,185 @@ class EventKind(StrEnum):
     TIMESTAMP_FAILED = "timestamp_failed"
 
 
-UNIT = "unit"
-EVENT = "event"
-
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-"""Recording ids the recorder writes (hex/uuid-like); anything else is refused before it can name
-a file: no dots, slashes or case-folding tricks, so one id gives exactly one export file name."""
-
-_COMMON: dict[str, type] = {
-    "format": str,
-    "seq": int,
-    "prev": str,
-    "type": str,
-    "device": str,
-    "key": str,
-    "boot": str,
-    "mono_us": int,
-    "utc_us": int,
-    "utc_source": str,
-}
-_UNIT: dict[str, type] = {
-    "recording": str,
-    "segment": int,
-    "unit": int,
-    "first_frame": int,
-    "frame_count": int,
-    "start_pts_us": int,
-    "end_pts_us": int,
-    "start_utc_us": int,
-    "final": bool,
-    "pre_event": bool,
-    "audio": bool,
-    "extra": dict,
-    "payload": dict,
-    "recipients": list,
-}
+# ---------------------------------------------------------------------- typed records
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name}")
+_KNOWN_KINDS = frozenset(k.value for k in EventKind)
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"number {text[:20]} overflows a double")
-    return value
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k[:40]!r}")
-        out[k] = v
-    return out
-
-
-def _check_strings(value: Any) -> None:
-    """Refuse lone surrogates anywhere (keys and values): they cannot be re-encoded as UTF-8, so
-    the canonical-form check, a JSON report and an export file would all crash on them."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            try:
-                v.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise ValueError("string holds a lone surrogate") from exc
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-
-
-def decode_json(data: bytes, path: str) -> dict[str, Any]:
-    """A JSON object from ``data``, strictly; ``IntegrityError`` naming ``path`` otherwise."""
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise IntegrityError(
-            f"manifest is {len(data)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
-            path=path,
-            code=Code.MANIFEST_TOO_LARGE,
-        )
-    try:
-        obj = json.loads(
-            data.decode("utf-8"),
-            parse_constant=_refuse_constant,
-            parse_float=_finite_float,
-            object_pairs_hook=_no_duplicates,
-        )
-        _check_strings(obj)
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers UnicodeDecodeError and JSONDecodeError; RecursionError: hostile depth.
-        raise IntegrityError(
-            f"manifest is not strict JSON ({str(exc)[:80]})", path=path, code=Code.MANIFEST_INVALID
-        ) from exc
-    if not isinstance(obj, dict):
-        raise IntegrityError("manifest is not a JSON object", path=path, code=Code.MANIFEST_INVALID)
-    return obj
-
-
-def _typed(
-    m: Mapping[str, Any], schema: Mapping[str, type], what: str, path: str, code: Code
-) -> None:
-    for k, t in schema.items():
-        v = m.get(k)
-        if not isinstance(v, t) or (t is int and isinstance(v, bool)):
-            raise IntegrityError(
-                f"{what} field {k!r} missing or of the wrong type", path=path, code=code
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    """One decoded, schema-checked manifest. ``fields`` is the raw object (already checked)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryHeader:
+    """What every entry of the chain carries: its place, its signer and when it was sealed."""
 
     seq: int
-    type: str
-    key: str
+    prev: str
     device: str
+    key: str
     boot: str
-    fields: dict[str, Any]
+    mono_us: int
+    utc_us: int
+    utc_source: str
 
-    @property
-    def kind(self) -> str | None:
-        k = self.fields.get("kind")
-        return k if isinstance(k, str) else None
-
-    @property
-    def event_fields(self) -> dict[str, Any]:
-        f = self.fields.get("fields")
-        return f if isinstance(f, dict) else {}
-
-    def is_event(self, kind: str) -> bool:
-        return self.type == EVENT and self.kind == kind
-
-    def __getitem__(self, key: str) -> Any:
-        return self.fields[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.fields.get(key, default)
-
-
-def parse_manifest(data: bytes, path: str) -> Manifest:
-    """Decode and schema-check one manifest (not its signature, seq or place in the chain)."""
-    m = decode_json(data, path)
-    if m.get("format") != FORMAT:
-        raise IntegrityError(
-            f"unknown format marker {str(m.get('format'))[:40]!r}",
-            path=path,
-            code=Code.FORMAT_UNKNOWN,
-        )
-    _typed(m, _COMMON, "manifest", path, Code.MANIFEST_INVALID)
-    if not _HEX64.match(m["key"]):
-        raise IntegrityError(
-            "manifest field 'key' is not a SHA-256 fingerprint",
-            path=path,
-            code=Code.MANIFEST_INVALID,
-        )
-    return Manifest(m["seq"], m["type"], m["key"], m["device"], m["boot"], m)
-
-
-def check_unit(m: Manifest, path: str) -> None:
-    """The unit-specific schema: payload description, recipients, a valid recording id."""
-    _typed(m.fields, _UNIT, "unit", path, Code.UNIT_MALFORMED)
-    if not RECORDING_ID.match(m["recording"]):
-        raise IntegrityError(
-            f"recording id {m['recording'][:40]!r} is not a valid id",
-            path=path,
-            code=Code.RECORDING_ID_INVALID,
-        )
-    p = m["payload"]
-    size = p.get("size")
-    if (
-        p.get("file") != entry_name(m.seq, "bin")
-        or not isinstance(size, int)
-        or isinstance(size, bool)
-        or size < 0
-        or not isinstance(p.get("sha256"), str)
-        or not _HEX64.match(p["sha256"])
-        or p.get("cipher") != CIPHER
-        or p.get("aad") != AAD_NAME
-        or not isinstance(p.get("nonce"), str)
-        or len(p["nonce"]) != NONCE_LEN * 2
-    ):
-        raise IntegrityError(
-            "unit payload description is malformed", path=path, code=Code.UNIT_MALFORMED
-        )
-    if not m["recipients"] or not all(
-        isinstance(r, dict) and isinstance(r.get("fingerprint"), str) for r in m["recipients"]
-    ):
-        raise IntegrityError(
-            "unit has no well-formed recipient", path=path, code=Code.UNIT_MALFORMED
+    @classmethod
+    def from_manifest(cls, m: Manifest) -> EntryHeader:
+        f = m.fields
+        return cls(
+            seq=m.seq,
+            prev=f["prev"],
+            device=m.device,
+            key=m.key,
+            boot=m.boot,
+            mono_us=f["mono_us"],
+            utc_us=f["utc_us"],
+            utc_source=f["utc_source"],
         )
 
+    def to_dict(self, entry_type: str) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "seq": self.seq,
+            "prev": self.prev,
+            "type": entry_type,
+            "device": self.device,
+            "key": self.key,
+            "boot": self.boot,
+            "mono_us": self.mono_us,
+            "utc_us": self.utc_us,
+            "utc_source": self.utc_source,
+        }
 
-def check_event(m: Manifest, path: str) -> None:
-    """The event-specific schema: a kind and a fields object; a recording id, if named, is valid."""
-    if not isinstance(m.get("kind"), str) or not isinstance(m.get("fields"), dict):
-        raise IntegrityError("event without kind or fields", path=path, code=Code.EVENT_MALFORMED)
-    rec = m.event_fields.get("recording")
-    if isinstance(rec, str) and not RECORDING_ID.match(rec):
-        raise IntegrityError(
-            f"recording id {rec[:40]!r} is not a valid id",
-            path=path,
-            code=Code.RECORDING_ID_INVALID,
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventManifest:
+    """A signed event: a kind and its fields. ``kind`` read from a store may be one this build
+    does not know (a plain event); writing one is refused."""
+
+    header: EntryHeader
+    kind: str
+    fields: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.header.to_dict(EVENT), "kind": self.kind, "fields": dict(self.fields)}
+
+    def to_bytes(self) -> bytes:
+        """The canonical manifest bytes, read back by the verifier's rules first."""
+        check_writable_kind(self.kind)
+        return _written(self.to_dict(), f"event {self.kind!r}", check_event)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path: str) -> EventManifest:
+        record = read_record(data, path)
+        if not isinstance(record, EventManifest):
+            raise IntegrityError("not an event", path=path, code=Code.EVENT_MALFORMED)
+        return record
+
+    @classmethod
+    def from_manifest(cls, m: Manifest) -> EventManifest:
+        """From an already checked ``Manifest`` (``check_event``)."""
+        return cls(header=EntryHeader.from_manifest(m), kind=m["kind"], fields=m["fields"])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnitManifest:
+    """A sealed unit: where it sits in its recording, its payload and the wrapped content key."""
+
+    header: EntryHeader
+    recording: str
+    segment: int
+    unit: int
+    first_frame: int
+    frame_count: int
+    start_pts_us: int
+    end_pts_us: int
+    start_utc_us: int
+    start_utc_source: str
+    final: bool
+    pre_event: bool
+    audio: bool
+    gnss: Mapping[str, Any] | None
+    extra: Mapping[str, Any]
+    payload: Mapping[str, Any]
+    """``file``, ``size``, ``sha256``, ``cipher``, ``nonce`` (hex), ``aad`` (see check_unit)."""
+    recipients: tuple[Mapping[str, str], ...]
+    """``fingerprint``, ``suite`` and ``enc_and_ct`` (base64) of each agency recipient."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.header.to_dict(UNIT),
+            "recording": self.recording,
+            "segment": self.segment,
+            "unit": self.unit,
+            "first_frame": self.first_frame,
+            "frame_count": self.frame_count,
+            "start_pts_us": self.start_pts_us,
+            "end_pts_us": self.end_pts_us,
+            "start_utc_us": self.start_utc_us,
+            "start_utc_source": self.start_utc_source,
+            "final": self.final,
+            "pre_event": self.pre_event,
+            "audio": self.audio,
+            "gnss": dict(self.gnss) if self.gnss is not None else None,
+            "extra": dict(self.extra),
+            "payload": dict(self.payload),
+            "recipients": [dict(r) for r in self.recipients],
+        }
+
+    def to_bytes(self) -> bytes:
+        """The canonical manifest bytes, read back by the verifier's rules first."""
+        return _written(self.to_dict(), f"unit of recording {self.recording!r}", check_unit)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path: str) -> UnitManifest:
+        record = read_record(data, path)
+        if not isinstance(record, UnitManifest):
+            raise IntegrityError("not a unit", path=path, code=Code.UNIT_MALFORMED)
+        return record
+
+    @classmethod
+    def from_manifest(cls, m: Manifest) -> UnitManifest:
+        """From an already checked ``Manifest`` (``check_unit``)."""
+        f = m.fields
+        return cls(
+            header=EntryHeader.from_manifest(m),
+            **{k: f[k] for k in UNIT_FIELDS if k != "recipients"},
+            gnss=f["gnss"],
+            recipients=tuple(f["recipients"]),
         )
+
+
+def read_record(data: bytes, path: str) -> UnitManifest | EventManifest:
+    """One manifest, strictly decoded and schema-checked, as its typed record (not its
+    signature, seq or place in the chain: ``evidence.verify_chain`` judges those)."""
+    m = parse_manifest(data, path)
+    if m.type == UNIT:
+        check_unit(m, path)
+        return UnitManifest.from_manifest(m)
+    if m.type == EVENT:
+        check_event(m, path)
+        return EventManifest.from_manifest(m)
+    raise IntegrityError(
+        f"unknown entry type {m.type[:40]!r}", path=path, code=Code.ENTRY_TYPE_UNKNOWN
+    )
+
+
+def check_writable_kind(kind: str) -> None:
+    """Refuse an event kind this build does not name: kinds are named once, in ``EventKind``."""
+    if kind not in _KNOWN_KINDS:
+        raise RecordError(
+            f"unknown event kind {kind[:40]!r}: name it in evidence.records.EventKind first",
+            code=Code.EVENT_MALFORMED,
+        )
+
+
+def _written(obj: dict[str, Any], what: str, check: Callable[[Manifest, str], None]) -> bytes:
+    """``obj`` in canonical form, refused (``RecordError``) if the verifier would refuse it."""
+    try:
+        data = canonical_json(obj)
+    except (ValueError, TypeError) as exc:
+        # NaN/Infinity, a lone surrogate (UnicodeEncodeError), a value JSON has no form for.
+        raise RecordError(f"{what} cannot be written as strict JSON: {str(exc)[:120]}") from exc
+    try:
+        check(parse_manifest(data, what), what)
+    except IntegrityError as exc:
+        raise RecordError(f"{what} would not verify: {exc.reason}", code=exc.code) from exc
+    return data

@@ -4,7 +4,7 @@ The sealer calls this once when it opens a store: it finds the chain head, moves
 payloads or signatures without a committed manifest into ``orphans/`` (never deleting anything),
 and describes the recording that was open when power was lost. The caller seals the result as
 ``power_loss_discovered`` (and a ``record_stop`` for the open recording). Manifests are read back
-through the verifier's strict decoder.
+as typed records, by the verifier's strict rules.
 """
 
 from __future__ import annotations
@@ -14,10 +14,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from evidence.format import ORPHANS_DIR, TMP_PREFIX, ZERO_HASH, entry_name, parse_entry_name
-from evidence.records import MAX_MANIFEST_BYTES, decode_json
+from evidence.records import (
+    MAX_MANIFEST_BYTES,
+    EventKind,
+    EventManifest,
+    UnitManifest,
+    read_record,
+)
 from evidence.sealing import JsonValue
 from hal.durable import fsync_dir
 from hal.errors import IntegrityError
@@ -72,7 +77,7 @@ class RecoveryReport:
 class Head:
     seq: int = -1
     hash: str = ZERO_HASH
-    manifest: dict[str, Any] | None = None
+    manifest: UnitManifest | EventManifest | None = None
     key: str | None = None
 
 
@@ -86,13 +91,13 @@ class _OpenScan:
     unit_counts: dict[str, list[int]] = field(default_factory=dict)
 
 
-def _load_manifest(path: Path) -> dict[str, Any] | None:
-    """A manifest read back at boot, through the same strict decoder as the verifier; None if
-    it is unreadable, oversize or not one (recovery then treats it as not sealed cleanly)."""
+def _load_manifest(path: Path) -> UnitManifest | EventManifest | None:
+    """A manifest read back at boot, by the same strict rules as the verifier; None if it is
+    unreadable, oversize or not one (recovery then treats it as not sealed cleanly)."""
     try:
         if path.stat().st_size > MAX_MANIFEST_BYTES:
             return None
-        return decode_json(path.read_bytes(), str(path))
+        return read_record(path.read_bytes(), str(path))
     except (OSError, IntegrityError):
         return None
 
@@ -105,10 +110,8 @@ def find_head(store: Path, names: Sequence[str]) -> Head:
     path = store / entry_name(seq, "json")
     data = path.read_bytes()
     manifest = _load_manifest(path)
-    key = manifest.get("key") if manifest is not None else None
-    return Head(
-        seq, hashlib.sha256(data).hexdigest(), manifest, key if isinstance(key, str) else None
-    )
+    key = manifest.header.key if manifest is not None else None
+    return Head(seq, hashlib.sha256(data).hexdigest(), manifest, key)
 
 
 def move_orphans(store: Path, names: Sequence[str], head_seq: int, boot_id: str) -> list[str]:
@@ -149,13 +152,13 @@ def discover(store: Path, head: Head, orphans: list[str]) -> RecoveryReport | No
         if not orphans:
             return None
         return RecoveryReport(None, None, False, None, tuple(orphans), lost_note=_note(None))
-    clean = m is not None and m.get("type") == "event" and m.get("kind") == "shutdown"
+    clean = isinstance(m, EventManifest) and m.kind == EventKind.SHUTDOWN
     if clean and not orphans:
         return None
-    previous_boot = m.get("boot") if m is not None else None
+    previous_boot = m.header.boot if m is not None else None
     scan = _scan_open_recording(store, head.seq, previous_boot) if not clean else _OpenScan()
     return RecoveryReport(
-        previous_boot=previous_boot if isinstance(previous_boot, str) else None,
+        previous_boot=previous_boot,
         last_seq=head.seq,
         clean_shutdown=clean,
         open_recording=scan.recording,
@@ -175,7 +178,7 @@ def _note(last_seq: int | None) -> str:
     )
 
 
-def _scan_open_recording(store: Path, head_seq: int, boot: object) -> _OpenScan:
+def _scan_open_recording(store: Path, head_seq: int, boot: str | None) -> _OpenScan:
     """Walk back through the previous boot's entries to the nearest record_start/record_stop.
 
     Bounded by the length of the last recording, so boot time does not grow with the store.
@@ -184,22 +187,18 @@ def _scan_open_recording(store: Path, head_seq: int, boot: object) -> _OpenScan:
     last_unit: dict[str, tuple[int, int]] = {}
     for seq in range(head_seq, -1, -1):
         m = _load_manifest(store / entry_name(seq, "json"))
-        if m is None or m.get("boot") != boot:
+        if m is None or m.header.boot != boot:
             break
-        if m.get("type") == "unit":
-            rec = str(m.get("recording"))
+        if isinstance(m, UnitManifest):
+            rec = m.recording
             counts = scan.unit_counts.setdefault(rec, [0, 0])
             counts[0] += 1
-            counts[1] = max(counts[1], int(m.get("segment", 0)) + 1)
+            counts[1] = max(counts[1], m.segment + 1)
             if rec not in last_unit:
-                last_unit[rec] = (
-                    int(m.get("first_frame", 0)) + int(m.get("frame_count", 0)) - 1,
-                    int(m.get("end_pts_us", 0)),
-                )
-        elif m.get("type") == "event" and m.get("kind") in ("record_start", "record_stop"):
-            fields = m.get("fields")
-            rec = str(fields.get("recording")) if isinstance(fields, dict) else ""
-            if m.get("kind") == "record_start":
+                last_unit[rec] = (m.first_frame + m.frame_count - 1, m.end_pts_us)
+        elif m.kind in (EventKind.RECORD_START, EventKind.RECORD_STOP):
+            rec = str(m.fields.get("recording"))
+            if m.kind == EventKind.RECORD_START:
                 scan.recording = rec
                 scan.units, scan.segments = scan.unit_counts.get(rec, [0, 0])
                 if rec in last_unit:

@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -31,15 +30,14 @@ from evidence.format import (
     CIPHER,
     CONTENT_KEY_LEN,
     DEVICE_PUB_NAME,
-    FORMAT,
     NONCE_LEN,
     TMP_PREFIX,
-    canonical_json,
     entry_name,
     hpke_info,
     unit_aad,
 )
 from evidence.keys import AgencyPublicKey
+from evidence.records import EntryHeader, EventManifest, UnitManifest, check_writable_kind
 from evidence.recovery import Head, RecoveryReport, describe, discover, find_head, move_orphans
 from evidence.sealing import JsonValue, UnitMeta
 from hal.durable import fsync_dir, write_atomic, write_atomic_group
@@ -222,14 +220,12 @@ class Sealer:
         reserve_ok: bool = False,
     ) -> int:
         """Seal one event; returns its sequence number. ``reserve_ok`` lets it use the reserve."""
-        if not kind:
-            raise UsageError("an event needs a kind")
+        check_writable_kind(kind)  # before the lock: a bug in the caller, not a full store
         with self._lock:
             seq = self._head.seq + 1
-            manifest = self._common(seq, "event", mono_us, utc_us)
-            manifest["kind"] = kind
-            manifest["fields"] = dict(fields)
-            data = canonical_json(manifest)
+            data = EventManifest(
+                header=self._header(seq, mono_us, utc_us), kind=kind, fields=fields
+            ).to_bytes()
             sig = self._key.sign(data)
             self._check_space(self._cost(len(data), len(sig)), reserve_ok=reserve_ok)
             self._commit(seq, data, sig, None)
@@ -239,7 +235,7 @@ class Sealer:
         """Encrypt, sign and durably store one unit; returns its sequence number."""
         with self._lock:
             seq = self._head.seq + 1
-            manifest = self._common(seq, "unit", mono_us, utc_us)
+            header = self._header(seq, mono_us, utc_us)
             aad = unit_aad(
                 device=self._device_id,
                 key=self._fingerprint,
@@ -252,43 +248,41 @@ class Sealer:
             nonce = self._rng(NONCE_LEN)
             ciphertext = self._encrypt(content_key, nonce, payload, aad)
             info = hpke_info(aad)
-            recipients = [
+            recipients = tuple(
                 {
                     "fingerprint": r.fingerprint,
                     "suite": r.suite,
                     "enc_and_ct": base64.b64encode(r.wrap(content_key, info)).decode("ascii"),
                 }
                 for r in self._recipients
-            ]
-            del content_key
-            manifest.update(
-                {
-                    "recording": meta.recording_id,
-                    "segment": meta.segment,
-                    "unit": meta.unit,
-                    "first_frame": meta.first_frame,
-                    "frame_count": meta.frame_count,
-                    "start_pts_us": meta.start_pts_us,
-                    "end_pts_us": meta.end_pts_us,
-                    "start_utc_us": meta.start_utc_us,
-                    "start_utc_source": meta.utc_source,
-                    "final": meta.final,
-                    "pre_event": meta.pre_event,
-                    "audio": meta.audio,
-                    "gnss": dict(meta.gnss) if meta.gnss is not None else None,
-                    "extra": dict(meta.extra),
-                    "payload": {
-                        "file": entry_name(seq, "bin"),
-                        "size": len(ciphertext),
-                        "sha256": hashlib.sha256(ciphertext).hexdigest(),
-                        "cipher": CIPHER,
-                        "nonce": nonce.hex(),
-                        "aad": AAD_NAME,
-                    },
-                    "recipients": recipients,
-                }
             )
-            data = canonical_json(manifest)
+            del content_key
+            data = UnitManifest(
+                header=header,
+                recording=meta.recording_id,
+                segment=meta.segment,
+                unit=meta.unit,
+                first_frame=meta.first_frame,
+                frame_count=meta.frame_count,
+                start_pts_us=meta.start_pts_us,
+                end_pts_us=meta.end_pts_us,
+                start_utc_us=meta.start_utc_us,
+                start_utc_source=meta.utc_source,
+                final=meta.final,
+                pre_event=meta.pre_event,
+                audio=meta.audio,
+                gnss=meta.gnss,
+                extra=meta.extra,
+                payload={
+                    "file": entry_name(seq, "bin"),
+                    "size": len(ciphertext),
+                    "sha256": hashlib.sha256(ciphertext).hexdigest(),
+                    "cipher": CIPHER,
+                    "nonce": nonce.hex(),
+                    "aad": AAD_NAME,
+                },
+                recipients=recipients,
+            ).to_bytes()
             sig = self._key.sign(data)
             self._check_space(self._cost(len(ciphertext), len(data), len(sig)), reserve_ok=False)
             self._commit(seq, data, sig, ciphertext)
@@ -306,20 +300,18 @@ class Sealer:
         AESGCM(content_key).encrypt_into(nonce, payload, aad, out)
         return out
 
-    def _common(self, seq: int, kind: str, mono_us: int, utc_us: int) -> dict[str, Any]:
+    def _header(self, seq: int, mono_us: int, utc_us: int) -> EntryHeader:
         source = self._utc_source() if callable(self._utc_source) else self._utc_source
-        return {
-            "format": FORMAT,
-            "seq": seq,
-            "prev": self._head.hash,
-            "type": kind,
-            "device": self._device_id,
-            "key": self._fingerprint,
-            "boot": self._boot_id,
-            "mono_us": int(mono_us),
-            "utc_us": int(utc_us),
-            "utc_source": str(source),
-        }
+        return EntryHeader(
+            seq=seq,
+            prev=self._head.hash,
+            device=self._device_id,
+            key=self._fingerprint,
+            boot=self._boot_id,
+            mono_us=int(mono_us),
+            utc_us=int(utc_us),
+            utc_source=str(source),
+        )
 
     def _check_space(self, needed: int, *, reserve_ok: bool) -> None:
         available = self._raw_free() if reserve_ok else self.free_bytes()

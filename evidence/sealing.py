@@ -12,8 +12,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hal.errors import BwcError
+
 JsonValue = Any
 """A value ``json.dumps`` accepts: None, bool, int, float, str, list or dict of these."""
+
+
+class RecordError(BwcError, ValueError):
+    """A manifest the sealer was asked to write breaks the rules the verifier reads it by.
+
+    Raised before anything is signed or written; names the field. It means a bug in the caller
+    (a new event kind not added to ``EventKind``, a non-finite number), never bad recorded data.
+    """
+
+    def __init__(self, reason: str, *, code: str | None = None) -> None:
+        self.reason = reason
+        self.code = code
+        super().__init__(reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +62,9 @@ class EvidenceSink(Protocol):
 
     Both methods are synchronous and durable: when they return, the entry is on stable storage
     (temp file, fsync, rename, fsync of the directory). Both raise ``StorageFullError`` when the
-    write would eat into the reserve, before writing anything.
+    write would eat into the reserve, and ``RecordError`` when the entry would not verify (an
+    event kind not in ``evidence.records.EventKind``, a non-finite number), before writing
+    anything.
     """
 
     def event(

@@ -34,14 +34,15 @@ from rfc3161_client import (
 )
 
 from evidence.format import entry_name
+from evidence.records import EventKind
 from evidence.sealing import JsonValue
 from hal.errors import BwcError, IntegrityError, UsageError
 from hal.protocols import Clock
 
 log = logging.getLogger(__name__)
 
-TOKEN_KIND = "timestamp_token"  # noqa: S105  (an event kind, not a secret)
-FAILED_KIND = "timestamp_failed"
+TOKEN_KIND: str = EventKind.TIMESTAMP_TOKEN.value
+FAILED_KIND: str = EventKind.TIMESTAMP_FAILED.value
 HASH_ALG = "sha256"
 SHA256_OID = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
 SHA512_OID = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.3")

@@ -7,16 +7,21 @@ nothing but the evidence manifests handed to ``last_firmware_event``.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evidence.records import MAX_MANIFEST_BYTES, EventKind, EventManifest
 from firmware.health import BootPlan, Outcome
+from hal.errors import IntegrityError
 
-FIRMWARE_EVENT_KINDS = ("firmware_install", "firmware_commit", "firmware_rollback")
+FIRMWARE_EVENT_KINDS = (
+    EventKind.FIRMWARE_INSTALL,
+    EventKind.FIRMWARE_COMMIT,
+    EventKind.FIRMWARE_ROLLBACK,
+)
 
 
 def boot_lines(plan: BootPlan, outcome: Outcome | None) -> list[str]:
@@ -90,16 +95,15 @@ def last_firmware_event(evidence_dir: Path) -> FirmwareEvent | None:
     except OSError:
         return None
     for name in names:
+        path = evidence_dir / name
         try:
-            manifest = json.loads((evidence_dir / name).read_bytes())
-        except (OSError, ValueError):
-            continue
-        if isinstance(manifest, dict) and manifest.get("kind") in FIRMWARE_EVENT_KINDS:
-            fields = manifest.get("fields")
+            if path.stat().st_size > MAX_MANIFEST_BYTES:
+                continue
+            record = EventManifest.from_bytes(path.read_bytes(), str(path))
+        except (OSError, IntegrityError):
+            continue  # a unit, or not a manifest the verifier would accept
+        if record.kind in FIRMWARE_EVENT_KINDS:
             return FirmwareEvent(
-                int(manifest.get("seq", -1)),
-                str(manifest["kind"]),
-                int(manifest.get("utc_us", 0)),
-                fields if isinstance(fields, dict) else {},
+                record.header.seq, record.kind, record.header.utc_us, dict(record.fields)
             )
     return None

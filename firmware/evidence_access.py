@@ -100,13 +100,11 @@ def record_recovery(sealer: Sealer, clock: Clock) -> None:
     if recovery is None:
         return
     mono_us, utc_us = clock.monotonic_us(), clock.utc_us()
-    entries: list[tuple[str, dict[str, object]]] = []
+    fields = recovery.event_fields()
     if recovery.clean_shutdown:
-        entries.append(("leftovers_moved", recovery.event_fields()))
-    else:
-        entries.append(("power_loss_discovered", recovery.event_fields()))
-        stop = recovery.stop_fields()
-        if stop is not None:
-            entries.append(("record_stop", stop))
-    for kind, fields in entries:
-        sealer.event(kind, fields, mono_us=mono_us, utc_us=utc_us, reserve_ok=True)
+        sealer.event("leftovers_moved", fields, mono_us=mono_us, utc_us=utc_us, reserve_ok=True)
+        return
+    sealer.event("power_loss_discovered", fields, mono_us=mono_us, utc_us=utc_us, reserve_ok=True)
+    stop = recovery.stop_fields()
+    if stop is not None:
+        sealer.event("record_stop", stop, mono_us=mono_us, utc_us=utc_us, reserve_ok=True)

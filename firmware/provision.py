@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from evidence.keys import AgencyPublicKey, parse_agency_public, public_key_blocks
-from evidence.records import MAX_MANIFEST_BYTES, EventKind, decode_json
+from evidence.records import MAX_MANIFEST_BYTES, EventKind, read_record
 from evidence.sealing import JsonValue
 from firmware.backends import firmware_backends
 from firmware.bundle import CHANNEL_LABEL, CHANNELS
@@ -178,7 +178,7 @@ def _chain_head(store: Path) -> tuple[int, str, str | None]:
     path = store / scan.entries[-1].manifest
     data = path.read_bytes() if path.stat().st_size <= MAX_MANIFEST_BYTES else b""
     try:
-        device = decode_json(data, str(path)).get("device")
+        device: str | None = read_record(data, str(path)).header.device
     except IntegrityError:
         device = None
     return (

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from evidence.format import ORPHANS_DIR, TMP_PREFIX, parse_entry_name
-from evidence.records import MAX_MANIFEST_BYTES, decode_json
+from evidence.records import MAX_MANIFEST_BYTES, read_record
 from evidence.sealing import JsonValue
 from hal.durable import fsync_dir
 from hal.errors import IntegrityError
@@ -65,6 +65,10 @@ log = logging.getLogger(__name__)
 US_PER_DAY = 86_400 * 1_000_000
 RECEIPT_BATCH_FILES = 200
 """Most files named by one ``offload_receipt`` event (keeps each manifest well under 100 kB)."""
+EVENT_BATCH_FILES = 1000
+"""Most files named by one ``offload_freed`` or ``offload_mismatch`` event: after a long spell
+without freeing, one round may free a whole shift, and a manifest over the records' size limit
+would be refused by the sealer (nothing freed, every round)."""
 
 
 class ReceiptSink(Protocol):
@@ -176,10 +180,10 @@ def scan_store(store_dir: Path) -> StoreScan:
                 # Size first: a planted huge manifest is never read whole (records' limit).
                 if item.stat().st_size > MAX_MANIFEST_BYTES:
                     raise IntegrityError("manifest over the size limit", path=item.path)
-                manifest = decode_json(Path(item.path).read_bytes(), item.path)
+                manifest = read_record(Path(item.path).read_bytes(), item.path).to_dict()
             except (OSError, IntegrityError):
                 manifest = {}  # still sent as-is: the verifier, not the offload, judges it
-            entries.append(parse_entry(seq, manifest if isinstance(manifest, dict) else {}))
+            entries.append(parse_entry(seq, manifest))
     orphans = store_dir / ORPHANS_DIR
     if orphans.is_dir():
         extra += sorted(
@@ -387,17 +391,18 @@ class _Round:
         # event and the unlink) need no second event: the chain already explains them.
         leftover = [p for p in good if p in self.state.freed]
         fresh = [p for p in good if p not in self.state.freed]
-        if fresh:
+        for i in range(0, len(fresh), EVENT_BATCH_FILES):
+            chunk = fresh[i : i + EVENT_BATCH_FILES]
             self.seqs_written.append(
                 self.sink.event(
                     FREED_KIND,
-                    {"target": self.target.url, "files": list(fresh)},
+                    {"target": self.target.url, "files": list(chunk)},
                     mono_us=self.clock.monotonic_us(),
                     utc_us=self.clock.utc_us(),
                     reserve_ok=True,
                 )
             )
-            self.state.freed.update(fresh)
+            self.state.freed.update(chunk)
         for name in [*leftover, *fresh]:
             path = self.store_dir / name
             try:
@@ -442,22 +447,23 @@ class _Round:
                 log.warning("not freeing %s or later payloads: %s", name, exc)
                 break
             good.append(name)
-        if bad:
+        for i in range(0, len(bad), EVENT_BATCH_FILES):
+            chunk = bad[i : i + EVENT_BATCH_FILES]
             self.seqs_written.append(
                 self.sink.event(
                     MISMATCH_KIND,
                     {
                         "target": self.target.url,
-                        "files": [{"file": n, "reason": why} for n, why in bad],
+                        "files": [{"file": n, "reason": why} for n, why in chunk],
                     },
                     mono_us=self.clock.monotonic_us(),
                     utc_us=self.clock.utc_us(),
                     reserve_ok=True,
                 )
             )
-            for name, _why in bad:
+            for name, _why in chunk:
                 self.confirmed.pop(name, None)
-            self.result.mismatched += bad
+            self.result.mismatched += chunk
         return good
 
     # ------------------------------------------------------------------ the round

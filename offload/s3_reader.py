@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from evidence.format import DEVICE_PUB_NAME, parse_entry_name
-from evidence.records import MAX_MANIFEST_BYTES, decode_json
+from evidence.records import MAX_MANIFEST_BYTES, EventManifest, read_record
 from hal.errors import IntegrityError, UsageError
 from offload.plan import RECEIPT_KIND
 from offload.targets import S3_FAILURES, S3Settings, client_error_code, parse_s3_url
@@ -89,13 +89,12 @@ class S3StoreReader:
             if parsed is None or parsed[1] != "json" or self._names[name] > MAX_MANIFEST_BYTES:
                 continue
             try:
-                manifest = decode_json(self.read(name), self.describe(name))
+                record = read_record(self.read(name), self.describe(name))
             except IntegrityError:
                 continue  # the verifier reports it when it reads the same object
-            if not isinstance(manifest, dict) or manifest.get("kind") != RECEIPT_KIND:
+            if not isinstance(record, EventManifest) or record.kind != RECEIPT_KIND:
                 continue
-            fields = manifest.get("fields")
-            rows = fields.get("files") if isinstance(fields, dict) else None
+            rows = record.fields.get("files")
             for row in rows if isinstance(rows, list) else []:
                 detail = row.get("receipt") if isinstance(row, dict) else None
                 version = detail.get("version_id") if isinstance(detail, dict) else None

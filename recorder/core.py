@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from evidence.sealing import EvidenceSink, JsonValue, UnitMeta
+from evidence.sealing import EvidenceSink, JsonValue, RecordError, UnitMeta
 from hal.errors import StorageFullError
 from hal.protocols import Battery, Clock, Gnss
 from hal.types import AudioChunk, ClockSource, EncodedFrame, GnssFix
@@ -737,7 +737,9 @@ class Recorder:
         """Seal one event. Events may use the storage reserve (units may not).
 
         A store that refuses even that is logged, counted and otherwise ignored unless ``strict``:
-        a handler must not die half-way because a marker could not be written.
+        a handler must not die half-way because a marker could not be written. So is an event
+        the sealer refuses to write (``RecordError``: fields the verifier would refuse), which
+        a bug could cause; tests/unit/test_event_kinds.py keeps the kinds themselves right.
         """
         try:
             return self._evidence.event(
@@ -747,7 +749,7 @@ class Recorder:
                 utc_us=self._clock.utc_us(),
                 reserve_ok=reserve_ok,
             )
-        except OSError as exc:
+        except (OSError, RecordError) as exc:
             if strict:
                 raise
             self.events_lost += 1

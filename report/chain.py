@@ -9,27 +9,29 @@ here has passed the chain and signature checks; this module only selects and wor
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from evidence.format import entry_name
+from evidence.records import EventKind, EventManifest, UnitManifest, read_record
 from evidence.store import StoreReader
+from hal.errors import IntegrityError
 from report.clock_text import iso_utc
 
 # Event kinds that concern the whole unit, shown when they happen while the recording runs.
-_DURING = {
-    "low_battery": ("Low battery", "battery"),
-    "clock_step": ("Clock corrected", "clock"),
-    "storage_full": ("Storage full", "storage"),
-    "daemon_restart": ("Recorder restarted", "restart"),
-    "firmware_commit": ("Firmware committed", "firmware"),
-    "firmware_rollback": ("Firmware rolled back", "firmware"),
-    "frame_gap": ("Frames not captured (signed)", "gap"),
+_DURING: dict[str, tuple[str, str]] = {
+    EventKind.LOW_BATTERY: ("Low battery", "battery"),
+    EventKind.CLOCK_STEP: ("Clock corrected", "clock"),
+    EventKind.STORAGE_FULL: ("Storage full", "storage"),
+    EventKind.DAEMON_RESTART: ("Recorder restarted", "restart"),
+    EventKind.FIRMWARE_COMMIT: ("Firmware committed", "firmware"),
+    EventKind.FIRMWARE_ROLLBACK: ("Firmware rolled back", "firmware"),
+    EventKind.FRAME_GAP: ("Frames not captured (signed)", "gap"),
 }
-RECEIPT_KIND = "offload_receipt"
-FREED_KIND = "offload_freed"
-LOSS_KIND = "power_loss_discovered"
+RECEIPT_KIND = EventKind.OFFLOAD_RECEIPT
+FREED_KIND = EventKind.OFFLOAD_FREED
+LOSS_KIND = EventKind.POWER_LOSS_DISCOVERED
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,12 @@ class EventEntries:
 
     def __init__(self, store: StoreReader) -> None:
         self._store = store
-        self._seen: dict[int, dict[str, Any] | None] = {}
+        self._seen: dict[int, EventManifest | None] = {}
 
-    def get(self, seq: int) -> dict[str, Any] | None:
+    def get(self, seq: int) -> EventManifest | None:
         if seq not in self._seen:
             m = _read(self._store, seq)
-            self._seen[seq] = m if m is not None and m.get("type") == "event" else None
+            self._seen[seq] = m if isinstance(m, EventManifest) else None
         return self._seen[seq]
 
 
@@ -74,7 +76,7 @@ def recording_events(
     entries = store if isinstance(store, EventEntries) else EventEntries(store)
     out: list[ChainEvent] = []
     boot = entries.get(boot_seq) if boot_seq is not None else None
-    if boot is not None and boot.get("kind") == "boot":
+    if boot is not None and boot.kind == EventKind.BOOT:
         out.append(_boot_event(boot_seq or 0, boot))
     files = _unit_files(units)
     first_seq, last_seq = units[0]["seq"], units[-1]["seq"]
@@ -82,7 +84,7 @@ def recording_events(
         m = entries.get(seq)
         if m is None:
             continue
-        kind, fields, utc = m.get("kind"), m.get("fields") or {}, int(m.get("utc_us") or 0)
+        kind, fields, utc = m.kind, m.fields, m.header.utc_us
         during = seq <= last_seq
         rec = fields.get("recording")
         if during and kind in _DURING and rec in (None, recording):
@@ -135,15 +137,15 @@ def _unit_files(units: list[dict[str, Any]]) -> set[str]:
     return names
 
 
-def _boot_event(seq: int, m: dict[str, Any]) -> ChainEvent:
-    f = m.get("fields") or {}
+def _boot_event(seq: int, m: EventManifest) -> ChainEvent:
+    f = m.fields
     parts = [f"firmware {f.get('firmware_version') or 'not recorded'}"]
     if f.get("slot"):
         parts.append(f"slot {f['slot']}" + (" (trying a new firmware)" if f.get("tryboot") else ""))
-    parts.append(f"clock from {f.get('clock_source') or m.get('utc_source') or 'unknown'}")
+    parts.append(f"clock from {f.get('clock_source') or m.header.utc_source or 'unknown'}")
     return ChainEvent(
         seq,
-        int(m.get("utc_us") or 0),
+        m.header.utc_us,
         "boot",
         "Unit started",
         "; ".join(parts) + f" (entry {seq}).",
@@ -158,7 +160,7 @@ def _file_name(item: object) -> str:
     return str(item)
 
 
-def _during_detail(kind: str, fields: dict[str, Any]) -> str:
+def _during_detail(kind: str, fields: Mapping[str, Any]) -> str:
     if kind == "low_battery" and isinstance(fields.get("level_pct"), int | float):
         return f"Battery at {fields['level_pct']:.0f} %."
     if kind == "clock_step":
@@ -173,9 +175,11 @@ def _during_detail(kind: str, fields: dict[str, Any]) -> str:
     return ""
 
 
-def _read(store: StoreReader, seq: int) -> dict[str, Any] | None:
+def _read(store: StoreReader, seq: int) -> UnitManifest | EventManifest | None:
+    """The typed record of entry ``seq``, through the verifier's strict reading; None if it is
+    unreadable (an entry the verifier accepted is readable; a race with a writer is not ours)."""
     try:
-        m = json.loads(store.read(entry_name(seq, "json")))
-    except (OSError, ValueError):
-        return None  # an entry the verifier accepted is readable; a race with a writer is not ours
-    return m if isinstance(m, dict) else None
+        name = entry_name(seq, "json")
+        return read_record(store.read(name), name)
+    except (OSError, ValueError, IntegrityError):
+        return None

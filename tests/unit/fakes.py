@@ -12,6 +12,7 @@ from typing import Any
 import av
 import numpy as np
 
+from evidence.records import check_writable_kind
 from evidence.sealing import JsonValue, UnitMeta
 from hal.errors import StorageFullError
 from hal.types import OFF, ClockSource, EncodedFrame, Pattern
@@ -55,6 +56,7 @@ class FakeEvidence:
     reserve: int = 0
     entries: list[tuple[str, Any]] = field(default_factory=list)
     unit_error: OSError | None = None  # raised by seal_unit while set (an I/O failure)
+    event_error: Exception | None = None  # raised by event while set (a refused write)
 
     def event(
         self,
@@ -65,6 +67,9 @@ class FakeEvidence:
         utc_us: int,
         reserve_ok: bool = False,
     ) -> int:
+        check_writable_kind(kind)  # as the real sealer: a kind not in EventKind is a bug
+        if self.event_error is not None:
+            raise self.event_error
         if self.free < (-self.reserve if reserve_ok else 0) + 100:
             raise StorageFullError("full")
         self.free -= 100

@@ -9,6 +9,7 @@ from typing import Any
 import av
 import pytest
 
+from evidence.sealing import RecordError
 from hal.types import BatteryStatus, ClockSource, FixQuality, GnssFix
 from recorder.config import Profile, parse_profile
 from recorder.core import Recorder
@@ -390,6 +391,22 @@ def test_full_store_refusing_even_events_does_not_break_handlers() -> None:
     u.run_until(6.0)
     assert u.state() is State.FAULT
     assert u.recorder.events_lost >= 1
+
+
+def test_an_event_the_sealer_refuses_is_logged_and_the_recording_goes_on() -> None:
+    u = Unit(make_profile(pre_event_s=1.0))
+    u.run_until(2.0)
+    u.double_press(2.0)
+    u.run_until(3.0)
+    u.evidence.event_error = RecordError("event 'marker' would not verify: test")
+    u.press("function", 3.5)  # a bug in a marker's fields must not cost the recording
+    u.run_until(4.5)
+    u.evidence.event_error = None
+    sealed = len(u.evidence.units())
+    u.run_until(7.0)
+    assert u.recorder.events_lost >= 1
+    assert u.state() is State.RECORDING
+    assert len(u.evidence.units()) > sealed
 
 
 def test_press_on_a_nearly_full_store_is_refused_before_record_start() -> None:

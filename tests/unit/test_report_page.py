@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import os
 import re
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Any
 import pytest
 
 from evidence.format import entry_name
+from evidence.sealer import Sealer
+from evidence.sealing import UnitMeta
 from evidence.store import DirectoryStoreReader
 from hal.errors import UsageError
 from report.chain import recording_events
@@ -24,6 +25,7 @@ from report.render import _write_exclusive, _write_new, render_html
 from report.thumbnails import Thumbnail, Wanted, interval_for, render_thumbnails, wanted_frames
 from report.timeline import PLOT_X0, PLOT_X1, build_events, build_timeline
 from report.track import build_track
+from tests.vectors.evidence_store import fixed_device_key, write_agency_pair
 
 T0 = 1_767_258_000_000_000  # 2026-01-01T09:00:00Z
 FPS = 10
@@ -199,16 +201,20 @@ def test_a_recording_without_video_still_renders() -> None:
 def test_chain_events_of_a_recording_are_selected_and_worded(tmp_path: Path) -> None:
     """Events of the unit while it recorded, its power-loss discovery and the receipts and frees
     that name its files; another recording's events and unrelated receipts are left out."""
-    entries: list[dict[str, Any]] = []
+    # Real signed entries: the report reads them as the verifier does, strictly.
+    agency, _ = write_agency_pair(tmp_path / "agency", 7)
+    store = tmp_path / "store"
+    sealer = Sealer.open(store, fixed_device_key(1), [agency], "dev-1", "ab" * 16, "rtc")
+    units: list[dict[str, Any]] = []
 
     def event(kind: str, utc_s: float, **fields: Any) -> None:
-        entries.append({"type": "event", "kind": kind, "utc_us": T0 + int(utc_s * 1e6),
-                        "fields": fields})  # fmt: skip
+        sealer.event(kind, fields, mono_us=0, utc_us=T0 + int(utc_s * 1e6))
 
     def unit(utc_s: float) -> None:
-        seq = len(entries)
-        entries.append({"type": "unit", "seq": seq, "utc_us": T0 + int(utc_s * 1e6),
-                        "payload": {"file": entry_name(seq, "bin")}})  # fmt: skip
+        utc = T0 + int(utc_s * 1e6)
+        meta = UnitMeta("r1", 0, len(units), 0, 1, 0, 1, utc, "rtc")
+        seq = sealer.seal_unit(b"ts", meta, mono_us=0, utc_us=utc)
+        units.append({"seq": seq, "payload": {"file": entry_name(seq, "bin")}})
 
     event("record_start", 0, recording="r1")
     unit(1)
@@ -223,11 +229,9 @@ def test_chain_events_of_a_recording_are_selected_and_worded(tmp_path: Path) -> 
           {"file": entry_name(5, "json")}, {"file": "unrelated"}])  # fmt: skip
     event("offload_receipt", 21, target="s3://b/p", files=[{"file": "0000000099.bin"}])
     event("offload_freed", 22, target="s3://b/p", files=[entry_name(1, "bin")])
-    for seq, m in enumerate(entries):
-        (tmp_path / entry_name(seq, "json")).write_text(json.dumps(m))
-    units = [dict(m, seq=i) for i, m in enumerate(entries) if m["type"] == "unit"]
+    assert [u["seq"] for u in units] == [1, 5]
 
-    got = recording_events(DirectoryStoreReader(tmp_path), "r1", units, len(entries) - 1)
+    got = recording_events(DirectoryStoreReader(store), "r1", units, sealer.head_seq)
     assert [(e.title, e.during) for e in got] == [
         ("Low battery", True),
         ("Power loss discovered at the next start", False),
