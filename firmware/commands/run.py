@@ -19,6 +19,7 @@ import select
 import signal
 import sys
 import termios
+import threading
 import time
 import tty
 from collections.abc import Mapping
@@ -139,7 +140,8 @@ def _run_simulated(
         print(f"bwc run: {line}")
     # systemd stops the unit with SIGTERM (KillSignal=, also at reboot): stop as on Ctrl-C, so the
     # open recording is sealed and the boot ends with its shutdown event, not as a power loss.
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     if scenario is not None:
         print(f"bwc run: playing a scenario of {plural(len(scenario.events), 'event')}", flush=True)
         for event in scenario.events:
@@ -194,7 +196,7 @@ def _run_simulated(
             live.start()
         if interactive:
             tty.setcbreak(sys.stdin)
-        while end_us is None or unit.clock.monotonic_us() < end_us:
+        while (end_us is None or unit.clock.monotonic_us() < end_us) and not stop.is_set():
             now = unit.clock.monotonic_us()
             unit.run_until(now + STEP_US if end_us is None else min(now + STEP_US, end_us))
             watchdog.pet_if_progress(unit.clock.monotonic_us())
@@ -233,7 +235,3 @@ def _run_simulated(
     print("Check" + (" and play" if agency_key else "") + " what the unit holds:")
     print(format_hints(hints))
     return 0
-
-
-def _stop_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
