@@ -307,7 +307,7 @@ class Recorder:
             "markers": rec.markers if rec else 0,
             "holding": dict(self._gestures.holding(now_us)),
             "hold_s": self._rc.hold_s,
-            "gnss": _fix_json(fix, self._clock.monotonic_us()) if fix else None,
+            "gnss": _fix_json(fix, now_us) if fix else None,
             "battery": self._battery_status,
             "stealth": self._feedback.stealth,
             "muted": self._muted,
@@ -486,12 +486,22 @@ class Recorder:
             extra=extra,
         )
         try:
-            self._evidence.seal_unit(unit.payload, meta, mono_us=mono_us, utc_us=utc_us)
+            try:
+                self._evidence.seal_unit(unit.payload, meta, mono_us=mono_us, utc_us=utc_us)
+            except RecordError as exc:
+                # The sealer refused the unit's metadata (a bug: say a field the verifier would
+                # refuse). The video must still be sealed: again without the optional metadata,
+                # and the refusal itself becomes a signed fault.
+                log.error("unit %s/%s of %s: metadata refused (%s)", unit.segment, unit.unit,
+                          rec.id, exc)  # fmt: skip
+                bare = replace(meta, gnss=None, extra={})
+                self._evidence.seal_unit(unit.payload, bare, mono_us=mono_us, utc_us=utc_us)
+                self.record_fault("sealer", "unit_metadata_refused", str(exc))
         except StorageFullError:
             log.error("storage full: unit %s/%s of %s not sealed", unit.segment, unit.unit, rec.id)
             self._abort("storage_full", record_started=True)
             return False
-        except OSError as exc:
+        except (OSError, RecordError) as exc:
             log.error("unit %s/%s of %s not sealed: %s", unit.segment, unit.unit, rec.id, exc)
             self._abort("storage_error", record_started=True)
             return False

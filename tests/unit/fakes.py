@@ -13,7 +13,7 @@ import av
 import numpy as np
 
 from evidence.records import check_writable_kind
-from evidence.sealing import JsonValue, UnitMeta
+from evidence.sealing import JsonValue, RecordError, UnitMeta
 from hal.errors import StorageFullError
 from hal.types import OFF, ClockSource, EncodedFrame, Pattern
 
@@ -57,6 +57,7 @@ class FakeEvidence:
     entries: list[tuple[str, Any]] = field(default_factory=list)
     unit_error: OSError | None = None  # raised by seal_unit while set (an I/O failure)
     event_error: Exception | None = None  # raised by event while set (a refused write)
+    refuse_unit_extra: bool = False  # seal_unit refuses units carrying extra metadata (RecordError)
 
     def event(
         self,
@@ -79,6 +80,8 @@ class FakeEvidence:
     def seal_unit(self, payload: bytes, meta: UnitMeta, *, mono_us: int, utc_us: int) -> int:
         if self.unit_error is not None:
             raise self.unit_error
+        if self.refuse_unit_extra and (meta.extra or meta.gnss):
+            raise RecordError("unit would not verify: test")
         if self.free < len(payload):
             raise StorageFullError("full")
         self.free -= len(payload)

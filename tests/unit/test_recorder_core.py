@@ -409,6 +409,19 @@ def test_an_event_the_sealer_refuses_is_logged_and_the_recording_goes_on() -> No
     assert len(u.evidence.units()) > sealed
 
 
+def test_a_unit_whose_metadata_the_sealer_refuses_is_sealed_without_it() -> None:
+    u = Unit(make_profile(pre_event_s=1.0))
+    u.run_until(2.0)
+    u.evidence.refuse_unit_extra = True  # every segment's first unit carries extra.streams
+    u.double_press(2.0)
+    u.run_until(5.0)
+    assert u.state() is State.RECORDING
+    units = u.evidence.units()
+    assert units and all(not x.meta.extra and x.meta.gnss is None for x in units)
+    faults = u.evidence.events("fault")
+    assert faults and faults[0]["code"] == "unit_metadata_refused"
+
+
 def test_press_on_a_nearly_full_store_is_refused_before_record_start() -> None:
     u = Unit(make_profile(pre_event_s=1.0), free=10**9)
     u.run_until(3.0)
