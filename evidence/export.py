@@ -59,6 +59,8 @@ def export_store(
         out_dir.mkdir(parents=True, exist_ok=True)
         dir_fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"--out {out_dir}: is a file; give a folder to export into") from exc
         raise UsageError(f"--out {out_dir}: cannot create or open: {exc.strerror}") from exc
     try:
         for name in names:

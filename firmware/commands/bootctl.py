@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     profile = read_profile(layout.profile, {})
     boot = firmware_backends(layout, profile.unit, privileged=True).boot
     if not isinstance(boot, PiBootControl):
-        raise UsageError(f"bwc bootctl: unit.boot is {profile.unit.boot!r}; only 'pi' has a helper")
+        raise UsageError(f"unit.boot is {profile.unit.boot!r}; only 'pi' has a helper")
     if args.verb == "sync":
         notes = root_helper.sync(layout, boot) or []
         if args.json:
