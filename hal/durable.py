@@ -22,10 +22,14 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
+def _write_unsynced(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    _write_unsynced(fd, data)
     os.fsync(fd)
 
 
@@ -67,9 +71,7 @@ def write_atomic_group(
             tmp = directory / f"{tmp_prefix}{name}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             fds.append((fd, tmp, directory / name))
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_unsynced(fd, data)  # fsync'd below, after every file of the group is written
         for fd, _tmp, _path in fds:
             os.fsync(fd)
     finally:
