@@ -25,6 +25,7 @@ from firmware.layout import UnitLayout
 from firmware.slot_writer import DirectorySlotWriter
 from firmware.update_state import drain_events, load_state
 from tests.integration.test_fw_support import (
+    CutAt,
     PowerCut,
     RecordingSink,
     boot,
@@ -83,24 +84,6 @@ def settle(
             assert not plan.tryboot
             return boot_control.get_primary()
     raise AssertionError("the unit did not settle")
-
-
-class CutAt:
-    """A flash observer that loses power at one phase boundary."""
-
-    def __init__(self, phase: str, when: str) -> None:
-        self.phase, self.when = phase, when
-
-    def phase_started(self, phase: str) -> None:
-        if (phase, "start") == (self.phase, self.when):
-            raise PowerCut(f"before {phase}")
-
-    def progress(self, phase: str, done_bytes: int, total_bytes: int) -> None:
-        pass
-
-    def phase_done(self, phase: str) -> None:
-        if (phase, "done") == (self.phase, self.when):
-            raise PowerCut(f"after {phase}")
 
 
 def _offsets() -> list[int]:

@@ -33,6 +33,24 @@ class PowerCut(BaseException):
     """The battery was pulled."""
 
 
+class CutAt:
+    """A flash observer that loses power at one phase boundary."""
+
+    def __init__(self, phase: str, when: str) -> None:
+        self.phase, self.when = phase, when
+
+    def phase_started(self, phase: str) -> None:
+        if (phase, "start") == (self.phase, self.when):
+            raise PowerCut(f"before {phase}")
+
+    def progress(self, phase: str, done_bytes: int, total_bytes: int) -> None:
+        pass
+
+    def phase_done(self, phase: str) -> None:
+        if (phase, "done") == (self.phase, self.when):
+            raise PowerCut(f"after {phase}")
+
+
 class RecordingSink:
     """A stand-in for the evidence Sealer: remembers every event it was given."""
 

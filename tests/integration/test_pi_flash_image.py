@@ -28,7 +28,7 @@ from firmware.sd_card import read_partition_table
 from firmware.slot_writer import HEALTH_FAIL_KNOB, PartitionSlotWriter
 from firmware.update_state import load_state
 from hal.errors import IntegrityError, RefusedError
-from tests.integration.test_fw_support import BUILD_UTC_S, PowerCut, make_keys
+from tests.integration.test_fw_support import BUILD_UTC_S, CutAt, PowerCut, make_keys
 from tests.pi_bootloader import PiBootloaderModel
 from tests.sd_image import DISK_ID, SdImage, build_sd_image, build_slot_image
 
@@ -236,22 +236,6 @@ class CuttingDisk:
 
     def __exit__(self, *exc: object) -> None:
         self._f.close()
-
-
-class CutAt:
-    def __init__(self, phase: str, when: str) -> None:
-        self.phase, self.when = phase, when
-
-    def phase_started(self, phase: str) -> None:
-        if (phase, "start") == (self.phase, self.when):
-            raise PowerCut(f"before {phase}")
-
-    def progress(self, phase: str, done_bytes: int, total_bytes: int) -> None:
-        pass
-
-    def phase_done(self, phase: str) -> None:
-        if (phase, "done") == (self.phase, self.when):
-            raise PowerCut(f"after {phase}")
 
 
 def settle(unit: PiUnit, a_digests: tuple[str, str], health: HealthResult = HEALTHY) -> str:
