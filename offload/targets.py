@@ -15,6 +15,7 @@ import errno
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
 """Read/copy granularity: bounds memory per file and how long an undock takes to be noticed."""
+
+FRESH_CONFIRM_US = 60_000_000
+"""How old this round's own HeadObject of an exact, locked S3 version may be and still count as
+the check before freeing (docs/offload.md, *Requests per file*)."""
 
 
 class Readable(Protocol):
@@ -129,11 +134,17 @@ class OffloadTarget(Protocol):
         """Check the target holds what ``receipt`` says; raise ``IntegrityError`` if not."""
         ...
 
-    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+    def confirm_before_free(
+        self, receipt: Receipt, local_path: Path, *, confirmed_age_us: int | None = None
+    ) -> None:
         """The check made immediately before ``local_path`` is freed, never an older one.
 
         Re-reads the target's copy (a directory) or heads the receipt's exact version (S3) and
         raises ``IntegrityError`` unless it holds the receipted bytes apart from ``local_path``.
+        ``confirmed_age_us``: how long ago this round's own ``confirm`` of this very receipt
+        succeeded (None: not in this round). A target whose confirmed copies cannot change
+        (``S3Target``: an exact, COMPLIANCE-locked version) may take a confirmation younger
+        than ``FRESH_CONFIRM_US`` as this check; a directory never does.
         """
         ...
 
@@ -309,7 +320,11 @@ class DirectoryTarget:
                 path=str(path),
             )
 
-    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+    def confirm_before_free(
+        self, receipt: Receipt, local_path: Path, *, confirmed_age_us: int | None = None
+    ) -> None:
+        # Always read again: anyone with write access to the share can change a copy at any
+        # moment, so an earlier confirmation, however recent, proves nothing now.
         path = self._path(receipt.name)
         self._check_apart(path.parent)
         here, there = file_id(local_path), file_id(path)
@@ -472,6 +487,9 @@ class S3Target:
         self._settings = settings
         self._client = client or settings.client()
         self._lock_checked = False
+        self._lock_check_lock = (
+            threading.Lock()
+        )  # one GetObjectLockConfiguration, not one per thread
         self._parallel_puts = parallel_puts
 
     @property
@@ -500,6 +518,11 @@ class S3Target:
         """Refuse a bucket without Object Lock: evidence there could be deleted or overwritten."""
         if self._lock_checked:
             return
+        with self._lock_check_lock:
+            if not self._lock_checked:
+                self._check_object_lock()
+
+    def _check_object_lock(self) -> None:
         try:
             conf = self._client.get_object_lock_configuration(Bucket=self._bucket)
         except S3_FAILURES as exc:
@@ -584,12 +607,25 @@ class S3Target:
             raise self._fail(f"confirming {receipt.name}", exc) from exc
         _check_head(head, receipt, path)
 
-    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+    def confirm_before_free(
+        self, receipt: Receipt, local_path: Path, *, confirmed_age_us: int | None = None
+    ) -> None:
+        """HeadObject of the receipt's exact version, unless this round headed it moments ago.
+
+        A version confirmed under a COMPLIANCE lock can be neither deleted nor overwritten, nor
+        have its retention shortened, by anyone until its retain-until (years away): a second
+        HeadObject of the same version a few seconds later can only repeat the first answer.
+        So a confirmation this round made of this exact version, younger than
+        ``FRESH_CONFIRM_US``, is the check; an older one, or a receipt from an earlier round,
+        is headed again.
+        """
         if not receipt.version_id:
             raise IntegrityError(
                 "the receipt names no version id, so the exact copy cannot be checked",
                 path=f"{self.url}/{receipt.name}",
             )
+        if confirmed_age_us is not None and 0 <= confirmed_age_us <= FRESH_CONFIRM_US:
+            return
         self.confirm(receipt)
 
     def keep_apart(self, local_dir: Path) -> None:

@@ -205,11 +205,13 @@ class TargetProbe:
             self.before("confirm", receipt.name)
         self.inner.confirm(receipt)
 
-    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+    def confirm_before_free(
+        self, receipt: Receipt, local_path: Path, *, confirmed_age_us: int | None = None
+    ) -> None:
         self.calls.append(("confirm_before_free", receipt.name))
         if self.before:
             self.before("confirm_before_free", receipt.name)
-        self.inner.confirm_before_free(receipt, local_path)
+        self.inner.confirm_before_free(receipt, local_path, confirmed_age_us=confirmed_age_us)
 
     def keep_apart(self, local_dir: Path) -> None:
         self.inner.keep_apart(local_dir)

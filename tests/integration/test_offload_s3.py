@@ -218,8 +218,10 @@ class SwitchingTarget:
     def confirm(self, receipt: Receipt) -> None:
         self._now().confirm(receipt)
 
-    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
-        self._now().confirm_before_free(receipt, local_path)
+    def confirm_before_free(
+        self, receipt: Receipt, local_path: Path, *, confirmed_age_us: int | None = None
+    ) -> None:
+        self._now().confirm_before_free(receipt, local_path, confirmed_age_us=confirmed_age_us)
 
     def keep_apart(self, local_dir: Path) -> None:
         self._now().keep_apart(local_dir)
