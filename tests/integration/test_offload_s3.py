@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -44,6 +45,7 @@ from tests.offload_store import (
     Unit,
     WatchingSink,
     always,
+    chain_events,
     freed,
     make_unit,
     receipted,
@@ -536,3 +538,70 @@ def test_target_root_with_several_units_is_verified_unit_by_unit_against_the_reg
     (registry / "cam-2.pem").unlink()
     assert main(["verify", root, "--trust", str(registry)]) == 1
     assert "[key-not-trusted]" in capsys.readouterr().out
+
+
+def _counting_target(url: str, s3: S3Settings) -> tuple[S3Target, list[tuple[str, str]]]:
+    """An S3 target whose client notes every HeadObject as (key, version id asked)."""
+    client = s3.client()
+    heads: list[tuple[str, str]] = []
+
+    def note(params: Mapping[str, Any], **_: Any) -> None:
+        heads.append((str(params["Key"]), str(params.get("VersionId", ""))))
+
+    client.meta.events.register("before-parameter-build.s3.HeadObject", note)
+    return S3Target(url, s3, client=client), heads
+
+
+def _receipted_versions(store: Path) -> dict[str, str]:
+    rows = [f for e in chain_events(store, "offload_receipt") for f in e["files"]]
+    return {str(f["file"]): str(f["receipt"]["version_id"]) for f in rows}
+
+
+def test_a_round_heads_each_sent_version_once_and_frees_on_that_check(
+    s3: S3Settings, bucket: str, unit: Unit
+) -> None:
+    """The receipt's HeadObject of the exact, locked version is the check before freeing when
+    it is this round's own and fresh: one HeadObject per file sent, none repeated."""
+    target, heads = _counting_target(f"s3://{bucket}/u", s3)
+    result = run(unit, target)
+    assert result.complete and len(result.freed_files) == 5
+    assert len(heads) == result.uploaded_files
+    assert len(set(heads)) == len(heads) and all(version for _key, version in heads)
+    versions = _receipted_versions(unit.store)
+    for name in result.freed_files:
+        assert (f"u/{name}", versions[name]) in heads
+
+
+def test_a_receipt_from_an_earlier_round_is_headed_again_before_freeing(
+    s3: S3Settings, bucket: str, unit: Unit
+) -> None:
+    url = f"s3://{bucket}/u"
+    with pytest.raises(PowerCut):  # right after the receipt event, before anything is freed
+        run(unit, S3Target(url, s3), wrap=lambda s: CuttingSink(s, 1))
+    bins = {p.name for p in unit.store.glob("*.bin")}
+    assert len(bins) == 5 and bins <= receipted(unit.store) and not freed(unit.store)
+    versions = _receipted_versions(unit.store)
+    target, heads = _counting_target(url, s3)
+    result = run(unit, target)
+    assert result.complete and set(result.freed_files) == bins
+    for name in bins:  # the old receipt's exact version, headed in this round
+        assert (f"u/{name}", versions[name]) in heads
+
+
+class _SlowClock(StepClock):
+    """A minute and a bit passes between any two readings: no confirmation is ever fresh."""
+
+    def monotonic_us(self) -> int:
+        self.mono += 61_000_000
+        return self.mono
+
+
+def test_a_stale_confirmation_of_this_round_is_headed_again(
+    s3: S3Settings, bucket: str, unit: Unit
+) -> None:
+    target, heads = _counting_target(f"s3://{bucket}/u", s3)
+    result = run_round(unit, target, clock=_SlowClock(time.time_ns() // 1000))
+    assert result.complete and len(result.freed_files) == 5
+    versions = _receipted_versions(unit.store)
+    for name in result.freed_files:
+        assert heads.count((f"u/{name}", versions[name])) == 2
