@@ -16,13 +16,12 @@ import cProfile
 import pstats
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from bench.media import load_replay
 from bench.recorder_speed import run_cycle
 from bench.rig import machine
+from bench.store_fs import store_fs
 
 BUCKETS = (
     "AES-256-GCM",
@@ -71,12 +70,13 @@ def measure(cycles: int = 3) -> tuple[dict[str, float], float, float]:
     per_bucket: dict[str, list[float]] = {b: [] for b in BUCKETS}
     profiled: list[float] = []
     plain: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="bench-prof-") as d:
-        run_cycle(replay, Path(d) / "warm")
+    with store_fs("bench-prof-") as place:
+        d = place.path
+        run_cycle(replay, d / "warm")
         for i in range(cycles):
             prof = cProfile.Profile(time.process_time)
             prof.enable()
-            cycle = run_cycle(replay, Path(d) / f"p{i}")
+            cycle = run_cycle(replay, d / f"p{i}")
             prof.disable()
             sums = dict.fromkeys(BUCKETS, 0.0)
             stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
@@ -85,7 +85,7 @@ def measure(cycles: int = 3) -> tuple[dict[str, float], float, float]:
             for b in BUCKETS:
                 per_bucket[b].append(sums[b] / cycle.video_s * 1e3)
             profiled.append(cycle.cpu_s / cycle.video_s * 1e3)
-            bare = run_cycle(replay, Path(d) / f"q{i}")
+            bare = run_cycle(replay, d / f"q{i}")
             plain.append(bare.cpu_s / bare.video_s * 1e3)
     medians = {b: statistics.median(v) for b, v in per_bucket.items()}
     return medians, statistics.median(profiled), statistics.median(plain)

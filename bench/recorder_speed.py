@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bench.media import FPS, HEIGHT, WIDTH, Replay, load_replay
 from bench.rig import build_recorder, machine, profile_1080p
+from bench.store_fs import store_fs
 from recorder.state_machine import State
 
 PRE_EVENT_S = 5.0
@@ -123,9 +124,9 @@ def bare_mux_cpu_per_video_s(replay: Replay, video_s: float, runs: int = RUNS) -
 def measure() -> dict[str, Any]:
     replay = load_replay()
     cycles = []
-    with tempfile.TemporaryDirectory(prefix="bench-rec-") as d:
+    with store_fs("bench-rec-") as place:
         for i in range(RUNS + 1):
-            store = Path(d) / f"s{i}"
+            store = place.path / f"s{i}"
             cycles.append(run_cycle(replay, store))
     cycles = cycles[1:]  # warm-up excluded
     cpu_per_byte = statistics.median(c.cpu_s / c.video_bytes for c in cycles)
@@ -147,6 +148,7 @@ def measure() -> dict[str, Any]:
         "raw_ms_per_video_s": raw_per_video_s * 1e3,
         "mux_ms_per_video_s": mux * 1e3,
         "overhead_vs_mux": (cpu_per_video_s - raw_per_video_s) / mux,
+        "store": place.describe(),
     }
 
 
@@ -154,7 +156,8 @@ def run() -> list[dict[str, Any]]:
     m = measure()
     common = (
         f"{m['video_s']:.0f} s of replayed 1080p30 H.264 at {m['mbit_s']:.2f} Mbit/s actual "
-        f"({PRE_EVENT_S:g} s pre-roll + recording, {m['units']} units sealed to disk with fsync), "
+        f"({PRE_EVENT_S:g} s pre-roll + recording, {m['units']} units sealed to disk with fsync, "
+        f"{m['store']}), "
         f"median of {RUNS} after a warm-up; {machine()}"
     )
     return [

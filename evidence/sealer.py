@@ -56,7 +56,7 @@ from evidence.records import (
 )
 from evidence.recovery import Head, RecoveryReport, describe, discover, find_head, move_orphans
 from evidence.sealing import JsonValue, UnitMeta
-from hal.durable import fsync_dir, write_atomic, write_atomic_group
+from hal.durable import DurableDir, fsync_dir, write_atomic
 from hal.errors import IntegrityError, StorageFullError, UsageError
 from hal.protocols import DeviceKey
 from hal.software_key import fingerprint_raw
@@ -129,6 +129,7 @@ class Sealer:
         self._lock = threading.Lock()
         self._ct_buf = bytearray()  # ciphertext of the unit being sealed; see _encrypt
         self._segment: _SegmentSecret | None = None  # see _segment_secret; under the lock
+        self._dir = DurableDir(store)  # every entry is written through this one descriptor
         self.recovery = recovery
 
     # ------------------------------------------------------------------ opening
@@ -222,6 +223,11 @@ class Sealer:
     def head_hash(self) -> str:
         """Hex SHA-256 of the last committed manifest file; 64 zeros for an empty store."""
         return self._head.hash
+
+    def close(self) -> None:
+        """Release the store's directory descriptor (also released when the sealer is collected).
+        Appending after ``close`` raises ``OSError``."""
+        self._dir.close()
 
     @property
     def fingerprint(self) -> str:
@@ -404,11 +410,11 @@ class Sealer:
             files: list[tuple[str, bytes | memoryview]] = [(entry_name(seq, "sig"), sig)]
             if ciphertext is not None:
                 files.insert(0, (entry_name(seq, "bin"), ciphertext))
-            # Written together, then fsync'd: one journal commit for both (see hal.durable).
-            write_atomic_group(self._store, files, tmp_prefix=TMP_PREFIX)
-            fsync_dir(self._store)
-            _write_durable(self._store, entry_name(seq, "json"), manifest)
-            fsync_dir(self._store)
+            # All three written, then fsync'd; payload and signature renamed and the directory
+            # fsync'd; then the manifest renamed (the commit point) and the directory fsync'd.
+            self._dir.commit_entry(
+                files, (entry_name(seq, "json"), manifest), tmp_prefix=TMP_PREFIX
+            )
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise StorageFullError(errno.ENOSPC, "evidence store full (disk)") from exc

@@ -9,6 +9,7 @@ power cut leaves either the old content or the new, never a mix. Nothing here de
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,29 +57,68 @@ def write_atomic(
         fsync_dir(path.parent)
 
 
-def write_atomic_group(
-    directory: Path, files: Sequence[tuple[str, bytes | memoryview]], *, tmp_prefix: str
-) -> None:
-    """``write_atomic`` for several files of one directory, without the directory fsync (the
-    caller does it once for the group). Every file is written under its temp name first and only
-    then fsync'd: on a journalling filesystem (ext4 ``data=ordered``, the unit's store) the first
-    fsync's journal commit carries the other files' data too, so the later fsyncs find nothing
-    left to write. Each file is still fsync'd before its rename, so a power cut leaves temp files
-    or complete files, never a complete name on incomplete bytes."""
-    fds: list[tuple[int, Path, Path]] = []
-    try:
-        for name, data in files:
-            tmp = directory / f"{tmp_prefix}{name}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            fds.append((fd, tmp, directory / name))
-            _write_unsynced(fd, data)  # fsync'd below, after every file of the group is written
-        for fd, _tmp, _path in fds:
-            os.fsync(fd)
-    finally:
-        for fd, _tmp, _path in fds:
-            os.close(fd)
-    for _fd, tmp, path in fds:
-        os.replace(tmp, path)
+class DurableDir:
+    """A directory held open for a run of durable writes into it: the sealer's store.
+
+    Files are created, renamed and fsync'd by name relative to the directory's descriptor, so a
+    unit costs no directory opens (the directory is fsync'd through the one descriptor) and no
+    path walks, and a store directory renamed away or replaced by a symbolic link after opening
+    is never written through. The descriptor is closed by ``close`` or when the object is
+    collected.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._finalizer = weakref.finalize(self, os.close, self._fd)
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def sync(self) -> None:
+        """fsync the directory: its creates and renames so far are durable."""
+        os.fsync(self._fd)
+
+    def commit_entry(
+        self,
+        files: Sequence[tuple[str, bytes | memoryview]],
+        commit: tuple[str, bytes | memoryview],
+        *,
+        tmp_prefix: str,
+    ) -> None:
+        """Write ``files`` and then ``commit`` so that ``commit``'s name appearing is the commit
+        point: a power cut before it leaves only temp files or complete ``files``, after it all
+        of them, complete.
+
+        1. Every file, ``commit`` included, is written under ``tmp_prefix + name``; only then is
+           each fsync'd (on the unit's journalled ext4 the first fsync's journal commit carries
+           the others' data and inodes, so the later ones find nothing left to flush).
+        2. ``files`` are renamed to their names and the directory is fsync'd: their names are
+           durable before the commit's can be, on any filesystem (POSIX orders nothing).
+        3. ``commit`` is renamed to its name and the directory fsync'd: durable on return.
+        """
+        written: list[tuple[int, str]] = []
+        try:
+            for name, data in (*files, commit):
+                fd = os.open(
+                    tmp_prefix + name,
+                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                    0o644,
+                    dir_fd=self._fd,
+                )
+                written.append((fd, name))
+                _write_unsynced(fd, data)
+            for fd, _name in written:
+                os.fsync(fd)
+        finally:
+            for fd, _name in written:
+                os.close(fd)
+        for name, _data in files:
+            os.replace(tmp_prefix + name, name, src_dir_fd=self._fd, dst_dir_fd=self._fd)
+        self.sync()
+        name = commit[0]
+        os.replace(tmp_prefix + name, name, src_dir_fd=self._fd, dst_dir_fd=self._fd)
+        self.sync()
 
 
 def write_new(path: Path, data: bytes, *, mode: int) -> None:
