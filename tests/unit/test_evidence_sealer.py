@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -11,11 +12,12 @@ import pytest
 
 from evidence.keys import (
     KEM_MLKEM1024_P384,
+    AgencyPrivateKey,
     generate_agency_keys,
     load_agency_private,
     load_agency_public,
 )
-from evidence.opener import decrypt_unit
+from evidence.opener import decrypt_unit, open_store
 from evidence.sealer import Sealer
 from evidence.sealing import UnitMeta
 from evidence.store import DirectoryStoreReader
@@ -137,6 +139,29 @@ def test_one_segment_secret_per_segment_held_until_the_segment_ends(tmp_path: Pa
     assert other_recording["secret_id"] != after_final["secret_id"]
     sealer.event("record_stop", {"recording": "r2"}, mono_us=1, utc_us=1)
     assert seal("r2", 1, 6)["secret_id"] != other_recording["secret_id"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _CountingKey(AgencyPrivateKey):
+    """The real agency key, noting every HPKE open it is asked for."""
+
+    opened: list[bytes] = dataclasses.field(default_factory=list)
+
+    def unwrap(self, enc_and_ct: bytes, info: bytes) -> bytes:
+        self.opened.append(info)
+        return super().unwrap(enc_and_ct, info)
+
+
+def test_export_opens_each_wrapped_segment_secret_once(tmp_path: Path) -> None:
+    _pub, priv = write_agency_pair(tmp_path / "ag", 7)
+    store = tmp_path / "ev"
+    payloads = [b"u%d" % i for i in range(6)]  # three segments of two units
+    build_store(store, fixed_device_key(1), [_pub], payloads)
+    key = _CountingKey(priv.suite, priv.fingerprint, priv.key)
+    (rec,) = open_store(store, key, unpinned=True)
+    for _ in range(2):  # export reads each segment twice (a probe, then the remux)
+        assert [s.plaintext() for s in rec.segments] == [b"u0u1", b"u2u3", b"u4u5"]
+    assert len(key.opened) == len(set(key.opened)) == 3
 
 
 def test_units_stop_at_the_reserve_but_events_may_use_it(tmp_path: Path) -> None:
