@@ -181,3 +181,9 @@ def test_mixed_v1_then_v2_chain_verifies_and_exports(
     for rid in ("rec-0001", "rec-0002"):
         with av.open(str(tmp_path / "out" / f"{rid}.mp4")) as container:
             assert sum(1 for _ in container.demux(video=0) if _.size) == 50
+    # The evidence report decrypts through the same opener: one page per recording.
+    rep = bwc(
+        capsys, "report", a.store, "--key", a.agency_key, *a.trust, "--out", tmp_path / "pages"
+    )
+    assert rep.code == 0, rep.err
+    assert len(list((tmp_path / "pages").glob("*.html"))) == 2
