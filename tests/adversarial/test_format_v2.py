@@ -138,16 +138,27 @@ def test_secret_id_reused_across_segments_is_a_finding(
         ("segment", Code.KEY_UNDECRYPTABLE),  # the secret's HPKE info names the segment
         ("unit", Code.PAYLOAD_UNDECRYPTABLE),  # the unit key and the AAD name the unit
         ("recording", Code.KEY_UNDECRYPTABLE),
+        ("device", Code.KEY_UNDECRYPTABLE),  # another device's manifest
+        ("key", Code.KEY_UNDECRYPTABLE),  # another device key's manifest
+        ("secret_id", Code.KEY_UNDECRYPTABLE),
     ],
 )
 def test_manifest_claiming_another_place_than_sealed_does_not_decrypt(
     unit: Attackable, field: str, code: Code
 ) -> None:
-    """The crypto binding alone, below the verifier's order checks: a manifest whose segment,
-    unit or recording differs from what its unit was sealed under does not open."""
+    """The crypto binding alone, below the verifier's order and key checks: a manifest whose
+    segment, unit, recording, device, device key or secret id differs from what its unit was
+    sealed under does not open."""
     seq = units_of(unit.store, 1)[1]
     m = manifests(unit.store)[seq]
-    m[field] = {"segment": 0, "unit": 0, "recording": "rec-9999"}[field]
+    m[field] = {
+        "segment": 0,
+        "unit": 0,
+        "recording": "rec-9999",
+        "device": "bwc-test-0002",
+        "key": "ab" * 32,
+        "secret_id": "cd" * 16,
+    }[field]
     with pytest.raises(IntegrityError) as err:
         decrypt_unit(DirectoryStoreReader(unit.store), m, load_agency_private(unit.agency_key))
     assert err.value.code == code
