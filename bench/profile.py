@@ -27,6 +27,7 @@ BUCKETS = (
     "AES-256-GCM",
     "SHA-256",
     "HPKE wrap",
+    "HKDF unit key",
     "Ed25519 sign",
     "JSON",
     "fsync (CPU)",
@@ -42,6 +43,8 @@ def bucket(filename: str, name: str) -> str:
     where = f"{filename}:{name}"
     if "hpke" in where or name == "wrap":
         return "HPKE wrap"
+    if "hkdf" in where or name == "derive_unit_key":  # bwc-evidence/2's per-unit key
+        return "HKDF unit key"
     if "aead" in where or "AESGCM" in where:
         return "AES-256-GCM"
     if "sha256" in where or "hexdigest" in where:

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from evidence.findings import Code
-from evidence.format import AAD_NAME, CIPHER, FORMAT, NONCE_LEN, entry_name
+from evidence.format import (
+    AAD_NAME,
+    CIPHER,
+    FORMAT_V2,
+    FORMATS,
+    NONCE_LEN,
+    SECRET_ID_LEN,
+    entry_name,
+)
 from hal.errors import IntegrityError
 
 MAX_SIG_BYTES = 1024
@@ -104,6 +112,7 @@ UNIT = "unit"
 EVENT = "event"
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_SECRET_ID = re.compile(rf"^[0-9a-f]{{{SECRET_ID_LEN * 2}}}$")
 RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 """Recording ids the recorder writes (hex/uuid-like); anything else is refused before it can name
 a file: no dots, slashes or case-folding tricks, so one id gives exactly one export file name."""
@@ -138,6 +147,8 @@ UNIT_FIELDS: dict[str, type] = {
     "start_utc_source": str,
 }
 _UNIT_KEYS = frozenset(_COMMON) | frozenset(UNIT_FIELDS) | {"gnss"}
+_UNIT_KEYS_V2 = _UNIT_KEYS | {"secret_id"}
+"""``bwc-evidence/2`` units also name the segment secret their key is derived from."""
 _EVENT_KEYS = frozenset(_COMMON) | {"kind", "fields"}
 _PAYLOAD_KEYS = frozenset({"file", "size", "sha256", "cipher", "nonce", "aad"})
 _RECIPIENT_KEYS = frozenset({"fingerprint", "suite", "enc_and_ct"})
@@ -175,6 +186,11 @@ class Manifest:
     fields: dict[str, Any]
 
     @property
+    def format(self) -> str:
+        """The manifest's own version marker (one of ``evidence.format.FORMATS``)."""
+        return str(self.fields["format"])
+
+    @property
     def kind(self) -> str | None:
         k = self.fields.get("kind")
         return k if isinstance(k, str) else None
@@ -197,7 +213,7 @@ class Manifest:
 def parse_manifest(data: bytes, path: str) -> Manifest:
     """Decode and schema-check one manifest (not its signature, seq or place in the chain)."""
     m = decode_json(data, path)
-    if m.get("format") != FORMAT:
+    if m.get("format") not in FORMATS:
         raise IntegrityError(
             f"unknown format marker {str(m.get('format'))[:40]!r}",
             path=path,
@@ -214,9 +230,17 @@ def parse_manifest(data: bytes, path: str) -> Manifest:
 
 
 def check_unit(m: Manifest, path: str) -> None:
-    """The unit-specific schema: payload description, recipients, a valid recording id."""
+    """The unit-specific schema: payload description, recipients, a valid recording id, and for
+    ``bwc-evidence/2`` the id of the segment secret (``secret_id``) its recipients wrap."""
+    v2 = m.format == FORMAT_V2
     _typed(m.fields, UNIT_FIELDS, "unit", path, Code.UNIT_MALFORMED)
-    _exact(m.fields, _UNIT_KEYS, "unit", path, Code.UNIT_MALFORMED)
+    _exact(m.fields, _UNIT_KEYS_V2 if v2 else _UNIT_KEYS, "unit", path, Code.UNIT_MALFORMED)
+    if v2 and not (isinstance(m["secret_id"], str) and _SECRET_ID.match(m["secret_id"])):
+        raise IntegrityError(
+            f"unit field 'secret_id' is not {SECRET_ID_LEN * 2} lowercase hex digits",
+            path=path,
+            code=Code.UNIT_MALFORMED,
+        )
     if m.fields["gnss"] is not None and not isinstance(m.fields["gnss"], dict):
         raise IntegrityError(
             "unit field 'gnss' is of the wrong type", path=path, code=Code.UNIT_MALFORMED
