@@ -16,6 +16,7 @@ The writes are as durable there as on the unit (fsync reaches the loop device's 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import subprocess
@@ -58,6 +59,14 @@ def _can_loop_mount() -> bool:
     )
 
 
+def _unmount(mnt: Path) -> None:
+    """Unmount, even while something still holds a descriptor on it (a sealer not yet
+    collected): then lazily, so the filesystem goes when the last descriptor does."""
+    gc.collect()  # sealers hold their store's directory open until collected
+    if subprocess.run(["umount", str(mnt)], capture_output=True, check=False).returncode:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+
+
 @contextlib.contextmanager
 def store_fs(prefix: str = "bench-") -> Iterator[StorePlace]:
     """A directory for stores, on a unit-like ext4 if this machine allows one (see the module
@@ -86,6 +95,6 @@ def store_fs(prefix: str = "bench-") -> Iterator[StorePlace]:
                 try:
                     yield StorePlace(mnt, "unit-like ext4 (loop, 4 KiB blocks, journal, noatime)")
                 finally:
-                    subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
+                    _unmount(mnt)
                 return
         yield StorePlace(root, f"host filesystem ({_fs_type(root)}, {root.parent})")

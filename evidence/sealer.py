@@ -56,7 +56,7 @@ from evidence.records import (
 )
 from evidence.recovery import Head, RecoveryReport, describe, discover, find_head, move_orphans
 from evidence.sealing import JsonValue, UnitMeta
-from hal.durable import DurableDir, fsync_dir, write_atomic
+from hal.durable import Direct, DurableDir, PageBuffer, fsync_dir, write_atomic
 from hal.errors import IntegrityError, StorageFullError, UsageError
 from hal.protocols import DeviceKey
 from hal.software_key import fingerprint_raw
@@ -127,7 +127,7 @@ class Sealer:
         self._used_bytes = used_bytes
         self._fingerprint = fingerprint_raw(key.public_key_raw())
         self._lock = threading.Lock()
-        self._ct_buf = bytearray()  # ciphertext of the unit being sealed; see _encrypt
+        self._ct_buf = PageBuffer()  # ciphertext of the unit being sealed; see _encrypt
         self._segment: _SegmentSecret | None = None  # see _segment_secret; under the lock
         self._dir = DurableDir(store)  # every entry is written through this one descriptor
         self.recovery = recovery
@@ -375,9 +375,7 @@ class Sealer:
         unit at 10 Mbit/s; the ciphertext is identical. The view is valid until the next unit;
         nothing keeps it past ``_commit``."""
         n = len(payload) + _TAG_LEN
-        if len(self._ct_buf) < n:
-            self._ct_buf = bytearray(n + n // 4)  # headroom: units vary with the scene
-        out = memoryview(self._ct_buf)[:n]
+        out = self._ct_buf.view(n)
         AESGCM(unit_key).encrypt_into(nonce, payload, aad, out)
         return out
 
@@ -407,9 +405,10 @@ class Sealer:
         # Order matters: payload and signature are durable under their final names before the
         # manifest's rename, which is the commit point. A cut before it leaves orphans only.
         try:
-            files: list[tuple[str, bytes | memoryview]] = [(entry_name(seq, "sig"), sig)]
+            files: list[tuple[str, bytes | memoryview | Direct]] = [(entry_name(seq, "sig"), sig)]
             if ciphertext is not None:
-                files.insert(0, (entry_name(seq, "bin"), ciphertext))
+                # From the page-aligned ciphertext buffer: written with O_DIRECT where it can be.
+                files.insert(0, (entry_name(seq, "bin"), Direct(ciphertext)))
             # All three written, then fsync'd; payload and signature renamed and the directory
             # fsync'd; then the manifest renamed (the commit point) and the directory fsync'd.
             self._dir.commit_entry(

@@ -42,3 +42,12 @@ def test_unit_like_ext4_or_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
                 pytest.skip(f"running as root but no loop mount here: {place.kind}")
     assert not _mounted(place.path)
     assert not place.path.exists()
+
+
+def test_no_mount_is_left_behind_while_a_descriptor_is_still_open() -> None:
+    with store_fs() as place:
+        fd = os.open(place.path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert not _mounted(place.path)
+    finally:
+        os.close(fd)

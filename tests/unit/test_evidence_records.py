@@ -27,6 +27,7 @@ from evidence.records import (
     UnitManifest,
     read_record,
 )
+from evidence.schema import decode_json
 from evidence.sealer import Sealer
 from evidence.sealing import UnitMeta
 from evidence.store import DirectoryStoreReader
@@ -209,6 +210,33 @@ def test_any_event_either_writes_bytes_that_read_back_equal_or_is_refused(
     again = EventManifest.from_bytes(data, "x")
     assert again.to_bytes() == data
     assert canonical_json(json.loads(data)) == data
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        r'{"a":"\ud800"}',
+        r'{"a":"\uDFFF"}',
+        r'{"\uDc00":1}',
+        r'{"a":[1,{"b":["x\udbffy"]}]}',
+        r'{"a":"\ude00\ud83d"}',  # a pair in the wrong order is two lone surrogates
+    ],
+)
+def test_a_lone_surrogate_escape_is_refused_wherever_it_sits(text: str) -> None:
+    with pytest.raises(IntegrityError, match="strict JSON"):
+        decode_json(text.encode(), "m.json")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (r'{"a":"\ud83d\ude00"}', "\U0001f600"),  # a genuine pair decodes
+        (r'{"a":"\\ud800"}', "\\ud800"),  # an escaped backslash, then plain text
+        ('{"a":"\u00e9"}', "\u00e9"),
+    ],
+)
+def test_surrogate_like_text_that_is_not_a_lone_surrogate_is_read(text: str, value: str) -> None:
+    assert decode_json(text.encode(), "m.json") == {"a": value}
 
 
 def test_a_v2_unit_must_name_its_secret_exactly() -> None:
