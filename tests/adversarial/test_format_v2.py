@@ -187,6 +187,12 @@ def test_mixed_v1_then_v2_chain_verifies_and_exports(
     got = verify(capsys, a.store, *a.trust)
     assert got.code == 0, got.out
     assert len(got.report["recordings"]) == 2
+    assert got.report["formats"] == [
+        {"format": FORMAT_V1, "first_seq": 0, "last_seq": head},
+        {"format": FORMAT_V2, "first_seq": head + 1, "last_seq": len(formats) - 1},
+    ]
+    text = bwc(capsys, "verify", a.store, *a.trust).out
+    assert f"{FORMAT_V1}: entries 0-{head}" in text
     code, text = export(capsys, a, tmp_path / "out")
     assert code == 0, text
     for rid in ("rec-0001", "rec-0002"):
