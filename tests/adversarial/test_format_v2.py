@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,14 @@ from evidence.store import DirectoryStoreReader
 from hal.errors import IntegrityError
 from tests.adversarial.stores import BOOT_B, Attackable, bwc, make_store, verify
 from tests.unit.test_evidence_export import make_ts
-from tests.vectors.evidence_store import build_store, rechain, rewrite_as_v1, write_agency_pair
+from tests.vectors.evidence_store import (
+    VECTORS,
+    build_store,
+    fixed_device_key,
+    rechain,
+    rewrite_as_v1,
+    write_agency_pair,
+)
 
 
 @pytest.fixture(scope="module")
@@ -204,3 +212,33 @@ def test_mixed_v1_then_v2_chain_verifies_and_exports(
     )
     assert rep.code == 0, rep.err
     assert len(list((tmp_path / "pages").glob("*.html"))) == 2
+
+
+def test_v1_content_key_moved_to_another_unit_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/1 reads unchanged, and a /1 wrapped content key that does not open is reported as
+    `key-undecryptable` (it used to fall through to `media-undecodable`)."""
+    store = tmp_path / "store"
+    shutil.copytree(VECTORS / "store", store)
+    all_m = manifests(store)
+    donor, victim = [seq for seq, m in all_m.items() if m["type"] == "unit"][:2]
+
+    def swap(seq: int, m: dict[str, Any]) -> dict[str, Any]:
+        if seq == victim:
+            m["recipients"] = all_m[donor]["recipients"]
+        return m
+
+    rechain(store, fixed_device_key(1), swap)
+    got = bwc(
+        capsys,
+        "export",
+        store,
+        "--key",
+        VECTORS / "agency-key.pem",
+        "--out",
+        tmp_path / "out",
+        "--trust",
+        VECTORS / "device-pub.pem",
+    )
+    assert got.code == 1 and Code.KEY_UNDECRYPTABLE in got.err, got.err
