@@ -112,7 +112,8 @@ UNIT = "unit"
 EVENT = "event"
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_SECRET_ID = re.compile(rf"^[0-9a-f]{{{SECRET_ID_LEN * 2}}}$")
+_SECRET_ID = re.compile(rf"[0-9a-f]{{{SECRET_ID_LEN * 2}}}")
+"""Used with ``fullmatch``: ``$`` would let a trailing newline through."""
 RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 """Recording ids the recorder writes (hex/uuid-like); anything else is refused before it can name
 a file: no dots, slashes or case-folding tricks, so one id gives exactly one export file name."""
@@ -235,7 +236,7 @@ def check_unit(m: Manifest, path: str) -> None:
     v2 = m.format == FORMAT_V2
     _typed(m.fields, UNIT_FIELDS, "unit", path, Code.UNIT_MALFORMED)
     _exact(m.fields, _UNIT_KEYS_V2 if v2 else _UNIT_KEYS, "unit", path, Code.UNIT_MALFORMED)
-    if v2 and not (isinstance(m["secret_id"], str) and _SECRET_ID.match(m["secret_id"])):
+    if v2 and not (isinstance(m["secret_id"], str) and _SECRET_ID.fullmatch(m["secret_id"])):
         raise IntegrityError(
             f"unit field 'secret_id' is not {SECRET_ID_LEN * 2} lowercase hex digits",
             path=path,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,14 @@ from evidence.store import DirectoryStoreReader
 from hal.errors import IntegrityError
 from tests.adversarial.stores import BOOT_B, Attackable, bwc, make_store, verify
 from tests.unit.test_evidence_export import make_ts
-from tests.vectors.evidence_store import build_store, rechain, rewrite_as_v1, write_agency_pair
+from tests.vectors.evidence_store import (
+    VECTORS,
+    build_store,
+    fixed_device_key,
+    rechain,
+    rewrite_as_v1,
+    write_agency_pair,
+)
 
 
 @pytest.fixture(scope="module")
@@ -138,16 +146,27 @@ def test_secret_id_reused_across_segments_is_a_finding(
         ("segment", Code.KEY_UNDECRYPTABLE),  # the secret's HPKE info names the segment
         ("unit", Code.PAYLOAD_UNDECRYPTABLE),  # the unit key and the AAD name the unit
         ("recording", Code.KEY_UNDECRYPTABLE),
+        ("device", Code.KEY_UNDECRYPTABLE),  # another device's manifest
+        ("key", Code.KEY_UNDECRYPTABLE),  # another device key's manifest
+        ("secret_id", Code.KEY_UNDECRYPTABLE),
     ],
 )
 def test_manifest_claiming_another_place_than_sealed_does_not_decrypt(
     unit: Attackable, field: str, code: Code
 ) -> None:
-    """The crypto binding alone, below the verifier's order checks: a manifest whose segment,
-    unit or recording differs from what its unit was sealed under does not open."""
+    """The crypto binding alone, below the verifier's order and key checks: a manifest whose
+    segment, unit, recording, device, device key or secret id differs from what its unit was
+    sealed under does not open."""
     seq = units_of(unit.store, 1)[1]
     m = manifests(unit.store)[seq]
-    m[field] = {"segment": 0, "unit": 0, "recording": "rec-9999"}[field]
+    m[field] = {
+        "segment": 0,
+        "unit": 0,
+        "recording": "rec-9999",
+        "device": "bwc-test-0002",
+        "key": "ab" * 32,
+        "secret_id": "cd" * 16,
+    }[field]
     with pytest.raises(IntegrityError) as err:
         decrypt_unit(DirectoryStoreReader(unit.store), m, load_agency_private(unit.agency_key))
     assert err.value.code == code
@@ -176,8 +195,50 @@ def test_mixed_v1_then_v2_chain_verifies_and_exports(
     got = verify(capsys, a.store, *a.trust)
     assert got.code == 0, got.out
     assert len(got.report["recordings"]) == 2
+    assert got.report["formats"] == [
+        {"format": FORMAT_V1, "first_seq": 0, "last_seq": head},
+        {"format": FORMAT_V2, "first_seq": head + 1, "last_seq": len(formats) - 1},
+    ]
+    text = bwc(capsys, "verify", a.store, *a.trust).out
+    assert f"{FORMAT_V1}: entries 0-{head}" in text
     code, text = export(capsys, a, tmp_path / "out")
     assert code == 0, text
     for rid in ("rec-0001", "rec-0002"):
         with av.open(str(tmp_path / "out" / f"{rid}.mp4")) as container:
             assert sum(1 for _ in container.demux(video=0) if _.size) == 50
+    # The evidence report decrypts through the same opener: one page per recording.
+    rep = bwc(
+        capsys, "report", a.store, "--key", a.agency_key, *a.trust, "--out", tmp_path / "pages"
+    )
+    assert rep.code == 0, rep.err
+    assert len(list((tmp_path / "pages").glob("*.html"))) == 2
+
+
+def test_v1_content_key_moved_to_another_unit_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/1 reads unchanged, and a /1 wrapped content key that does not open is reported as
+    `key-undecryptable` (it used to fall through to `media-undecodable`)."""
+    store = tmp_path / "store"
+    shutil.copytree(VECTORS / "store", store)
+    all_m = manifests(store)
+    donor, victim = [seq for seq, m in all_m.items() if m["type"] == "unit"][:2]
+
+    def swap(seq: int, m: dict[str, Any]) -> dict[str, Any]:
+        if seq == victim:
+            m["recipients"] = all_m[donor]["recipients"]
+        return m
+
+    rechain(store, fixed_device_key(1), swap)
+    got = bwc(
+        capsys,
+        "export",
+        store,
+        "--key",
+        VECTORS / "agency-key.pem",
+        "--out",
+        tmp_path / "out",
+        "--trust",
+        VECTORS / "device-pub.pem",
+    )
+    assert got.code == 1 and Code.KEY_UNDECRYPTABLE in got.err, got.err

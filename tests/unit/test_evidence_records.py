@@ -247,7 +247,7 @@ def test_a_v2_unit_must_name_its_secret_exactly() -> None:
     with pytest.raises(IntegrityError, match="'secret_id' is missing") as exc:
         read_record(canonical_json(without), "x")
     assert exc.value.code == Code.UNIT_MALFORMED
-    for bad in ("AB" * 16, "ab" * 15, "ab" * 17, 12, None, "zz" * 16):
+    for bad in ("AB" * 16, "ab" * 15, "ab" * 17, 12, None, "zz" * 16, "ab" * 16 + "\n"):
         with pytest.raises(IntegrityError, match="secret_id") as exc:
             read_record(canonical_json({**good, "secret_id": bad}), "x")
         assert exc.value.code == Code.UNIT_MALFORMED
