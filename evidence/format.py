@@ -38,7 +38,7 @@ SECRET_ID_LEN = 16
 SUITE_P384 = "DHKEM(P-384,HKDF-SHA384)/HKDF-SHA384/AES-256-GCM"
 SUITE_MLKEM1024_P384 = "MLKEM1024-P384/HKDF-SHA384/AES-256-GCM"
 
-ENTRY_RE = re.compile(r"^(\d{10})\.(json|sig|bin)$")
+ENTRY_RE = re.compile(r"^(\d{10})\.(json|sig|bin)\Z")
 
 HPKE_INFO_PREFIX = b"bwc-evidence/1 content-key\x00"
 HPKE_SECRET_INFO_PREFIX = b"bwc-evidence/2 segment-secret\x00"

@@ -111,10 +111,10 @@ def decode_json(data: bytes, path: str) -> dict[str, Any]:
 UNIT = "unit"
 EVENT = "event"
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 _SECRET_ID = re.compile(rf"[0-9a-f]{{{SECRET_ID_LEN * 2}}}")
 """Used with ``fullmatch``: ``$`` would let a trailing newline through."""
-RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}\Z")
 """Recording ids the recorder writes (hex/uuid-like); anything else is refused before it can name
 a file: no dots, slashes or case-folding tricks, so one id gives exactly one export file name."""
 
