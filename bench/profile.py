@@ -43,7 +43,7 @@ def bucket(filename: str, name: str) -> str:
     where = f"{filename}:{name}"
     if "hpke" in where or name == "wrap":
         return "HPKE wrap"
-    if "hkdf" in where or name == "derive_unit_key":  # bwc-evidence/2's per-unit key
+    if "hkdf" in where or "hmac" in where or name in ("derive_unit_key", "expand_unit_key"):
         return "HKDF unit key"
     if "aead" in where or "AESGCM" in where:
         return "AES-256-GCM"

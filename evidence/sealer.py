@@ -10,7 +10,8 @@ appends, so sequence numbers and ``prev`` hashes are assigned in write order.
 Units are sealed as ``bwc-evidence/2``: one random segment secret per (recording, segment),
 HPKE-wrapped once per recipient when the segment's first unit is sealed, its wrapped form repeated
 in every unit manifest of the segment; each unit's AES key is derived from it
-(``evidence.format.derive_unit_key``). The secret is held from the segment's first unit until the
+(``evidence.format.derive_unit_key``; the sealer computes it as ``expand_unit_key`` of the
+segment's HKDF-Extract, the same bytes). The secret is held from the segment's first unit until the
 segment ends (a unit marked ``final`` or ``extra.segment_final``, a unit of another segment or
 recording, or a ``record_stop`` event), and no longer.
 """
@@ -41,10 +42,11 @@ from evidence.format import (
     SECRET_ID_LEN,
     SEGMENT_SECRET_LEN,
     TMP_PREFIX,
-    derive_unit_key,
     entry_name,
+    expand_unit_key,
     secret_info,
     unit_aad,
+    unit_key_prk,
 )
 from evidence.keys import AgencyPublicKey
 from evidence.records import (
@@ -90,9 +92,12 @@ class _SegmentSecret:
     secret_id: str
     secret: bytearray
     recipients: tuple[Mapping[str, str], ...]
+    prk: bytearray
+    """HKDF-Extract of ``secret``: as secret as it, kept so each unit costs one HMAC."""
 
     def drop(self) -> None:
         self.secret[:] = bytes(len(self.secret))
+        self.prk[:] = bytes(len(self.prk))
 
 
 class Sealer:
@@ -294,7 +299,7 @@ class Sealer:
             nonce = self._rng(NONCE_LEN)
             # A distinct key per unit (the AAD names the unique seq), so a random nonce is never
             # used twice under one key however many units a segment has.
-            unit_key = derive_unit_key(segment.secret, aad)
+            unit_key = expand_unit_key(segment.prk, aad)
             ciphertext = self._encrypt(unit_key, nonce, payload, aad)
             del unit_key
             data = UnitManifest(
@@ -360,7 +365,12 @@ class Sealer:
             for r in self._recipients
         )
         self._segment = _SegmentSecret(
-            meta.recording_id, meta.segment, secret_id, secret, recipients
+            meta.recording_id,
+            meta.segment,
+            secret_id,
+            secret,
+            recipients,
+            bytearray(unit_key_prk(secret)),
         )
         return self._segment
 

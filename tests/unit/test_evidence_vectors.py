@@ -16,8 +16,18 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from evidence.format import FORMAT_V1, FORMAT_V2, derive_unit_key, secret_info, unit_aad
+from evidence.format import (
+    FORMAT_V1,
+    FORMAT_V2,
+    derive_unit_key,
+    expand_unit_key,
+    secret_info,
+    unit_aad,
+    unit_key_prk,
+)
 from evidence.keys import load_agency_private
 from evidence.opener import open_store
 from evidence.store import DirectoryStoreReader
@@ -177,3 +187,11 @@ def test_stock_tool_recipe_checks_both_versions(fmt: str) -> None:
     )
     assert got.returncode == 0, got.stderr
     assert "chain of 8 entries checked" in got.stdout
+
+
+@settings(max_examples=200)
+@given(secret=st.binary(min_size=32, max_size=32), aad=st.binary(max_size=400))
+def test_the_sealers_one_hmac_per_unit_is_hkdf(secret: bytes, aad: bytes) -> None:
+    """The sealer derives unit keys as HKDF-Expand of a per-segment HKDF-Extract (one HMAC per
+    unit); readers use the full HKDF of ``cryptography``. Two implementations, the same bytes."""
+    assert expand_unit_key(unit_key_prk(bytearray(secret)), aad) == derive_unit_key(secret, aad)
