@@ -49,6 +49,20 @@ def _status_kb(*fields: str) -> dict[str, float]:
     return out
 
 
+def _rollup_mb(*fields: str) -> dict[str, float]:
+    """Fields of /proc/self/smaps_rollup in MiB (empty where there is none)."""
+    out: dict[str, float] = {}
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name in fields:
+                    out[name] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    return out
+
+
 def _rss_mb() -> float:
     """Peak RSS of this process image in MiB: VmHWM, which exec resets. ``ru_maxrss`` is not
     used when /proc is there because Linux carries it over from the parent across fork+exec,
@@ -90,6 +104,7 @@ def child(units_path: Path, store: Path) -> dict[str, Any]:
     if recorder.state is not State.BUFFERING:
         raise RuntimeError(f"recorder started in {recorder.state}")
     start = _status_kb("VmRSS", "RssAnon", "RssFile")
+    rollup = _rollup_mb("Private_Dirty", "Private_Clean", "Shared_Clean")
     heavy = [m for m in HEAVY if m in sys.modules]
     units = read_units(units_path)
     clip_bytes = sum(len(d) for d, _ in units)
@@ -110,6 +125,9 @@ def child(units_path: Path, store: Path) -> dict[str, Any]:
         "start_mb": start.get("VmRSS", float("nan")),
         "start_anon_mb": start.get("RssAnon", float("nan")),
         "start_file_mb": start.get("RssFile", float("nan")),
+        "start_dirty_mb": rollup.get("Private_Dirty", float("nan")),
+        "start_clean_mb": rollup.get("Private_Clean", float("nan"))
+        + rollup.get("Shared_Clean", float("nan")),
         "heavy": heavy,
         "peak_mb": peak_mb,
         "buffered_mb": int(status["buffer_bytes"] or 0) / 2**20,
@@ -162,7 +180,10 @@ def run() -> list[dict[str, Any]]:
             "goal": None,
             "note": f"the unit buffering with nothing buffered: {m['start_anon_mb']:.1f} MiB "
             f"anonymous + {m['start_file_mb']:.1f} MiB file-backed (shared libraries: PyAV's "
-            f"FFmpeg, cryptography's OpenSSL); loaded of {', '.join(HEAVY)}: {heavy}; {machine()}",
+            f"FFmpeg, cryptography's OpenSSL); {m['start_dirty_mb']:.1f} MiB private dirty (what "
+            f"the kernel cannot reclaim) and {m['start_clean_mb']:.1f} MiB clean pages of mapped "
+            f"files (reclaimable, read again from flash when touched); loaded of "
+            f"{', '.join(HEAVY)}: {heavy}; {machine()}",
         },
     ]
 

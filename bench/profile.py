@@ -16,18 +16,18 @@ import cProfile
 import pstats
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from bench.media import load_replay
 from bench.recorder_speed import run_cycle
 from bench.rig import machine
+from bench.store_fs import store_fs
 
 BUCKETS = (
     "AES-256-GCM",
     "SHA-256",
     "HPKE wrap",
+    "HKDF unit key",
     "Ed25519 sign",
     "JSON",
     "fsync (CPU)",
@@ -43,6 +43,8 @@ def bucket(filename: str, name: str) -> str:
     where = f"{filename}:{name}"
     if "hpke" in where or name == "wrap":
         return "HPKE wrap"
+    if "hkdf" in where or "hmac" in where or name in ("derive_unit_key", "expand_unit_key"):
+        return "HKDF unit key"
     if "aead" in where or "AESGCM" in where:
         return "AES-256-GCM"
     if "sha256" in where or "hexdigest" in where:
@@ -68,12 +70,13 @@ def measure(cycles: int = 3) -> tuple[dict[str, float], float, float]:
     per_bucket: dict[str, list[float]] = {b: [] for b in BUCKETS}
     profiled: list[float] = []
     plain: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="bench-prof-") as d:
-        run_cycle(replay, Path(d) / "warm")
+    with store_fs("bench-prof-") as place:
+        d = place.path
+        run_cycle(replay, d / "warm")
         for i in range(cycles):
             prof = cProfile.Profile(time.process_time)
             prof.enable()
-            cycle = run_cycle(replay, Path(d) / f"p{i}")
+            cycle = run_cycle(replay, d / f"p{i}")
             prof.disable()
             sums = dict.fromkeys(BUCKETS, 0.0)
             stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
@@ -82,7 +85,7 @@ def measure(cycles: int = 3) -> tuple[dict[str, float], float, float]:
             for b in BUCKETS:
                 per_bucket[b].append(sums[b] / cycle.video_s * 1e3)
             profiled.append(cycle.cpu_s / cycle.video_s * 1e3)
-            bare = run_cycle(replay, Path(d) / f"q{i}")
+            bare = run_cycle(replay, d / f"q{i}")
             plain.append(bare.cpu_s / bare.video_s * 1e3)
     medians = {b: statistics.median(v) for b, v in per_bucket.items()}
     return medians, statistics.median(profiled), statistics.median(plain)

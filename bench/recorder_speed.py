@@ -16,7 +16,6 @@ import hashlib
 import os
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -28,11 +27,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bench.media import FPS, HEIGHT, WIDTH, Replay, load_replay
 from bench.rig import build_recorder, machine, profile_1080p
+from bench.store_fs import store_fs
 from recorder.state_machine import State
 
 PRE_EVENT_S = 5.0
 RECORD_S = 25.0
-RUNS = 3
+RUNS = 5
 _US = Fraction(1, 1_000_000)
 
 
@@ -83,70 +83,99 @@ def run_cycle(replay: Replay, store: Path) -> Cycle:
     return Cycle(cpu_s, wall_s, len(frames) / FPS, video_bytes, units)
 
 
-def raw_crypto_cpu_per_byte(replay: Replay, runs: int = 5) -> float:
-    """AES-256-GCM + SHA-256 of the ciphertext, per byte, over one-second payloads."""
+def raw_crypto_cpu_per_byte(replay: Replay) -> float:
+    """One sample: AES-256-GCM + SHA-256 of the ciphertext, per byte, over ten one-second
+    payloads of the clip."""
     data = b"".join(d for d, _ in replay.units)
     payloads = [data[i : i + len(data) // 10] for i in range(0, len(data), len(data) // 10)][:10]
     aead = AESGCM(AESGCM.generate_key(bit_length=256))
-    samples = []
-    for _ in range(runs + 1):
-        t = time.process_time()
-        for p in payloads:
-            hashlib.sha256(aead.encrypt(os.urandom(12), p, b"aad")).digest()
-        samples.append((time.process_time() - t) / sum(len(p) for p in payloads))
-    return statistics.median(samples[1:])  # the first is the warm-up
+    t = time.process_time()
+    for p in payloads:
+        hashlib.sha256(aead.encrypt(os.urandom(12), p, b"aad")).digest()
+    return (time.process_time() - t) / sum(len(p) for p in payloads)
 
 
-def bare_mux_cpu_per_video_s(replay: Replay, video_s: float, runs: int = RUNS) -> float:
-    """CPU per video second of a bare PyAV loop muxing the same access units into an MPEG-TS
-    file, as picamera2's ``PyavOutput`` does: no buffer, no crypto, no fsync, no evidence."""
+def bare_mux_cpu_per_video_s(replay: Replay, video_s: float, out: Path) -> float:
+    """One sample: CPU per video second of a bare PyAV loop muxing the same access units into an
+    MPEG-TS file ``out``, as picamera2's ``PyavOutput`` does: no buffer, no crypto, no fsync, no
+    evidence."""
     frames = replay.frames(round(video_s * FPS))
-    samples = []
-    with tempfile.TemporaryDirectory(prefix="bench-mux-") as d:
-        for i in range(runs + 1):
-            t = time.process_time()
-            with av.open(str(Path(d) / f"{i}.ts"), mode="w", format="mpegts") as container:
-                stream = container.add_stream("h264")
-                stream.width, stream.height = WIDTH, HEIGHT
-                stream.time_base = Fraction(1, 90_000)
-                for frame in frames:
-                    packet = av.Packet(frame.data)
-                    packet.stream = stream
-                    packet.time_base = _US
-                    packet.pts = packet.dts = frame.pts_us
-                    packet.is_keyframe = frame.is_keyframe
-                    container.mux(packet)
-            samples.append((time.process_time() - t) / video_s)
-    return statistics.median(samples[1:])  # the first is the warm-up
+    t = time.process_time()
+    with av.open(str(out), mode="w", format="mpegts") as container:
+        stream = container.add_stream("h264")
+        stream.width, stream.height = WIDTH, HEIGHT
+        stream.time_base = Fraction(1, 90_000)
+        for frame in frames:
+            packet = av.Packet(frame.data)
+            packet.stream = stream
+            packet.time_base = _US
+            packet.pts = packet.dts = frame.pts_us
+            packet.is_keyframe = frame.is_keyframe
+            container.mux(packet)
+    return (time.process_time() - t) / video_s
 
 
-def measure() -> dict[str, Any]:
+@dataclass(frozen=True)
+class Run:
+    """One run: a recorder cycle and, right after it on the same machine state, the two
+    references it is compared with; every goal is a ratio within one run."""
+
+    cycle: Cycle
+    raw_per_byte: float
+    mux_per_video_s: float
+
+    @property
+    def cpu_per_video_s(self) -> float:
+        return self.cycle.cpu_s / self.cycle.video_s
+
+    @property
+    def ratio(self) -> float:
+        return self.cycle.cpu_s / self.cycle.video_bytes / self.raw_per_byte
+
+    @property
+    def raw_per_video_s(self) -> float:
+        return self.raw_per_byte * self.cycle.video_bytes / self.cycle.video_s
+
+    @property
+    def overhead_vs_mux(self) -> float:
+        return (self.cpu_per_video_s - self.raw_per_video_s) / self.mux_per_video_s
+
+
+def measure(runs: int = RUNS) -> dict[str, Any]:
     replay = load_replay()
-    cycles = []
-    with tempfile.TemporaryDirectory(prefix="bench-rec-") as d:
-        for i in range(RUNS + 1):
-            store = Path(d) / f"s{i}"
-            cycles.append(run_cycle(replay, store))
-    cycles = cycles[1:]  # warm-up excluded
-    cpu_per_byte = statistics.median(c.cpu_s / c.video_bytes for c in cycles)
-    raw = raw_crypto_cpu_per_byte(replay)
-    c0 = cycles[0]
-    cpu_per_video_s = statistics.median(c.cpu_s / c.video_s for c in cycles)
-    mux = bare_mux_cpu_per_video_s(replay, c0.video_s)
-    raw_per_video_s = raw * c0.video_bytes / c0.video_s
+    with store_fs("bench-rec-") as place:
+        results: list[Run] = []
+        for i in range(runs + 1):  # the first is the warm-up
+            cycle = run_cycle(replay, place.path / f"s{i}")
+            results.append(
+                Run(
+                    cycle,
+                    raw_crypto_cpu_per_byte(replay),
+                    bare_mux_cpu_per_video_s(replay, cycle.video_s, place.path / f"mux{i}.ts"),
+                )
+            )
+        store = place.describe()
+    results = results[1:]
+    c0 = results[0].cycle
+
+    def med(values: Any) -> float:
+        return float(statistics.median(values))
+
     return {
-        "realtime_factor": statistics.median(c.video_s / c.cpu_s for c in cycles),
-        "wall_realtime_factor": statistics.median(c.video_s / c.wall_s for c in cycles),
-        "cpu_per_byte": cpu_per_byte,
-        "raw_per_byte": raw,
-        "ratio": cpu_per_byte / raw,
+        "realtime_factor": med(r.cycle.video_s / r.cycle.cpu_s for r in results),
+        "wall_realtime_factor": med(r.cycle.video_s / r.cycle.wall_s for r in results),
+        "cpu_per_byte": med(r.cycle.cpu_s / r.cycle.video_bytes for r in results),
+        "raw_per_byte": med(r.raw_per_byte for r in results),
+        "ratio": med(r.ratio for r in results),
+        "ratios": [round(r.ratio, 2) for r in results],
         "mbit_s": replay.bytes_per_s * 8 / 1e6,
         "units": c0.units,
         "video_s": c0.video_s,
-        "cpu_ms_per_video_s": cpu_per_video_s * 1e3,
-        "raw_ms_per_video_s": raw_per_video_s * 1e3,
-        "mux_ms_per_video_s": mux * 1e3,
-        "overhead_vs_mux": (cpu_per_video_s - raw_per_video_s) / mux,
+        "cpu_ms_per_video_s": med(r.cpu_per_video_s for r in results) * 1e3,
+        "raw_ms_per_video_s": med(r.raw_per_video_s for r in results) * 1e3,
+        "mux_ms_per_video_s": med(r.mux_per_video_s for r in results) * 1e3,
+        "overhead_vs_mux": med(r.overhead_vs_mux for r in results),
+        "store": store,
     }
 
 
@@ -154,8 +183,10 @@ def run() -> list[dict[str, Any]]:
     m = measure()
     common = (
         f"{m['video_s']:.0f} s of replayed 1080p30 H.264 at {m['mbit_s']:.2f} Mbit/s actual "
-        f"({PRE_EVENT_S:g} s pre-roll + recording, {m['units']} units sealed to disk with fsync), "
-        f"median of {RUNS} after a warm-up; {machine()}"
+        f"({PRE_EVENT_S:g} s pre-roll + recording, {m['units']} units sealed to disk with fsync, "
+        f"{m['store']}), "
+        f"median of {RUNS} runs after a warm-up, each the recorder cycle then the raw crypto "
+        f"and the bare mux of the same bytes; {machine()}"
     )
     return [
         {
@@ -164,7 +195,7 @@ def run() -> list[dict[str, Any]]:
             "unit": "x raw AES-256-GCM+SHA-256 CPU per byte",
             "goal": "<= 2.5",
             "note": f"recorder {m['cpu_per_byte'] * 1e9:.2f} ns/B vs raw "
-            f"{m['raw_per_byte'] * 1e9:.2f} ns/B; {common}",
+            f"{m['raw_per_byte'] * 1e9:.2f} ns/B (medians); per run {m['ratios']}; {common}",
         },
         {
             "name": "realtime_factor_1080p30",

@@ -38,6 +38,9 @@ class Code(StrEnum):
     EVENT_MALFORMED = "event-malformed"
     EVENT_WITH_PAYLOAD = "event-with-payload"
     UNIT_MALFORMED = "unit-malformed"
+    # bwc-evidence/2: units naming one segment secret (checked without the agency key).
+    SECRET_REUSED = "secret-reused"  # noqa: S105  (a finding code, not a secret)
+    SECRET_RECIPIENTS_DIFFER = "secret-recipients-differ"  # noqa: S105  (a finding code)
     # Payloads and other files the chain names.
     PAYLOAD_MISSING = "payload-missing"
     PAYLOAD_FREED = "payload-freed"
@@ -67,6 +70,7 @@ class Code(StrEnum):
     HEAD_MISMATCH = "head-mismatch"
     # Export only: what decrypting and decoding found.
     PAYLOAD_UNDECRYPTABLE = "payload-undecryptable"
+    KEY_UNDECRYPTABLE = "key-undecryptable"
     MEDIA_UNDECODABLE = "media-undecodable"
 
 

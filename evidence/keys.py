@@ -61,9 +61,10 @@ class AgencyPublicKey:
     key: ec.EllipticCurvePublicKey | MLKEM1024P384PublicKey
     spki_pem: bytes = b""  # re-serialised from the key objects: what a unit installs, never input
 
-    def wrap(self, content_key: bytes, info: bytes) -> bytes:
-        """HPKE single-shot seal of ``content_key`` to this recipient (``enc || ct``)."""
-        return _SUITES[self.suite].encrypt(content_key, self.key, info=info)
+    def wrap(self, secret: bytes | bytearray, info: bytes) -> bytes:
+        """HPKE single-shot seal of ``secret`` to this recipient (``enc || ct``): a unit's content
+        key (``bwc-evidence/1``) or a segment secret (``bwc-evidence/2``)."""
+        return _SUITES[self.suite].encrypt(secret, self.key, info=info)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class AgencyPrivateKey:
     key: ec.EllipticCurvePrivateKey | MLKEM1024P384PrivateKey
 
     def unwrap(self, enc_and_ct: bytes, info: bytes) -> bytes:
-        """Open a wrapped content key; ``IntegrityError`` if it does not open."""
+        """Open a wrapped content key or segment secret; ``IntegrityError`` if it does not open."""
         try:
             return _SUITES[self.suite].decrypt(enc_and_ct, self.key, info=info)
         except (InvalidTag, ValueError) as exc:

@@ -18,7 +18,16 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from evidence.findings import Code
-from evidence.format import CONTENT_KEY_LEN, entry_name, hpke_info, unit_aad
+from evidence.format import (
+    CONTENT_KEY_LEN,
+    FORMAT_V1,
+    SEGMENT_SECRET_LEN,
+    derive_unit_key,
+    entry_name,
+    hpke_info,
+    secret_info,
+    unit_aad,
+)
 from evidence.keys import AgencyPrivateKey
 from evidence.records import MAX_MANIFEST_BYTES, read_record
 from evidence.store import DirectoryStoreReader, StoreReader
@@ -28,8 +37,23 @@ from hal.errors import IntegrityError, RefusedError
 log = logging.getLogger(__name__)
 
 
-def decrypt_unit(store: StoreReader, manifest: dict[str, Any], key: AgencyPrivateKey) -> bytes:
-    """The plaintext of one verified unit. ``IntegrityError`` if it does not decrypt."""
+SecretCache = dict[tuple[bytes, bytes], bytes]
+"""``bwc-evidence/2`` segment secrets already opened: (HPKE info, ``enc_and_ct``) -> secret.
+
+Keyed by exactly what the HPKE open takes besides the agency key, so a hit returns what opening
+again would (a manifest with an altered blob or binding misses the cache and is opened, and
+refused, on its own)."""
+
+
+def decrypt_unit(
+    store: StoreReader,
+    manifest: dict[str, Any],
+    key: AgencyPrivateKey,
+    secrets: SecretCache | None = None,
+) -> bytes:
+    """The plaintext of one verified unit, ``bwc-evidence/1`` or ``/2`` (decided by the manifest's
+    own format marker). ``IntegrityError`` if it does not decrypt. ``secrets`` (optional) caches
+    ``/2`` segment secrets so each wrapped secret is opened once."""
     seq = manifest["seq"]
     name = entry_name(seq, "json")
     path = store.describe(name)
@@ -45,6 +69,7 @@ def decrypt_unit(store: StoreReader, manifest: dict[str, Any], key: AgencyPrivat
         raise IntegrityError(
             f"recipient suite {entry.get('suite')!r} does not match the key", path=path
         )
+    fmt = manifest["format"]
     aad = unit_aad(
         device=manifest["device"],
         key=manifest["key"],
@@ -52,18 +77,29 @@ def decrypt_unit(store: StoreReader, manifest: dict[str, Any], key: AgencyPrivat
         recording=manifest["recording"],
         segment=manifest["segment"],
         unit=manifest["unit"],
+        fmt=fmt,
     )
     try:
         wrapped = base64.b64decode(str(entry.get("enc_and_ct")), validate=True)
         nonce = bytes.fromhex(manifest["payload"]["nonce"])
     except (binascii.Error, ValueError) as exc:
         raise IntegrityError("recipient entry or nonce is not well-formed", path=path) from exc
-    try:
-        content_key = key.unwrap(wrapped, hpke_info(aad))
-    except IntegrityError as exc:
-        raise IntegrityError(exc.reason, path=path) from exc
-    if len(content_key) != CONTENT_KEY_LEN:
-        raise IntegrityError("unwrapped content key has the wrong length", path=path)
+    if fmt == FORMAT_V1:
+        content_key = _unwrap(key, wrapped, hpke_info(aad), CONTENT_KEY_LEN, "content key", path)
+    else:
+        info = secret_info(
+            device=manifest["device"],
+            key=manifest["key"],
+            recording=manifest["recording"],
+            segment=manifest["segment"],
+            secret_id=manifest["secret_id"],
+        )
+        secret = secrets.get((info, wrapped)) if secrets is not None else None
+        if secret is None:
+            secret = _unwrap(key, wrapped, info, SEGMENT_SECRET_LEN, "segment secret", path)
+            if secrets is not None:
+                secrets[(info, wrapped)] = secret
+        content_key = derive_unit_key(secret, aad)
     bin_name = manifest["payload"]["file"]
     try:
         ciphertext = store.read(bin_name)
@@ -79,6 +115,28 @@ def decrypt_unit(store: StoreReader, manifest: dict[str, Any], key: AgencyPrivat
             path=store.describe(bin_name),
             code=Code.PAYLOAD_UNDECRYPTABLE,
         ) from exc
+
+
+def _unwrap(
+    key: AgencyPrivateKey, wrapped: bytes, info: bytes, length: int, what: str, path: str
+) -> bytes:
+    """Open one HPKE blob; ``IntegrityError`` (``key-undecryptable``) naming the manifest if it
+    does not open (altered, or moved from another unit, segment or device) or has the wrong
+    length."""
+    try:
+        opened = key.unwrap(wrapped, info)
+    except IntegrityError as exc:
+        raise IntegrityError(
+            f"the wrapped {what} does not open with the agency key (altered, or moved here "
+            "from another unit, segment or device)",
+            path=path,
+            code=Code.KEY_UNDECRYPTABLE,
+        ) from exc
+    if len(opened) != length:
+        raise IntegrityError(
+            f"unwrapped {what} has the wrong length", path=path, code=Code.KEY_UNDECRYPTABLE
+        )
+    return opened
 
 
 def _manifest(store: StoreReader, seq: int) -> dict[str, Any]:
@@ -103,11 +161,13 @@ class Segment:
     manifests: list[dict[str, Any]]
     _store: StoreReader
     _key: AgencyPrivateKey
+    _secrets: SecretCache = field(default_factory=dict)
 
     def iter_plaintext(self) -> Iterator[bytes]:
-        """Decrypt unit by unit, so a long segment never has to sit in memory at once."""
+        """Decrypt unit by unit, so a long segment never has to sit in memory at once. A
+        ``bwc-evidence/2`` segment secret is opened once (cached for this segment's units)."""
         for m in self.manifests:
-            yield decrypt_unit(self._store, m, self._key)
+            yield decrypt_unit(self._store, m, self._key, self._secrets)
 
     def plaintext(self) -> bytes:
         return b"".join(self.iter_plaintext())

@@ -104,11 +104,14 @@ class EntryHeader:
     mono_us: int
     utc_us: int
     utc_source: str
+    format: str = FORMAT
+    """The version marker: what the sealer writes, or what a manifest read back says."""
 
     @classmethod
     def from_manifest(cls, m: Manifest) -> EntryHeader:
         f = m.fields
         return cls(
+            format=m.format,
             seq=m.seq,
             prev=f["prev"],
             device=m.device,
@@ -121,7 +124,7 @@ class EntryHeader:
 
     def to_dict(self, entry_type: str) -> dict[str, Any]:
         return {
-            "format": FORMAT,
+            "format": self.format,
             "seq": self.seq,
             "prev": self.prev,
             "type": entry_type,
@@ -166,7 +169,7 @@ class EventManifest:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UnitManifest:
-    """A sealed unit: where it sits in its recording, its payload and the wrapped content key."""
+    """A sealed unit: where it sits in its recording, its payload and its wrapped key material."""
 
     header: EntryHeader
     recording: str
@@ -186,10 +189,15 @@ class UnitManifest:
     payload: Mapping[str, Any]
     """``file``, ``size``, ``sha256``, ``cipher``, ``nonce`` (hex), ``aad`` (see check_unit)."""
     recipients: tuple[Mapping[str, str], ...]
-    """``fingerprint``, ``suite`` and ``enc_and_ct`` (base64) of each agency recipient."""
+    """``fingerprint``, ``suite`` and ``enc_and_ct`` (base64) of each agency recipient: the
+    wrapped content key (``bwc-evidence/1``) or the wrapped segment secret (``bwc-evidence/2``)."""
+    secret_id: str | None = None
+    """``bwc-evidence/2`` only: the id (hex) of the segment secret the unit's key derives from."""
 
     def to_dict(self) -> dict[str, Any]:
+        secret = {} if self.secret_id is None else {"secret_id": self.secret_id}
         return {
+            **secret,
             **self.header.to_dict(UNIT),
             "recording": self.recording,
             "segment": self.segment,
@@ -229,6 +237,7 @@ class UnitManifest:
             **{k: f[k] for k in UNIT_FIELDS if k != "recipients"},
             gnss=f["gnss"],
             recipients=tuple(f["recipients"]),
+            secret_id=f.get("secret_id"),
         )
 
 

@@ -6,6 +6,14 @@ It must not read the wall clock (times are passed in), log keys or plaintext, or
 
 Threading: ``event`` and ``seal_unit`` may be called from different threads; one lock serialises
 appends, so sequence numbers and ``prev`` hashes are assigned in write order.
+
+Units are sealed as ``bwc-evidence/2``: one random segment secret per (recording, segment),
+HPKE-wrapped once per recipient when the segment's first unit is sealed, its wrapped form repeated
+in every unit manifest of the segment; each unit's AES key is derived from it
+(``evidence.format.derive_unit_key``; the sealer computes it as ``expand_unit_key`` of the
+segment's HKDF-Extract, the same bytes). The secret is held from the segment's first unit until the
+segment ends (a unit marked ``final`` or ``extra.segment_final``, a unit of another segment or
+recording, or a ``record_stop`` event), and no longer.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -28,19 +36,29 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from evidence.format import (
     AAD_NAME,
     CIPHER,
-    CONTENT_KEY_LEN,
     DEVICE_PUB_NAME,
+    FORMAT,
     NONCE_LEN,
+    SECRET_ID_LEN,
+    SEGMENT_SECRET_LEN,
     TMP_PREFIX,
     entry_name,
-    hpke_info,
+    expand_unit_key,
+    secret_info,
     unit_aad,
+    unit_key_prk,
 )
 from evidence.keys import AgencyPublicKey
-from evidence.records import EntryHeader, EventManifest, UnitManifest, check_writable_kind
+from evidence.records import (
+    EntryHeader,
+    EventKind,
+    EventManifest,
+    UnitManifest,
+    check_writable_kind,
+)
 from evidence.recovery import Head, RecoveryReport, describe, discover, find_head, move_orphans
 from evidence.sealing import JsonValue, UnitMeta
-from hal.durable import fsync_dir, write_atomic, write_atomic_group
+from hal.durable import Direct, DurableDir, PageBuffer, fsync_dir, write_atomic
 from hal.errors import IntegrityError, StorageFullError, UsageError
 from hal.protocols import DeviceKey
 from hal.software_key import fingerprint_raw
@@ -57,6 +75,29 @@ _TAG_LEN = 16  # AES-GCM appends a 128-bit tag to the ciphertext.
 def new_boot_id(rng: RandomSource = os.urandom) -> str:
     """A fresh random 128-bit boot id (hex), one per boot."""
     return rng(16).hex()
+
+
+@dataclass(slots=True)
+class _SegmentSecret:
+    """The segment secret in use: whose it is, its id, and its wrapped form for every recipient.
+
+    ``secret`` is a bytearray so that ``drop`` can overwrite it. That is best effort only: Python
+    cannot truly zeroise (the random source's own ``bytes`` object, and any copy made inside
+    ``cryptography`` or by the allocator, are freed but not wiped); the point is to hold no
+    reference to the secret after its segment ends.
+    """
+
+    recording: str
+    segment: int
+    secret_id: str
+    secret: bytearray
+    recipients: tuple[Mapping[str, str], ...]
+    prk: bytearray
+    """HKDF-Extract of ``secret``: as secret as it, kept so each unit costs one HMAC."""
+
+    def drop(self) -> None:
+        self.secret[:] = bytes(len(self.secret))
+        self.prk[:] = bytes(len(self.prk))
 
 
 class Sealer:
@@ -91,7 +132,9 @@ class Sealer:
         self._used_bytes = used_bytes
         self._fingerprint = fingerprint_raw(key.public_key_raw())
         self._lock = threading.Lock()
-        self._ct_buf = bytearray()  # ciphertext of the unit being sealed; see _encrypt
+        self._ct_buf = PageBuffer()  # ciphertext of the unit being sealed; see _encrypt
+        self._segment: _SegmentSecret | None = None  # see _segment_secret; under the lock
+        self._dir = DurableDir(store)  # every entry is written through this one descriptor
         self.recovery = recovery
 
     # ------------------------------------------------------------------ opening
@@ -186,6 +229,11 @@ class Sealer:
         """Hex SHA-256 of the last committed manifest file; 64 zeros for an empty store."""
         return self._head.hash
 
+    def close(self) -> None:
+        """Release the store's directory descriptor (also released when the sealer is collected).
+        Appending after ``close`` raises ``OSError``."""
+        self._dir.close()
+
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
@@ -229,6 +277,8 @@ class Sealer:
             sig = self._key.sign(data)
             self._check_space(self._cost(len(data), len(sig)), reserve_ok=reserve_ok)
             self._commit(seq, data, sig, None)
+            if kind == EventKind.RECORD_STOP:
+                self._drop_segment_secret()  # also ends a recording aborted mid-segment
             return seq
 
     def seal_unit(self, payload: bytes, meta: UnitMeta, *, mono_us: int, utc_us: int) -> int:
@@ -243,20 +293,15 @@ class Sealer:
                 recording=meta.recording_id,
                 segment=meta.segment,
                 unit=meta.unit,
+                fmt=FORMAT,
             )
-            content_key = self._rng(CONTENT_KEY_LEN)
+            segment = self._segment_secret(meta)
             nonce = self._rng(NONCE_LEN)
-            ciphertext = self._encrypt(content_key, nonce, payload, aad)
-            info = hpke_info(aad)
-            recipients = tuple(
-                {
-                    "fingerprint": r.fingerprint,
-                    "suite": r.suite,
-                    "enc_and_ct": base64.b64encode(r.wrap(content_key, info)).decode("ascii"),
-                }
-                for r in self._recipients
-            )
-            del content_key
+            # A distinct key per unit (the AAD names the unique seq), so a random nonce is never
+            # used twice under one key however many units a segment has.
+            unit_key = expand_unit_key(segment.prk, aad)
+            ciphertext = self._encrypt(unit_key, nonce, payload, aad)
+            del unit_key
             data = UnitManifest(
                 header=header,
                 recording=meta.recording_id,
@@ -281,23 +326,67 @@ class Sealer:
                     "nonce": nonce.hex(),
                     "aad": AAD_NAME,
                 },
-                recipients=recipients,
+                recipients=segment.recipients,
+                secret_id=segment.secret_id,
             ).to_bytes()
             sig = self._key.sign(data)
             self._check_space(self._cost(len(ciphertext), len(data), len(sig)), reserve_ok=False)
             self._commit(seq, data, sig, ciphertext)
+            if meta.final or meta.extra.get("segment_final") is True:
+                self._drop_segment_secret()
             return seq
 
-    def _encrypt(self, content_key: bytes, nonce: bytes, payload: bytes, aad: bytes) -> memoryview:
+    def _segment_secret(self, meta: UnitMeta) -> _SegmentSecret:
+        """The secret of ``meta``'s segment: the one in use, or a fresh one wrapped to every
+        recipient (one HPKE encapsulation per recipient per segment; caller holds the lock)."""
+        current = self._segment
+        if (
+            current is not None
+            and current.recording == meta.recording_id
+            and current.segment == meta.segment
+        ):
+            return current
+        self._drop_segment_secret()
+        secret = bytearray(self._rng(SEGMENT_SECRET_LEN))
+        secret_id = self._rng(SECRET_ID_LEN).hex()
+        info = secret_info(
+            device=self._device_id,
+            key=self._fingerprint,
+            recording=meta.recording_id,
+            segment=meta.segment,
+            secret_id=secret_id,
+        )
+        recipients = tuple(
+            {
+                "fingerprint": r.fingerprint,
+                "suite": r.suite,
+                "enc_and_ct": base64.b64encode(r.wrap(secret, info)).decode("ascii"),
+            }
+            for r in self._recipients
+        )
+        self._segment = _SegmentSecret(
+            meta.recording_id,
+            meta.segment,
+            secret_id,
+            secret,
+            recipients,
+            bytearray(unit_key_prk(secret)),
+        )
+        return self._segment
+
+    def _drop_segment_secret(self) -> None:
+        if self._segment is not None:
+            self._segment.drop()
+            self._segment = None
+
+    def _encrypt(self, unit_key: bytes, nonce: bytes, payload: bytes, aad: bytes) -> memoryview:
         """AES-256-GCM of ``payload`` into the sealer's own ciphertext buffer (caller holds the
         lock). Reusing one buffer saves allocating (and faulting in) a fresh 1.3 MB ``bytes`` per
         unit at 10 Mbit/s; the ciphertext is identical. The view is valid until the next unit;
         nothing keeps it past ``_commit``."""
         n = len(payload) + _TAG_LEN
-        if len(self._ct_buf) < n:
-            self._ct_buf = bytearray(n + n // 4)  # headroom: units vary with the scene
-        out = memoryview(self._ct_buf)[:n]
-        AESGCM(content_key).encrypt_into(nonce, payload, aad, out)
+        out = self._ct_buf.view(n)
+        AESGCM(unit_key).encrypt_into(nonce, payload, aad, out)
         return out
 
     def _header(self, seq: int, mono_us: int, utc_us: int) -> EntryHeader:
@@ -326,14 +415,15 @@ class Sealer:
         # Order matters: payload and signature are durable under their final names before the
         # manifest's rename, which is the commit point. A cut before it leaves orphans only.
         try:
-            files: list[tuple[str, bytes | memoryview]] = [(entry_name(seq, "sig"), sig)]
+            files: list[tuple[str, bytes | memoryview | Direct]] = [(entry_name(seq, "sig"), sig)]
             if ciphertext is not None:
-                files.insert(0, (entry_name(seq, "bin"), ciphertext))
-            # Written together, then fsync'd: one journal commit for both (see hal.durable).
-            write_atomic_group(self._store, files, tmp_prefix=TMP_PREFIX)
-            fsync_dir(self._store)
-            _write_durable(self._store, entry_name(seq, "json"), manifest)
-            fsync_dir(self._store)
+                # From the page-aligned ciphertext buffer: written with O_DIRECT where it can be.
+                files.insert(0, (entry_name(seq, "bin"), Direct(ciphertext)))
+            # All three written, then fsync'd; payload and signature renamed and the directory
+            # fsync'd; then the manifest renamed (the commit point) and the directory fsync'd.
+            self._dir.commit_entry(
+                files, (entry_name(seq, "json"), manifest), tmp_prefix=TMP_PREFIX
+            )
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise StorageFullError(errno.ENOSPC, "evidence store full (disk)") from exc

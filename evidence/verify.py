@@ -28,7 +28,7 @@ from evidence.timestamp import Anchor, check_anchor
 from evidence.verify_chain import ChainCheck, Listing
 from evidence.verify_context import Context, Entry, Policy
 from evidence.verify_events import Meaning
-from evidence.verify_payloads import check_orphans, check_payloads
+from evidence.verify_payloads import check_orphans, check_payloads, check_secrets
 from evidence.verify_report import BootReport, RecordingReport, Report
 from hal.errors import IntegrityError, UsageError
 
@@ -154,6 +154,7 @@ def verify_with(
         )
     Meaning(ctx, entries).run()
     check_payloads(ctx, entries, set(names))
+    check_secrets(ctx, entries)
     check_orphans(ctx, names, entries)
     _check_anchors(ctx, entries)
     _judge_origin(ctx)

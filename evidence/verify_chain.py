@@ -9,6 +9,7 @@ payloads (``verify_payloads``).
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -68,6 +69,17 @@ class Listing:
 
     def has(self, seq: int, ext: str) -> bool:
         return ext in self.others.get(seq, set())
+
+
+def _format_runs(entries: list[Entry]) -> list[dict[str, Any]]:
+    """Consecutive entries of one format version, as ``format``/``first_seq``/``last_seq``."""
+    runs: list[dict[str, Any]] = []
+    for e in entries:
+        if runs and runs[-1]["format"] == e.manifest.format:
+            runs[-1]["last_seq"] = e.seq
+        else:
+            runs.append({"format": e.manifest.format, "first_seq": e.seq, "last_seq": e.seq})
+    return runs
 
 
 def _classify_other(ctx: Context, name: str) -> None:
@@ -142,6 +154,7 @@ class ChainCheck:
         ctx.report.device = self.chain_device
         self._check_store_pub()
         ctx.report.keys = sorted({e.manifest.key for e in good})
+        ctx.report.formats = _format_runs(good)
         return good
 
     def _check_entry(self, seq: int, name: str, data: bytes, prev_hash: str | None) -> Manifest:

@@ -3,7 +3,9 @@
 Unit payloads: present (or, with ``--allow-freed`` only, freed after a signed offload), of the
 signed size (compared before anything is hashed) and SHA-256. Orphans: every file in ``orphans/``
 is named by a signed ``power_loss_discovered``/``leftovers_moved`` event, and every file such an
-event names is present, with the size and hash it recorded.
+event names is present, with the size and hash it recorded. ``bwc-evidence/2`` key material, as
+far as it can be judged without the agency key: units naming one segment secret belong to one
+segment and repeat the same wrapped secret.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from evidence.findings import Code
-from evidence.format import ORPHANS_DIR
+from evidence.format import FORMAT_V2, ORPHANS_DIR
 from evidence.records import UNIT, EventKind
 from evidence.store import StoreReader
 from evidence.verify_context import Context, Entry
@@ -223,3 +225,41 @@ def check_orphans(ctx: Context, names: list[str], entries: list[Entry]) -> None:
         elif name in described:
             size, sha256 = described[name]
             _check_file(ctx, name, size, sha256, None, _ORPHAN_CODES)
+
+
+def check_secrets(ctx: Context, entries: list[Entry]) -> None:
+    """``bwc-evidence/2`` units that name one ``secret_id`` must be of one segment of one
+    recording (``secret-reused``: the sealer draws a fresh secret and id per segment) and carry
+    identical ``recipients`` (``secret-recipients-differ``: each repeats the one wrapped secret).
+    Either would otherwise only show at export, as a unit whose key does not open."""
+    first: dict[str, Entry] = {}
+    for e in entries:
+        m = e.manifest
+        if m.type != UNIT or m.format != FORMAT_V2:
+            continue
+        sid: str = m["secret_id"]
+        seen = first.setdefault(sid, e)
+        if seen is e:
+            continue
+        s = seen.manifest
+        if (s["recording"], s["segment"]) != (m["recording"], m["segment"]):
+            ctx.finding(
+                IntegrityError(
+                    f"names segment secret {sid} of {seen.name} (recording "
+                    f"{s['recording']!r}, segment {s['segment']}), not a secret of its own "
+                    f"segment {m['segment']} of recording {m['recording']!r}",
+                    path=ctx.path(e.name),
+                    code=Code.SECRET_REUSED,
+                ),
+                m["recording"],
+            )
+        elif s["recipients"] != m["recipients"]:
+            ctx.finding(
+                IntegrityError(
+                    f"names segment secret {sid} but its recipients differ from those of "
+                    f"{seen.name}, which names the same secret",
+                    path=ctx.path(e.name),
+                    code=Code.SECRET_RECIPIENTS_DIFFER,
+                ),
+                m["recording"],
+            )

@@ -77,6 +77,9 @@ class Report:
     head_hash: str = ZERO_HASH
     device: str | None = None
     keys: list[str] = field(default_factory=list)
+    formats: list[dict[str, Any]] = field(default_factory=list)
+    """Runs of format versions in chain order (``format``, ``first_seq``, ``last_seq``), over
+    the entries that passed the chain checks: a unit updated from /1 to /2 firmware shows two."""
     pinned: bool = False
     origin: str = "not-established"  # "pinned" | "unpinned" (--unpinned) | "not-established"
     recordings: list[RecordingReport] = field(default_factory=list)
@@ -117,6 +120,8 @@ class Report:
             lines.append(f"  signed by device key {fp} ({_ORIGIN_WORDS[self.origin]})")
         if self.device is not None:
             lines.append(f"  device {self.device}")
+        for run in self.formats:
+            lines.append(f"  {run['format']}: entries {run['first_seq']}-{run['last_seq']}")
         lines.extend(f"  {h}" for h in self.handovers)
         for i, b in enumerate(self.boots):
             if b.clean:

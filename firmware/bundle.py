@@ -53,9 +53,9 @@ PAYLOAD_KINDS = ("file", "tar")
 CHANNEL_LABEL = "bwc-firmware-channel:"
 MAX_KEY_FILE_BYTES = 16 * 1024
 
-_VERSION_RE = re.compile(r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})$")
-_COMPATIBLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_VERSION_RE = re.compile(r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\Z")
+_COMPATIBLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class BundleFormatError(UsageError):

@@ -17,7 +17,7 @@ from firmware.layout import UnitLayout
 from hal.errors import UsageError
 from recorder.config import Profile, load_profile_text
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 DEFAULT_PROFILE = Path(__file__).resolve().parents[1] / "configs" / "sim.toml"
 
 

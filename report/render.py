@@ -32,7 +32,7 @@ from report.thumbnails import render_thumbnails, wanted_frames
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 
 def render_html(page: Page) -> str:

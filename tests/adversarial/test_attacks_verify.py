@@ -258,9 +258,20 @@ def test_many_findings_of_one_code_are_summarised(
         (b'"trigger":"double_press"', b'"trigger":"\\ud800"', Code.MANIFEST_INVALID),
         (b'"trigger":"double_press"', b'"trigger":"a","trigger":"b"', Code.MANIFEST_INVALID),
         (b'"recording":"rec-0001"', b'"recording":"../x"', Code.RECORDING_ID_INVALID),
+        # "$" in a pattern also matches before a final newline: ids are matched to the very end.
+        (b'"recording":"rec-0001"', b'"recording":"rec-0001\\n"', Code.RECORDING_ID_INVALID),
         (b'"pre_event_s":0', b'"pre_event_s":"' + b"x" * 300_000 + b'"', Code.MANIFEST_TOO_LARGE),
     ],
-    ids=["NaN", "1e400", "-Infinity", "lone surrogate", "duplicate key", "id path", "oversize"],
+    ids=[
+        "NaN",
+        "1e400",
+        "-Infinity",
+        "lone surrogate",
+        "duplicate key",
+        "id path",
+        "id newline",
+        "oversize",
+    ],
 )
 def test_validly_signed_hostile_manifest_is_a_finding(
     unit: Attackable, capsys: pytest.CaptureFixture[str], old: bytes, new: bytes, code: Code

@@ -53,6 +53,52 @@ def test_seal_then_open_round_trips(
         assert decrypt_unit(DirectoryStoreReader(store), manifest, agency[1]) == payload
 
 
+# One step of a recorder's life as the sealer sees it: a unit of (recording, segment), possibly
+# the segment's last (segment_final) or the recording's last (final), or a record_stop event.
+_STEP = st.one_of(
+    st.tuples(
+        st.sampled_from(["r1", "r2"]),
+        st.integers(0, 2),
+        st.sampled_from(["", "segment_final", "final"]),
+    ),
+    st.just(("stop", 0, "")),
+)
+
+
+@FAST
+@given(steps=st.lists(_STEP, min_size=1, max_size=12))
+def test_segment_secrets_follow_segments_and_every_unit_opens_alone(
+    agency: tuple[AgencyPublicKey, AgencyPrivateKey], steps: list[tuple[str, int, str]]
+) -> None:
+    """bwc-evidence/2 for any order of units and ends: each unit decrypts from its own
+    manifest; consecutive units share a secret exactly when they are of one segment with no end
+    between them; and the verifier never finds a secret shared across segments or wrapped
+    differently (whatever else it finds in such an arbitrary chain)."""
+    with tempfile.TemporaryDirectory() as d:
+        store = Path(d)
+        sealer = Sealer.open(store, fixed_device_key(1), [agency[0]], "dev", "b" * 32, "rtc")
+        reader = DirectoryStoreReader(store)
+        previous: tuple[str, int, str] | None = None  # (recording, segment, secret_id)
+        ended = True
+        for i, (rec, segment, end) in enumerate(steps):
+            if rec == "stop":
+                sealer.event("record_stop", {"recording": "r1"}, mono_us=i, utc_us=i)
+                ended = True
+                continue
+            extra = {"segment_final": True} if end == "segment_final" else {}
+            meta = UnitMeta(
+                rec, segment, i, 0, 1, 0, 1, 0, "rtc", final=end == "final", extra=extra
+            )
+            seq = sealer.seal_unit(b"unit %d" % i, meta, mono_us=i, utc_us=i)
+            m = json.loads((store / f"{seq:010d}.json").read_bytes())
+            assert decrypt_unit(reader, m, agency[1]) == b"unit %d" % i
+            same = not ended and previous is not None and previous[:2] == (rec, segment)
+            assert (previous is not None and m["secret_id"] == previous[2]) == same
+            previous, ended = (rec, segment, m["secret_id"]), bool(end)
+        codes = {f.code for f in verify_store(reader, unpinned=True).all_findings}
+        assert not codes & {"secret-reused", "secret-recipients-differ"}
+
+
 @FAST
 @given(data=st.data())
 def test_any_corruption_gives_findings_never_another_exception(

@@ -27,6 +27,7 @@ from evidence.records import (
     UnitManifest,
     read_record,
 )
+from evidence.schema import decode_json
 from evidence.sealer import Sealer
 from evidence.sealing import UnitMeta
 from evidence.store import DirectoryStoreReader
@@ -34,12 +35,18 @@ from evidence.verify import verify_store
 from hal.errors import IntegrityError
 from tests.vectors.evidence_store import VECTORS, fixed_device_key, write_agency_pair
 
-STORE = VECTORS / "store"
+STORES = (VECTORS / "store", VECTORS / "store-v2")  # bwc-evidence/1, bwc-evidence/2
 BOOT = "0123456789abcdef" * 2
 
 
 def _manifests() -> list[Path]:
-    return sorted(STORE.glob("*.json"))
+    return [p for store in STORES for p in sorted(store.glob("*.json"))]
+
+
+def _v2_unit() -> dict[str, Any]:
+    path = next(p for p in sorted(STORES[1].glob("*.json")) if b'"type":"unit"' in p.read_bytes())
+    obj: dict[str, Any] = json.loads(path.read_bytes())
+    return obj
 
 
 def _header(seq: int = 0) -> EntryHeader:
@@ -203,3 +210,60 @@ def test_any_event_either_writes_bytes_that_read_back_equal_or_is_refused(
     again = EventManifest.from_bytes(data, "x")
     assert again.to_bytes() == data
     assert canonical_json(json.loads(data)) == data
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        r'{"a":"\ud800"}',
+        r'{"a":"\uDFFF"}',
+        r'{"\uDc00":1}',
+        r'{"a":[1,{"b":["x\udbffy"]}]}',
+        r'{"a":"\ude00\ud83d"}',  # a pair in the wrong order is two lone surrogates
+    ],
+)
+def test_a_lone_surrogate_escape_is_refused_wherever_it_sits(text: str) -> None:
+    with pytest.raises(IntegrityError, match="strict JSON"):
+        decode_json(text.encode(), "m.json")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (r'{"a":"\ud83d\ude00"}', "\U0001f600"),  # a genuine pair decodes
+        (r'{"a":"\\ud800"}', "\\ud800"),  # an escaped backslash, then plain text
+        ('{"a":"\u00e9"}', "\u00e9"),
+    ],
+)
+def test_surrogate_like_text_that_is_not_a_lone_surrogate_is_read(text: str, value: str) -> None:
+    assert decode_json(text.encode(), "m.json") == {"a": value}
+
+
+def test_a_v2_unit_must_name_its_secret_exactly() -> None:
+    good = _v2_unit()
+    assert good["format"] == "bwc-evidence/2"
+    assert isinstance(read_record(canonical_json(good), "x"), UnitManifest)
+    without = {k: v for k, v in good.items() if k != "secret_id"}
+    with pytest.raises(IntegrityError, match="'secret_id' is missing") as exc:
+        read_record(canonical_json(without), "x")
+    assert exc.value.code == Code.UNIT_MALFORMED
+    for bad in ("AB" * 16, "ab" * 15, "ab" * 17, 12, None, "zz" * 16, "ab" * 16 + "\n"):
+        with pytest.raises(IntegrityError, match="secret_id") as exc:
+            read_record(canonical_json({**good, "secret_id": bad}), "x")
+        assert exc.value.code == Code.UNIT_MALFORMED
+
+
+def test_a_v1_unit_has_no_secret_id() -> None:
+    v1 = {**_v2_unit(), "format": "bwc-evidence/1"}
+    with pytest.raises(IntegrityError, match="unknown field 'secret_id'") as exc:
+        read_record(canonical_json(v1), "x")
+    assert exc.value.code == Code.UNIT_MALFORMED
+    del v1["secret_id"]
+    assert read_record(canonical_json(v1), "x").to_dict()["format"] == "bwc-evidence/1"
+
+
+@pytest.mark.parametrize("marker", ["bwc-evidence/3", "bwc-evidence/0", "", 2, None])
+def test_an_unknown_format_marker_is_refused_by_name(marker: object) -> None:
+    with pytest.raises(IntegrityError, match="unknown format marker") as exc:
+        read_record(canonical_json({**_v2_unit(), "format": marker}), "x")
+    assert exc.value.code == Code.FORMAT_UNKNOWN

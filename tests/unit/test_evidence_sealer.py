@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -11,11 +12,12 @@ import pytest
 
 from evidence.keys import (
     KEM_MLKEM1024_P384,
+    AgencyPrivateKey,
     generate_agency_keys,
     load_agency_private,
     load_agency_public,
 )
-from evidence.opener import decrypt_unit
+from evidence.opener import decrypt_unit, open_store
 from evidence.sealer import Sealer
 from evidence.sealing import UnitMeta
 from evidence.store import DirectoryStoreReader
@@ -103,6 +105,63 @@ def test_ciphertext_moved_to_another_entry_does_not_decrypt(tmp_path: Path) -> N
     (store / "0000000003.bin").write_bytes((store / "0000000002.bin").read_bytes())
     with pytest.raises(IntegrityError):
         decrypt_unit(DirectoryStoreReader(store), m3, priv)
+
+
+def test_one_segment_secret_per_segment_held_until_the_segment_ends(tmp_path: Path) -> None:
+    """bwc-evidence/2: the units of a segment share one secret (one HPKE wrap: HPKE randomises,
+    so identical blobs mean one encapsulation); a new segment, recording, a final or
+    segment_final unit, or a record_stop ends it, and the next unit gets a fresh one."""
+    pub, priv = write_agency_pair(tmp_path / "ag", 7)
+    store = tmp_path / "ev"
+    sealer = Sealer.open(store, fixed_device_key(1), [pub], "dev-1", BOOT_A, "rtc")
+
+    def seal(rec: str, segment: int, unit: int, **kw: object) -> dict[str, object]:
+        m = UnitMeta(rec, segment, unit, 0, 1, 0, 1, 0, "rtc", **kw)  # type: ignore[arg-type]
+        seq = sealer.seal_unit(f"{rec}/{segment}/{unit}".encode(), m, mono_us=1, utc_us=1)
+        manifest: dict[str, object] = json.loads((store / f"{seq:010d}.json").read_bytes())
+        assert manifest["format"] == "bwc-evidence/2"
+        got = decrypt_unit(DirectoryStoreReader(store), manifest, priv)
+        assert got == f"{rec}/{segment}/{unit}".encode()
+        return manifest
+
+    a0, a1 = seal("r1", 0, 0), seal("r1", 0, 1)
+    assert a0["secret_id"] == a1["secret_id"] and a0["recipients"] == a1["recipients"]
+    b0 = seal("r1", 1, 0)  # next segment
+    b1 = seal("r1", 1, 1, extra={"segment_final": True})
+    assert b0["secret_id"] == b1["secret_id"] != a0["secret_id"]
+    assert b0["recipients"] != a0["recipients"]
+    after_segment_final = seal("r1", 1, 2)
+    c0 = seal("r1", 1, 3, final=True)
+    assert after_segment_final["secret_id"] == c0["secret_id"] != b0["secret_id"]
+    after_final = seal("r1", 1, 4)
+    assert after_final["secret_id"] != c0["secret_id"]
+    other_recording = seal("r2", 1, 5)
+    assert other_recording["secret_id"] != after_final["secret_id"]
+    sealer.event("record_stop", {"recording": "r2"}, mono_us=1, utc_us=1)
+    assert seal("r2", 1, 6)["secret_id"] != other_recording["secret_id"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _CountingKey(AgencyPrivateKey):
+    """The real agency key, noting every HPKE open it is asked for."""
+
+    opened: list[bytes] = dataclasses.field(default_factory=list)
+
+    def unwrap(self, enc_and_ct: bytes, info: bytes) -> bytes:
+        self.opened.append(info)
+        return super().unwrap(enc_and_ct, info)
+
+
+def test_export_opens_each_wrapped_segment_secret_once(tmp_path: Path) -> None:
+    _pub, priv = write_agency_pair(tmp_path / "ag", 7)
+    store = tmp_path / "ev"
+    payloads = [b"u%d" % i for i in range(6)]  # three segments of two units
+    build_store(store, fixed_device_key(1), [_pub], payloads)
+    key = _CountingKey(priv.suite, priv.fingerprint, priv.key)
+    (rec,) = open_store(store, key, unpinned=True)
+    for _ in range(2):  # export reads each segment twice (a probe, then the remux)
+        assert [s.plaintext() for s in rec.segments] == [b"u0u1", b"u2u3", b"u4u5"]
+    assert len(key.opened) == len(set(key.opened)) == 3
 
 
 def test_units_stop_at_the_reserve_but_events_may_use_it(tmp_path: Path) -> None:
