@@ -24,6 +24,7 @@ environment: the target, sink and clock are handed in.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -39,6 +40,7 @@ from evidence.sealing import JsonValue
 from hal.durable import fsync_dir
 from hal.errors import IntegrityError
 from hal.protocols import Clock
+from offload.bundle import BUNDLE_FILES
 from offload.plan import (
     FREED_KIND,
     MISMATCH_KIND,
@@ -358,6 +360,28 @@ class _Round:
         self.target.confirm(receipt)
         return receipt
 
+    def send_bundle(self, items: list[PlannedFile], present: Mapping[str, int]) -> int:
+        """Send ``items`` (signatures and manifests) as one bundle; returns how many went.
+
+        Each member's receipt must describe the bytes read here; they join the receipt batch.
+        """
+        members = [(item.name, (self.store_dir / item.name).read_bytes()) for item in items]
+        until = self.retain_until_us(any(item.marked for item in items))
+        receipts = self.target.put_bundle(members, retain_until_utc_us=until, listed=present)
+        if [(r.name, r.size, r.sha256) for r in receipts] != [
+            (name, len(body), hashlib.sha256(body).hexdigest()) for name, body in members
+        ]:
+            raise IntegrityError(
+                "the target's receipts do not describe the bundle's files",
+                path=str(self.store_dir / items[0].name),
+            )
+        self.batch.extend(receipts)
+        self.result.uploaded_files += len(members)
+        self.result.uploaded_bytes += sum(len(body) for _name, body in members)
+        if len(self.batch) >= RECEIPT_BATCH_FILES:
+            self.flush()
+        return len(members)
+
     # ------------------------------------------------------------------ receipts and freeing
 
     def flush(self) -> None:
@@ -508,9 +532,22 @@ class _Round:
                     if item.bookkeeping
                     and present.get(item.name) == (self.store_dir / item.name).stat().st_size
                 }
+                # Signatures and manifests of entries go in bundles (one object per
+                # BUNDLE_FILES) where the target takes them: never through the lookahead, and
+                # each only after its entry's payload, earlier in the plan, is confirmed.
+                small = {
+                    n
+                    for n, item in enumerate(plan)
+                    if self.target.bundles
+                    and n not in skip
+                    and not item.bookkeeping
+                    and item.entry_seq is not None
+                    and not item.name.endswith(".bin")
+                }
+                pending: list[PlannedFile] = []
                 ahead = _Lookahead(
                     plan,
-                    skip,
+                    skip | small,
                     workers,
                     pool,
                     self.send,
@@ -529,6 +566,12 @@ class _Round:
                     if n in skip:
                         remaining -= 1  # sent by an earlier round; never receipted (see plan.py)
                         continue
+                    if n in small:
+                        pending.append(item)
+                        if len(pending) >= BUNDLE_FILES:
+                            remaining -= self.send_bundle(pending, present)
+                            pending = []
+                        continue
                     try:
                         receipt, started_us = ahead.result(n)
                     except BaseException:
@@ -540,6 +583,8 @@ class _Round:
                         self.batch.append(receipt)
                     if len(self.batch) >= RECEIPT_BATCH_FILES:
                         self.flush()
+                if pending and not self.result.stopped:
+                    remaining -= self.send_bundle(pending, present)
             self.flush()
             if plan and not self.result.stopped:
                 self._report(len(plan), len(plan), total_bytes, total_bytes)

@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from hal.durable import fsync_dir
 from hal.errors import BwcError, IntegrityError, RefusedError, StorageFullError, UsageError
+from offload.bundle import build_bundle, bundle_key
 from offload.placement import LocalArea, file_id, refuse_overlap
 
 if TYPE_CHECKING:
@@ -155,6 +156,25 @@ class OffloadTarget(Protocol):
 
     def exists(self, name: str) -> bool: ...
 
+    @property
+    def bundles(self) -> bool:
+        """Whether the round sends signatures and manifests through ``put_bundle``."""
+        ...
+
+    def put_bundle(
+        self,
+        members: list[tuple[str, bytes]],
+        *,
+        retain_until_utc_us: int,
+        listed: Mapping[str, int],
+    ) -> list[Receipt]:
+        """Store small files together as one object (``offload.bundle``) and confirm it.
+
+        Returns one confirmed receipt per member, in order. ``listed`` is the round's listing:
+        a bundle already there with the same bytes is confirmed without being sent again.
+        """
+        ...
+
     def listing(self) -> dict[str, int]:
         """Every file the target holds for this store, with its size (one cheap listing)."""
         ...
@@ -179,6 +199,10 @@ def hash_file(path: Path) -> tuple[int, str, str]:
             md5.update(chunk)
             size += len(chunk)
     return size, sha.hexdigest(), base64.b64encode(md5.digest()).decode()
+
+
+def _md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 (Content-MD5)
 
 
 def _utc(utc_us: int) -> dt.datetime:
@@ -338,6 +362,19 @@ class DirectoryTarget:
     def exists(self, name: str) -> bool:
         return self._path(name).is_file()
 
+    @property
+    def bundles(self) -> bool:
+        return False  # a share holds the store's own files, one by one, as the unit does
+
+    def put_bundle(
+        self,
+        members: list[tuple[str, bytes]],
+        *,
+        retain_until_utc_us: int,
+        listed: Mapping[str, int],
+    ) -> list[Receipt]:
+        raise UsageError(f"offload target {self.url} keeps every file on its own")
+
     def listing(self) -> dict[str, int]:
         out: dict[str, int] = {}
         if not self._root.is_dir():
@@ -480,6 +517,7 @@ class S3Target:
         *,
         client: S3Client | None = None,
         parallel_puts: int = PARALLEL_PUTS,
+        bundles: bool = True,
     ) -> None:
         if parallel_puts < 1:
             raise ValueError("parallel_puts must be at least 1")
@@ -491,6 +529,7 @@ class S3Target:
             threading.Lock()
         )  # one GetObjectLockConfiguration, not one per thread
         self._parallel_puts = parallel_puts
+        self._bundles = bundles
 
     @property
     def parallel_puts(self) -> int:
@@ -630,6 +669,48 @@ class S3Target:
 
     def keep_apart(self, local_dir: Path) -> None:
         """An S3 target never shares storage with the unit's directory."""
+
+    @property
+    def bundles(self) -> bool:
+        return self._bundles
+
+    def put_bundle(
+        self,
+        members: list[tuple[str, bytes]],
+        *,
+        retain_until_utc_us: int,
+        listed: Mapping[str, int],
+    ) -> list[Receipt]:
+        """One locked PUT and one HeadObject for all ``members``: ``bundles/<sha256>.tar``.
+
+        Each member's receipt carries its own size and hashes, and the bundle's version id,
+        ETag and name (``extra["bundle"]``): the exact, locked object that holds it.
+        """
+        data = build_bundle(members)
+        name = bundle_key(data)
+        size, sha, md5 = len(data), hashlib.sha256(data).hexdigest(), _md5_b64(data)
+        receipt = None
+        if listed.get(name) == size:
+            receipt = self.existing(name, size, sha, md5, retain_until_utc_us)
+        if receipt is None:
+            receipt = self.put(
+                name, data, size, sha, md5_b64=md5, retain_until_utc_us=retain_until_utc_us
+            )
+        self.confirm(receipt)
+        return [
+            Receipt(
+                target=self.url,
+                name=member,
+                size=len(body),
+                sha256=hashlib.sha256(body).hexdigest(),
+                md5_b64=_md5_b64(body),
+                retain_until_utc_us=receipt.retain_until_utc_us,
+                version_id=receipt.version_id,
+                etag=receipt.etag,
+                extra={"bundle": name},
+            )
+            for member, body in members
+        ]
 
     def exists(self, name: str) -> bool:
         try:

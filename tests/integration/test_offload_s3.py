@@ -26,6 +26,7 @@ from evidence.verify import verify_store
 from firmware.cli import main
 from hal.errors import IntegrityError, RefusedError
 from hal.software_key import SoftwareDeviceKey
+from offload.bundle import build_bundle, bundle_key, is_bundle_key, read_bundle
 from offload.runner import OffloadResult, ReceiptSink
 from offload.s3_reader import S3StoreReader
 from offload.store_url import open_store_reader
@@ -127,12 +128,30 @@ def test_offload_to_s3_locks_confirms_frees_and_verifies_there(
     result = run(unit, target)
     assert result.complete
     assert not list(unit.store.glob("*.bin"))
-    for name, data in before.items():
-        head = client.head_object(Bucket=bucket, Key=f"units/{unit.device_id}/{name}")
+    # Every object is locked and whole; payloads are objects of their own, and signatures and
+    # manifests of the units are in bundles (one here) named by their SHA-256.
+    prefix = f"units/{unit.device_id}/"
+    held: dict[str, bytes] = {}
+    bundles = []
+    for obj in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+        head = client.head_object(Bucket=bucket, Key=obj["Key"])
+        data = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
         assert head["ContentLength"] == len(data)
         assert head["ObjectLockMode"] == "COMPLIANCE"
         assert head["ObjectLockRetainUntilDate"] > dt.datetime.now(dt.UTC) + dt.timedelta(days=1000)
         assert head["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+        name = obj["Key"][len(prefix) :]
+        if is_bundle_key(name):
+            bundles.append(name)
+            held.update(read_bundle(data, obj["Key"]))
+        else:
+            held[name] = data
+    assert len(bundles) == 1
+    assert "0000000002.json" in read_bundle(
+        client.get_object(Bucket=bucket, Key=prefix + bundles[0])["Body"].read(), bundles[0]
+    )
+    for name, data in before.items():
+        assert held[name] == data
     # The agency verifies what arrived, where it arrived; the prefix above one unit works too.
     report = verify_store(S3StoreReader(f"s3://{bucket}/units", s3), unpinned=True)
     assert report.intact, report.all_findings
@@ -224,6 +243,13 @@ class SwitchingTarget:
         self, receipt: Receipt, local_path: Path, *, confirmed_age_us: int | None = None
     ) -> None:
         self._now().confirm_before_free(receipt, local_path, confirmed_age_us=confirmed_age_us)
+
+    @property
+    def bundles(self) -> bool:
+        return False  # every file its own put, so the n-th put is a file of the plan
+
+    def put_bundle(self, members: Any, **kw: Any) -> list[Receipt]:
+        return self._now().put_bundle(members, **kw)
 
     def keep_apart(self, local_dir: Path) -> None:
         self._now().keep_apart(local_dir)
@@ -565,7 +591,7 @@ def test_a_round_heads_each_sent_version_once_and_frees_on_that_check(
     target, heads = _counting_target(f"s3://{bucket}/u", s3)
     result = run(unit, target)
     assert result.complete and len(result.freed_files) == 5
-    assert len(heads) == result.uploaded_files
+    assert len(heads) == len(target.listing())  # each object sent: one HeadObject
     assert len(set(heads)) == len(heads) and all(version for _key, version in heads)
     versions = _receipted_versions(unit.store)
     for name in result.freed_files:
@@ -605,3 +631,72 @@ def test_a_stale_confirmation_of_this_round_is_headed_again(
     versions = _receipted_versions(unit.store)
     for name in result.freed_files:
         assert heads.count((f"u/{name}", versions[name])) == 2
+
+
+class _CutBeforeReceipt:
+    """A sink that cuts the power just before the first receipt event is written."""
+
+    def __init__(self, inner: Sealer) -> None:
+        self.inner = inner
+
+    def event(
+        self,
+        kind: str,
+        fields: Mapping[str, JsonValue],
+        *,
+        mono_us: int,
+        utc_us: int,
+        reserve_ok: bool = False,
+    ) -> int:
+        if kind == "offload_receipt":
+            raise PowerCut("before the receipt")
+        return self.inner.event(kind, fields, mono_us=mono_us, utc_us=utc_us, reserve_ok=reserve_ok)
+
+
+def test_a_bundle_sent_before_a_power_cut_is_found_not_sent_again(
+    s3: S3Settings, client: S3Client, bucket: str, unit: Unit
+) -> None:
+    url = f"s3://{bucket}/u"
+    with pytest.raises(PowerCut):
+        run(unit, S3Target(url, s3), wrap=_CutBeforeReceipt)
+    assert not receipted(unit.store)
+    sent = S3Target(url, s3).listing()
+    assert [n for n in sent if is_bundle_key(n)]
+    again = s3.client()
+    puts: list[str] = []
+    again.meta.events.register(
+        "before-parameter-build.s3.PutObject",
+        lambda params, **_: puts.append(str(params["Key"])),
+    )
+    result = run(unit, S3Target(url, s3, client=again))
+    assert result.complete and len(result.freed_files) == 5
+    assert not {k[len("u/") :] for k in puts} & set(sent)  # found at the server, not resent
+    versions = client.list_object_versions(Bucket=bucket, Prefix="u/").get("Versions", [])
+    keys = [v["Key"] for v in versions]
+    assert len(keys) == len(set(keys))
+    report = verify_store(S3StoreReader(url, s3), trusted_keys=[_device_raw(unit)])
+    assert report.intact, report.all_findings
+
+
+def test_planted_bundles_neither_replace_receipted_files_nor_hide_them(
+    s3: S3Settings, client: S3Client, bucket: str, unit: Unit
+) -> None:
+    """A bundle someone else put under the prefix, with a forged manifest, is not read in place
+    of the receipted bundle's; one whose bytes do not hash to its name is not read at all."""
+    url = f"s3://{bucket}/u"
+    before = store_files(unit.store)
+    assert run(unit, S3Target(url, s3)).complete
+    victim = "0000000002.json"
+    assert b"rec-a" in before[victim]
+    (real,) = [n for n in S3Target(url, s3).listing() if is_bundle_key(n)]
+    for tag in range(1000):  # a forgery whose name sorts first: order alone must not decide
+        forged = build_bundle([(victim, before[victim].replace(b"rec-a", b"rec-%d" % tag))])
+        if bundle_key(forged) < real:
+            break
+    client.put_object(Bucket=bucket, Key=f"u/{bundle_key(forged)}", Body=forged)
+    client.put_object(Bucket=bucket, Key=f"u/bundles/{'0' * 64}.tar", Body=forged)
+    reader = S3StoreReader(url, s3)
+    assert reader.read(victim) == before[victim]
+    assert not reader.exists(f"bundles/{'0' * 64}.tar")
+    report = verify_store(reader, trusted_keys=[_device_raw(unit)])
+    assert report.intact, report.all_findings
