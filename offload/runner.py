@@ -543,6 +543,10 @@ class _Round:
                     and not item.bookkeeping
                     and item.entry_seq is not None
                     and not item.name.endswith(".bin")
+                    # Already there as an object of its own (the closing entry of a
+                    # ``bwc offload`` session, or a round cut before its receipt): found and
+                    # confirmed on its own, not sent again in a bundle.
+                    and present.get(item.name) != sizes[n]
                 }
                 pending: list[PlannedFile] = []
                 ahead = _Lookahead(

@@ -394,6 +394,22 @@ def test_bwc_offload_and_verify_through_the_cli(
     assert main(["verify", f"s3://{bucket}/fleet/unit-7", "--json", *trust]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["intact"] is True and report["recordings"]
+    # The next session receipts the first one's closing entry where it lies (an object of its
+    # own, sent after that round): found, not sent again inside a bundle.
+    argv = ["offload", "--device", str(layout.root), "--set", f"offload.target=s3://{bucket}/fleet"]
+    assert main(argv) == 0
+    client = s3.client()
+    prefix = "fleet/unit-7/"
+    keys = [
+        o["Key"][len(prefix) :]
+        for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+    ]
+    members: set[str] = set()
+    for key in (k for k in keys if is_bundle_key(k)):
+        body = client.get_object(Bucket=bucket, Key=prefix + key)["Body"].read()
+        members |= set(read_bundle(body, key))
+    assert members and not members & set(keys)
+    assert main(["verify", f"s3://{bucket}/fleet/unit-7", *trust]) == 0
 
 
 def test_put_request_carries_md5_sha256_and_lock(
