@@ -10,11 +10,12 @@ Invariants, in the order the round keeps them:
    manifest) is confirmed at this target; manifests and signatures stay, so the chain still
    verifies on the unit.
 5. Immediately before a payload is freed, the target's copy is checked again
-   (``confirm_before_free``: re-read and hashed, or the receipt's exact S3 version headed), never
-   trusting an older receipt. A copy that fails blocks the free, is reported and named in a
-   signed ``offload_mismatch`` event, which withdraws its confirmation: the next round sends it
-   again. A directory target that is, contains or lies inside the store is refused before the
-   round writes anything.
+   (``confirm_before_free``: re-read and hashed, or the receipt's exact S3 version headed, where
+   this round's own HeadObject of that locked version, under a minute old, is the check), never
+   trusting a receipt of an earlier round. A copy that fails blocks the free, is reported and
+   named in a signed ``offload_mismatch`` event, which withdraws its confirmation: the next
+   round sends it again. A directory target that is, contains or lies inside the store is
+   refused before the round writes anything.
 State is rebuilt from the chain on every round (receipts are events), and files the target
 already holds with the same bytes are confirmed without being sent again, so a round can stop
 at any point (undock, link loss, power cut) and the next one resumes.
