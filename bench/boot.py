@@ -15,13 +15,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.press import provision
 from bench.rig import machine
+from bench.store_fs import store_fs
 
 RUNS = 5
 POLL_S = 0.002
@@ -70,13 +70,19 @@ def boot_once(device: Path, scenario: Path) -> float:
 
 
 def measure(runs: int = RUNS) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-boot-") as d:
-        root = Path(d)
+    with store_fs("bench-boot-") as place:
+        root = place.path
         layout = provision(root)
         scenario = root / "idle.toml"
         scenario.write_text("duration_s = 0.5\n")
         samples = [boot_once(layout.root, scenario) for _ in range(runs + 1)][1:]
-    return {"median_s": statistics.median(samples), "max_s": max(samples), "min_s": min(samples)}
+        store = place.describe()
+    return {
+        "median_s": statistics.median(samples),
+        "max_s": max(samples),
+        "min_s": min(samples),
+        "store": store,
+    }
 
 
 def run() -> list[dict[str, Any]]:
@@ -89,7 +95,7 @@ def run() -> list[dict[str, Any]]:
             "goal": "<= 1.0",
             "note": f"median of {RUNS} boots of a provisioned simulated unit (first excluded), "
             f"exec of `bwc sim` to the buffering manifest on disk; min {m['min_s']:.3f}, "
-            f"max {m['max_s']:.3f} s; {machine()}",
+            f"max {m['max_s']:.3f} s; {m['store']}; {machine()}",
         }
     ]
 

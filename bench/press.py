@@ -18,13 +18,13 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.media import load_replay
 from bench.rig import CAMERA_1080P, machine
+from bench.store_fs import store_fs
 from firmware.cli import main as bwc_main
 from firmware.layout import UnitLayout
 from firmware.sim_unit import boot_simulated_unit
@@ -67,8 +67,9 @@ def measure(trials: int = TRIALS, seed: int = 1) -> dict[str, Any]:
     replay = load_replay()
     rng = random.Random(seed)
     latencies_ms: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="bench-press-") as d:
-        layout = provision(Path(d))
+    with store_fs("bench-press-") as place:
+        layout = provision(place.path)
+        store = place.describe()
         overrides: dict[str, Any] = dict(CAMERA_1080P)
         overrides.update(
             {
@@ -106,7 +107,11 @@ def measure(trials: int = TRIALS, seed: int = 1) -> dict[str, Any]:
             t_us = stop_us + _us(HOLD_S + 0.2)
             clock.run_until(t_us, after_each=after_each)
             if unit.recorder.state is not State.BUFFERING:
-                raise RuntimeError(f"trial ended in {unit.recorder.state}")
+                kinds = [
+                    json.loads(p.read_bytes()).get("kind")
+                    for p in sorted(layout.evidence.glob("*.json"))[-3:]
+                ]
+                raise RuntimeError(f"trial ended in {unit.recorder.state} (last entries {kinds})")
         unit.power_off("bench")
         shortfalls = []
         for path in sorted(layout.evidence.glob("*.json")):
@@ -125,6 +130,7 @@ def measure(trials: int = TRIALS, seed: int = 1) -> dict[str, Any]:
         "best_shortfall_s": min(shortfalls),
         "bounce_ms": bounce_ms,
         "mbit_s": replay.bytes_per_s * 8 / 1e6,
+        "store": store,
     }
 
 
@@ -139,7 +145,7 @@ def run() -> list[dict[str, Any]]:
             "note": f"median {m['median_ms']:.2f} ms, max {m['max_ms']:.2f} ms over {TRIALS} "
             f"double presses on the simulated unit (mock pins, Daemon, Recorder, Sealer on disk), "
             f"1080p30 {m['mbit_s']:.1f} Mbit/s replay, pre_event_s={PRE_EVENT_S:g}; a real unit "
-            f"adds the gpio.bounce_ms={m['bounce_ms']} ms debounce; {machine()}",
+            f"adds the gpio.bounce_ms={m['bounce_ms']} ms debounce; {m['store']}; {machine()}",
         },
         {
             "name": "preroll_shortfall_s",

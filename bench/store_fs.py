@@ -25,8 +25,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_MIB = 1024
-"""Room for every store one benchmark run makes (a 30 s cycle is about 40 MB)."""
+IMAGE_MIB = 8192
+"""Room for every store one benchmark makes (``bench.press`` seals about 1 GB); a sparse file, so
+the host only gives it the blocks written."""
 
 
 @dataclass(frozen=True)
