@@ -58,20 +58,23 @@ class S3StoreReader:
             raise UsageError(f"{url}: no evidence objects under this prefix")
         self._prefix = prefix
         self._names = {k: v for k, v in listing.items() if not is_bundle_key(k)}
-        bundles = sorted(k for k in listing if is_bundle_key(k))
+        bundles = {k: v for k, v in listing.items() if is_bundle_key(k)}
         self._pinned: dict[str, str] = {}  # name -> the receipted version id
         self._in_bundle: dict[str, str] = {}  # file -> the bundle its receipt names
         self._members: dict[str, tuple[str, bytes]] = {}  # file -> (bundle, bytes)
         self._pin_receipted_versions(bool(bundles))
         self._read_bundles(bundles)
 
-    def _read_bundles(self, bundles: list[str]) -> None:
+    def _read_bundles(self, bundles: Mapping[str, int]) -> None:
         receipted = set(self._in_bundle.values())
         for bundle in sorted(bundles, key=lambda b: (b not in receipted, b)):
             try:
                 members = read_bundle(self.read(bundle), self.describe(bundle))
             except IntegrityError:
-                continue  # not this bundle's bytes: its files count as missing, if nowhere else
+                # Not this bundle's bytes: none of it is read, and it stays listed so the
+                # verifier notes it as a file outside the format.
+                self._names[bundle] = bundles[bundle]
+                continue
             for name, data in members.items():
                 if self._in_bundle.get(name, bundle) != bundle:
                     continue  # the receipt names another bundle for this file

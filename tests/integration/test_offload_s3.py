@@ -713,6 +713,9 @@ def test_planted_bundles_neither_replace_receipted_files_nor_hide_them(
     client.put_object(Bucket=bucket, Key=f"u/bundles/{'0' * 64}.tar", Body=forged)
     reader = S3StoreReader(url, s3)
     assert reader.read(victim) == before[victim]
-    assert not reader.exists(f"bundles/{'0' * 64}.tar")
+    assert not reader.exists(bundle_key(forged))  # read (not the receipted one), then unlisted
     report = verify_store(reader, trusted_keys=[_device_raw(unit)])
     assert report.intact, report.all_findings
+    assert any(
+        f"bundles/{'0' * 64}.tar: not part of the evidence format" in n for n in report.notes
+    )
