@@ -162,7 +162,7 @@ def _whole(value: Any) -> int:
 @dataclass(frozen=True)
 class PlannedFile:
     name: str
-    group: str  # recording id, "key" or "events": names the batch its receipt goes into
+    group: str  # recording id, "key" or "events" (the plan orders by it)
     marked: bool  # a recording with a marker: the longer retention applies
     bookkeeping: bool
     entry_seq: int | None

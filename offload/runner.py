@@ -10,11 +10,12 @@ Invariants, in the order the round keeps them:
    manifest) is confirmed at this target; manifests and signatures stay, so the chain still
    verifies on the unit.
 5. Immediately before a payload is freed, the target's copy is checked again
-   (``confirm_before_free``: re-read and hashed, or the receipt's exact S3 version headed), never
-   trusting an older receipt. A copy that fails blocks the free, is reported and named in a
-   signed ``offload_mismatch`` event, which withdraws its confirmation: the next round sends it
-   again. A directory target that is, contains or lies inside the store is refused before the
-   round writes anything.
+   (``confirm_before_free``: re-read and hashed, or the receipt's exact S3 version headed, where
+   this round's own HeadObject of that locked version, under a minute old, is the check), never
+   trusting a receipt of an earlier round. A copy that fails blocks the free, is reported and
+   named in a signed ``offload_mismatch`` event, which withdraws its confirmation: the next
+   round sends it again. A directory target that is, contains or lies inside the store is
+   refused before the round writes anything.
 State is rebuilt from the chain on every round (receipts are events), and files the target
 already holds with the same bytes are confirmed without being sent again, so a round can stop
 at any point (undock, link loss, power cut) and the next one resumes.
@@ -24,6 +25,7 @@ environment: the target, sink and clock are handed in.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -39,6 +41,7 @@ from evidence.sealing import JsonValue
 from hal.durable import fsync_dir
 from hal.errors import IntegrityError
 from hal.protocols import Clock
+from offload.bundle import BUNDLE_FILES
 from offload.plan import (
     FREED_KIND,
     MISMATCH_KIND,
@@ -239,10 +242,13 @@ class _Lookahead:
         send: Callable[[PlannedFile, Mapping[str, int]], Receipt],
         present: Mapping[str, int],
         should_continue: Callable[[], bool],
+        now_us: Callable[[], int],
     ) -> None:
         self._plan, self._skip, self._width, self._pool = plan, skip, width, pool
         self._send, self._present, self._should_continue = send, present, should_continue
+        self._now_us = now_us
         self._futures: dict[int, Future[Receipt]] = {}
+        self._submitted_us: dict[int, int] = {}
         self._stopped = False
 
     def stop(self) -> None:
@@ -268,17 +274,21 @@ class _Lookahead:
                 return
             if n in self._futures or n in self._skip or not self._ready(head, n):
                 continue
+            self._submitted_us[n] = self._now_us()
             self._futures[n] = self._pool.submit(self._send, self._plan[n], self._present)
 
-    def result(self, n: int) -> Receipt:
-        """The confirmed receipt of plan item ``n``; the round asks in plan order."""
+    def result(self, n: int) -> tuple[Receipt, int]:
+        """The confirmed receipt of plan item ``n`` and a time (the round's clock) no later
+        than its confirmation: when it was handed to a thread. The round asks in plan order."""
         self._fill(n)
         future = self._futures.pop(n, None)
         if future is None:  # only if undocked between two checks: send it in this thread
-            return self._send(self._plan[n], self._present)
+            started = self._now_us()
+            return self._send(self._plan[n], self._present), started
         receipt = future.result()
+        started = self._submitted_us.pop(n)
         self._fill(n + 1)
-        return receipt
+        return receipt, started
 
 
 class _Round:
@@ -307,6 +317,9 @@ class _Round:
         self.confirmed = self.state.confirmed_at(target.url)
         self.result = OffloadResult(target=target.url, confirmed_before=len(self.confirmed))
         self.batch: list[Receipt] = []
+        # When this round's own ``confirm`` of a receipt (name, version) began at the latest:
+        # the check before freeing may take it as current if it is fresh (targets decide).
+        self.confirmed_us: dict[tuple[str, str], int] = {}
         self.seqs_written: list[int] = []
         self._count_lock = threading.Lock()  # send() runs on the lookahead's threads
 
@@ -347,6 +360,28 @@ class _Round:
             )
         self.target.confirm(receipt)
         return receipt
+
+    def send_bundle(self, items: list[PlannedFile], present: Mapping[str, int]) -> int:
+        """Send ``items`` (signatures and manifests) as one bundle; returns how many went.
+
+        Each member's receipt must describe the bytes read here; they join the receipt batch.
+        """
+        members = [(item.name, (self.store_dir / item.name).read_bytes()) for item in items]
+        until = self.retain_until_us(any(item.marked for item in items))
+        receipts = self.target.put_bundle(members, retain_until_utc_us=until, listed=present)
+        if [(r.name, r.size, r.sha256) for r in receipts] != [
+            (name, len(body), hashlib.sha256(body).hexdigest()) for name, body in members
+        ]:
+            raise IntegrityError(
+                "the target's receipts do not describe the bundle's files",
+                path=str(self.store_dir / items[0].name),
+            )
+        self.batch.extend(receipts)
+        self.result.uploaded_files += len(members)
+        self.result.uploaded_bytes += sum(len(body) for _name, body in members)
+        if len(self.batch) >= RECEIPT_BATCH_FILES:
+            self.flush()
+        return len(members)
 
     # ------------------------------------------------------------------ receipts and freeing
 
@@ -424,8 +459,10 @@ class _Round:
         """
         good: list[str] = []
         bad: list[tuple[str, str]] = []
+        now_us = self.clock.monotonic_us()
         for name in candidates:
             c = self.confirmed[name]
+            since = self.confirmed_us.get((name, c.version_id))
             receipt = Receipt(
                 self.target.url,
                 name,
@@ -437,7 +474,11 @@ class _Round:
                 etag=c.etag,
             )
             try:
-                self.target.confirm_before_free(receipt, self.store_dir / name)
+                self.target.confirm_before_free(
+                    receipt,
+                    self.store_dir / name,
+                    confirmed_age_us=None if since is None else now_us - since,
+                )
             except IntegrityError as exc:
                 log.warning("not freeing %s: %s", name, exc)
                 bad.append((name, exc.reason))
@@ -479,7 +520,6 @@ class _Round:
         )
         present = self.target_listing()
         remaining = len(plan)
-        group = None
         sizes = [self._size(item.name) for item in plan]
         total_bytes = sum(sizes)
         done_bytes = 0
@@ -493,16 +533,37 @@ class _Round:
                     if item.bookkeeping
                     and present.get(item.name) == (self.store_dir / item.name).stat().st_size
                 }
+                # Signatures and manifests of entries go in bundles (one object per
+                # BUNDLE_FILES) where the target takes them: never through the lookahead, and
+                # each only after its entry's payload, earlier in the plan, is confirmed.
+                small = {
+                    n
+                    for n, item in enumerate(plan)
+                    if self.target.bundles
+                    and n not in skip
+                    and not item.bookkeeping
+                    and item.entry_seq is not None
+                    and not item.name.endswith(".bin")
+                    # Already there as an object of its own (the closing entry of a
+                    # ``bwc offload`` session, or a round cut before its receipt): found and
+                    # confirmed on its own, not sent again in a bundle.
+                    and present.get(item.name) != sizes[n]
+                }
+                pending: list[PlannedFile] = []
                 ahead = _Lookahead(
-                    plan, skip, workers, pool, self.send, present, self.should_continue
+                    plan,
+                    skip | small,
+                    workers,
+                    pool,
+                    self.send,
+                    present,
+                    self.should_continue,
+                    self.clock.monotonic_us,
                 )
                 for n, item in enumerate(plan):
                     if n:
                         done_bytes += sizes[n - 1]
                         self._report(n, len(plan), done_bytes, total_bytes)
-                    if group is not None and item.group != group:
-                        self.flush()
-                    group = item.group
                     if not self.should_continue():
                         self.result.stopped = "undocked"
                         ahead.stop()
@@ -510,16 +571,25 @@ class _Round:
                     if n in skip:
                         remaining -= 1  # sent by an earlier round; never receipted (see plan.py)
                         continue
+                    if n in small:
+                        pending.append(item)
+                        if len(pending) >= BUNDLE_FILES:
+                            remaining -= self.send_bundle(pending, present)
+                            pending = []
+                        continue
                     try:
-                        receipt = ahead.result(n)
+                        receipt, started_us = ahead.result(n)
                     except BaseException:
                         ahead.stop()
                         raise
                     remaining -= 1
+                    self.confirmed_us[(receipt.name, receipt.version_id)] = started_us
                     if not item.bookkeeping:
                         self.batch.append(receipt)
                     if len(self.batch) >= RECEIPT_BATCH_FILES:
                         self.flush()
+                if pending and not self.result.stopped:
+                    remaining -= self.send_bundle(pending, present)
             self.flush()
             if plan and not self.result.stopped:
                 self._report(len(plan), len(plan), total_bytes, total_bytes)
@@ -557,18 +627,30 @@ class _Round:
         """Send this round's receipt and freed events too, so the target holds the whole chain.
 
         They are confirmed but not receipted (see ``plan.BOOKKEEPING_KINDS``); a later round
-        skips them once the target lists them with the right size.
+        skips them once the target lists them with the right size. Every signature goes first,
+        side by side, then every manifest: an entry's manifest (its commit point) still reaches
+        the target only after its signature is confirmed.
         """
-        for seq in self.seqs_written:
+        if not self.seqs_written:
+            return
+        workers = max(1, min(self.target.parallel_puts, len(self.seqs_written)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="offload") as pool:
             for ext in ("sig", "json"):
-                name = f"{seq:010d}.{ext}"
                 if not self.should_continue():
                     self.result.stopped = "undocked"
                     return
-                item = PlannedFile(name, "events", False, True, seq)
-                try:
-                    self.send(item, {})
-                except OffloadInterrupted:
+                items = [
+                    PlannedFile(f"{seq:010d}.{ext}", "events", False, True, seq)
+                    for seq in self.seqs_written
+                ]
+                futures = [pool.submit(self.send, item, {}) for item in items]
+                interrupted = False
+                for future in futures:
+                    try:
+                        future.result()
+                    except OffloadInterrupted:
+                        interrupted = True
+                if interrupted:
                     self.result.stopped = "undocked"
                     return
 

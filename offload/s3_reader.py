@@ -8,6 +8,12 @@ object, or a delete marker, without touching the locked one. So where a key has 
 version (or a delete marker), the reader reads the version the unit's signed ``offload_receipt``
 events name for it (the last receipt wins, as a resend after a bad copy is receipted again); keys
 no receipt names are read at their latest version, and the verifier judges those bytes.
+
+Bundles (``offload.bundle``: signatures and manifests packed in ``bundles/<sha256>.tar``) are
+read whole, checked against the hash in their name, and their members listed as files of the
+store. A file a receipt names inside a bundle is read from that bundle (at the receipted
+version); any other file from its own object if there is one, else from the first bundle that
+holds it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from evidence.format import DEVICE_PUB_NAME, parse_entry_name
 from evidence.records import MAX_MANIFEST_BYTES, EventManifest, read_record
 from hal.errors import IntegrityError, UsageError
+from offload.bundle import is_bundle_key, read_bundle
 from offload.plan import RECEIPT_KIND
 from offload.targets import S3_FAILURES, S3Settings, client_error_code, parse_s3_url
 
@@ -50,11 +57,33 @@ class S3StoreReader:
         if not listing:
             raise UsageError(f"{url}: no evidence objects under this prefix")
         self._prefix = prefix
-        self._names = dict(listing)
+        self._names = {k: v for k, v in listing.items() if not is_bundle_key(k)}
+        bundles = {k: v for k, v in listing.items() if is_bundle_key(k)}
         self._pinned: dict[str, str] = {}  # name -> the receipted version id
-        self._pin_receipted_versions()
+        self._in_bundle: dict[str, str] = {}  # file -> the bundle its receipt names
+        self._members: dict[str, tuple[str, bytes]] = {}  # file -> (bundle, bytes)
+        self._pin_receipted_versions(bool(bundles))
+        self._read_bundles(bundles)
 
-    def _pin_receipted_versions(self) -> None:
+    def _read_bundles(self, bundles: Mapping[str, int]) -> None:
+        receipted = set(self._in_bundle.values())
+        for bundle in sorted(bundles, key=lambda b: (b not in receipted, b)):
+            try:
+                members = read_bundle(self.read(bundle), self.describe(bundle))
+            except IntegrityError:
+                # Not this bundle's bytes: none of it is read, and it stays listed so the
+                # verifier notes it as a file outside the format.
+                self._names[bundle] = bundles[bundle]
+                continue
+            for name, data in members.items():
+                if self._in_bundle.get(name, bundle) != bundle:
+                    continue  # the receipt names another bundle for this file
+                if name in self._members or (name in self._names and name not in self._in_bundle):
+                    continue
+                self._members[name] = (bundle, data)
+                self._names[name] = len(data)
+
+    def _pin_receipted_versions(self, bundles: bool) -> None:
         versions: dict[str, dict[str, int]] = {}  # name -> version id -> size
         markers: set[str] = set()
         base = f"{self._prefix}/" if self._prefix else ""
@@ -72,14 +101,15 @@ class S3StoreReader:
             raise UsageError(
                 f"{self.describe('')}: cannot list object versions ({client_error_code(exc)})"
             ) from exc
-        if not markers and all(len(v) <= 1 for v in versions.values()):
+        if not bundles and not markers and all(len(v) <= 1 for v in versions.values()):
             return  # one version of everything: the latest is the only one there is
         named = self._receipted_versions()
         for name, version in named.items():
             sizes = versions.get(name, {})
             if version in sizes:
                 self._pinned[name] = version
-                self._names[name] = sizes[version]  # also one hidden behind a delete marker
+                if not is_bundle_key(name):
+                    self._names[name] = sizes[version]  # also one hidden behind a delete marker
 
     def _receipted_versions(self) -> dict[str, str]:
         """Version id per file from the receipts in the store's manifests, in chain order."""
@@ -98,7 +128,14 @@ class S3StoreReader:
             for row in rows if isinstance(rows, list) else []:
                 detail = row.get("receipt") if isinstance(row, dict) else None
                 version = detail.get("version_id") if isinstance(detail, dict) else None
-                if isinstance(row, dict) and isinstance(row.get("file"), str) and version:
+                if not isinstance(row, dict) or not isinstance(row.get("file"), str) or not version:
+                    continue
+                extra = detail.get("extra") if isinstance(detail, dict) else None
+                bundle = extra.get("bundle") if isinstance(extra, dict) else None
+                if isinstance(bundle, str) and is_bundle_key(bundle):
+                    self._in_bundle[row["file"]] = bundle
+                    out[bundle] = str(version)
+                else:
                     out[row["file"]] = str(version)
         return out
 
@@ -112,6 +149,8 @@ class S3StoreReader:
         return sorted(self._names)
 
     def read(self, name: str) -> bytes:
+        if name in self._members:
+            return self._members[name][1]
         kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": self._key(name)}
         if name in self._pinned:
             kwargs["VersionId"] = self._pinned[name]
@@ -138,6 +177,8 @@ class S3StoreReader:
         return self._names[name]
 
     def describe(self, name: str) -> str:
+        if name in self._members:
+            return f"s3://{self._bucket}/{self._key(self._members[name][0])}[{name}]"
         return f"s3://{self._bucket}/{self._key(name)}"
 
 

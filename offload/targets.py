@@ -15,6 +15,7 @@ import errno
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from hal.durable import fsync_dir
 from hal.errors import BwcError, IntegrityError, RefusedError, StorageFullError, UsageError
+from offload.bundle import build_bundle, bundle_key
 from offload.placement import LocalArea, file_id, refuse_overlap
 
 if TYPE_CHECKING:
@@ -34,6 +36,10 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
 """Read/copy granularity: bounds memory per file and how long an undock takes to be noticed."""
+
+FRESH_CONFIRM_US = 60_000_000
+"""How old this round's own HeadObject of an exact, locked S3 version may be and still count as
+the check before freeing (docs/offload.md, *Requests per file*)."""
 
 
 class Readable(Protocol):
@@ -129,11 +135,17 @@ class OffloadTarget(Protocol):
         """Check the target holds what ``receipt`` says; raise ``IntegrityError`` if not."""
         ...
 
-    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+    def confirm_before_free(
+        self, receipt: Receipt, local_path: Path, *, confirmed_age_us: int | None = None
+    ) -> None:
         """The check made immediately before ``local_path`` is freed, never an older one.
 
         Re-reads the target's copy (a directory) or heads the receipt's exact version (S3) and
         raises ``IntegrityError`` unless it holds the receipted bytes apart from ``local_path``.
+        ``confirmed_age_us``: how long ago this round's own ``confirm`` of this very receipt
+        succeeded (None: not in this round). A target whose confirmed copies cannot change
+        (``S3Target``: an exact, COMPLIANCE-locked version) may take a confirmation younger
+        than ``FRESH_CONFIRM_US`` as this check; a directory never does.
         """
         ...
 
@@ -143,6 +155,25 @@ class OffloadTarget(Protocol):
         ...
 
     def exists(self, name: str) -> bool: ...
+
+    @property
+    def bundles(self) -> bool:
+        """Whether the round sends signatures and manifests through ``put_bundle``."""
+        ...
+
+    def put_bundle(
+        self,
+        members: list[tuple[str, bytes]],
+        *,
+        retain_until_utc_us: int,
+        listed: Mapping[str, int],
+    ) -> list[Receipt]:
+        """Store small files together as one object (``offload.bundle``) and confirm it.
+
+        Returns one confirmed receipt per member, in order. ``listed`` is the round's listing:
+        a bundle already there with the same bytes is confirmed without being sent again.
+        """
+        ...
 
     def listing(self) -> dict[str, int]:
         """Every file the target holds for this store, with its size (one cheap listing)."""
@@ -168,6 +199,10 @@ def hash_file(path: Path) -> tuple[int, str, str]:
             md5.update(chunk)
             size += len(chunk)
     return size, sha.hexdigest(), base64.b64encode(md5.digest()).decode()
+
+
+def _md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 (Content-MD5)
 
 
 def _utc(utc_us: int) -> dt.datetime:
@@ -309,7 +344,11 @@ class DirectoryTarget:
                 path=str(path),
             )
 
-    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+    def confirm_before_free(
+        self, receipt: Receipt, local_path: Path, *, confirmed_age_us: int | None = None
+    ) -> None:
+        # Always read again: anyone with write access to the share can change a copy at any
+        # moment, so an earlier confirmation, however recent, proves nothing now.
         path = self._path(receipt.name)
         self._check_apart(path.parent)
         here, there = file_id(local_path), file_id(path)
@@ -322,6 +361,19 @@ class DirectoryTarget:
 
     def exists(self, name: str) -> bool:
         return self._path(name).is_file()
+
+    @property
+    def bundles(self) -> bool:
+        return False  # a share holds the store's own files, one by one, as the unit does
+
+    def put_bundle(
+        self,
+        members: list[tuple[str, bytes]],
+        *,
+        retain_until_utc_us: int,
+        listed: Mapping[str, int],
+    ) -> list[Receipt]:
+        raise UsageError(f"offload target {self.url} keeps every file on its own")
 
     def listing(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -465,6 +517,7 @@ class S3Target:
         *,
         client: S3Client | None = None,
         parallel_puts: int = PARALLEL_PUTS,
+        bundles: bool = True,
     ) -> None:
         if parallel_puts < 1:
             raise ValueError("parallel_puts must be at least 1")
@@ -472,7 +525,11 @@ class S3Target:
         self._settings = settings
         self._client = client or settings.client()
         self._lock_checked = False
+        self._lock_check_lock = (
+            threading.Lock()
+        )  # one GetObjectLockConfiguration, not one per thread
         self._parallel_puts = parallel_puts
+        self._bundles = bundles
 
     @property
     def parallel_puts(self) -> int:
@@ -500,6 +557,11 @@ class S3Target:
         """Refuse a bucket without Object Lock: evidence there could be deleted or overwritten."""
         if self._lock_checked:
             return
+        with self._lock_check_lock:
+            if not self._lock_checked:
+                self._check_object_lock()
+
+    def _check_object_lock(self) -> None:
         try:
             conf = self._client.get_object_lock_configuration(Bucket=self._bucket)
         except S3_FAILURES as exc:
@@ -584,16 +646,71 @@ class S3Target:
             raise self._fail(f"confirming {receipt.name}", exc) from exc
         _check_head(head, receipt, path)
 
-    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+    def confirm_before_free(
+        self, receipt: Receipt, local_path: Path, *, confirmed_age_us: int | None = None
+    ) -> None:
+        """HeadObject of the receipt's exact version, unless this round headed it moments ago.
+
+        A version confirmed under a COMPLIANCE lock can be neither deleted nor overwritten, nor
+        have its retention shortened, by anyone until its retain-until (years away): a second
+        HeadObject of the same version a few seconds later can only repeat the first answer.
+        So a confirmation this round made of this exact version, younger than
+        ``FRESH_CONFIRM_US``, is the check; an older one, or a receipt from an earlier round,
+        is headed again.
+        """
         if not receipt.version_id:
             raise IntegrityError(
                 "the receipt names no version id, so the exact copy cannot be checked",
                 path=f"{self.url}/{receipt.name}",
             )
+        if confirmed_age_us is not None and 0 <= confirmed_age_us <= FRESH_CONFIRM_US:
+            return
         self.confirm(receipt)
 
     def keep_apart(self, local_dir: Path) -> None:
         """An S3 target never shares storage with the unit's directory."""
+
+    @property
+    def bundles(self) -> bool:
+        return self._bundles
+
+    def put_bundle(
+        self,
+        members: list[tuple[str, bytes]],
+        *,
+        retain_until_utc_us: int,
+        listed: Mapping[str, int],
+    ) -> list[Receipt]:
+        """One locked PUT and one HeadObject for all ``members``: ``bundles/<sha256>.tar``.
+
+        Each member's receipt carries its own size and hashes, and the bundle's version id,
+        ETag and name (``extra["bundle"]``): the exact, locked object that holds it.
+        """
+        data = build_bundle(members)
+        name = bundle_key(data)
+        size, sha, md5 = len(data), hashlib.sha256(data).hexdigest(), _md5_b64(data)
+        receipt = None
+        if listed.get(name) == size:
+            receipt = self.existing(name, size, sha, md5, retain_until_utc_us)
+        if receipt is None:
+            receipt = self.put(
+                name, data, size, sha, md5_b64=md5, retain_until_utc_us=retain_until_utc_us
+            )
+        self.confirm(receipt)
+        return [
+            Receipt(
+                target=self.url,
+                name=member,
+                size=len(body),
+                sha256=hashlib.sha256(body).hexdigest(),
+                md5_b64=_md5_b64(body),
+                retain_until_utc_us=receipt.retain_until_utc_us,
+                version_id=receipt.version_id,
+                etag=receipt.etag,
+                extra={"bundle": name},
+            )
+            for member, body in members
+        ]
 
     def exists(self, name: str) -> bool:
         try:

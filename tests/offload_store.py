@@ -170,6 +170,7 @@ class TargetProbe:
     before: Any = None  # callable(op, name) -> None, may raise
     after_put: Any = None  # callable(name, receipt) -> Receipt
     parallel: int = 1  # files in flight; 1 keeps ``calls`` in plan order for the assertions
+    bundling: bool = False  # let an S3 target bundle signatures and manifests (put_bundle)
 
     @property
     def url(self) -> str:
@@ -205,11 +206,32 @@ class TargetProbe:
             self.before("confirm", receipt.name)
         self.inner.confirm(receipt)
 
-    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
+    def confirm_before_free(
+        self, receipt: Receipt, local_path: Path, *, confirmed_age_us: int | None = None
+    ) -> None:
         self.calls.append(("confirm_before_free", receipt.name))
         if self.before:
             self.before("confirm_before_free", receipt.name)
-        self.inner.confirm_before_free(receipt, local_path)
+        self.inner.confirm_before_free(receipt, local_path, confirmed_age_us=confirmed_age_us)
+
+    @property
+    def bundles(self) -> bool:
+        return self.bundling and self.inner.bundles
+
+    def put_bundle(
+        self,
+        members: list[tuple[str, bytes]],
+        *,
+        retain_until_utc_us: int,
+        listed: Mapping[str, int],
+    ) -> list[Receipt]:
+        for name, _data in members:
+            self.calls.append(("put", name))
+            if self.before:
+                self.before("put", name)
+        return self.inner.put_bundle(
+            members, retain_until_utc_us=retain_until_utc_us, listed=listed
+        )
 
     def keep_apart(self, local_dir: Path) -> None:
         self.inner.keep_apart(local_dir)

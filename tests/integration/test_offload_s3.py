@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ from evidence.verify import verify_store
 from firmware.cli import main
 from hal.errors import IntegrityError, RefusedError
 from hal.software_key import SoftwareDeviceKey
+from offload.bundle import build_bundle, bundle_key, is_bundle_key, read_bundle
 from offload.runner import OffloadResult, ReceiptSink
 from offload.s3_reader import S3StoreReader
 from offload.store_url import open_store_reader
@@ -44,6 +46,7 @@ from tests.offload_store import (
     Unit,
     WatchingSink,
     always,
+    chain_events,
     freed,
     make_unit,
     receipted,
@@ -125,12 +128,30 @@ def test_offload_to_s3_locks_confirms_frees_and_verifies_there(
     result = run(unit, target)
     assert result.complete
     assert not list(unit.store.glob("*.bin"))
-    for name, data in before.items():
-        head = client.head_object(Bucket=bucket, Key=f"units/{unit.device_id}/{name}")
+    # Every object is locked and whole; payloads are objects of their own, and signatures and
+    # manifests of the units are in bundles (one here) named by their SHA-256.
+    prefix = f"units/{unit.device_id}/"
+    held: dict[str, bytes] = {}
+    bundles = []
+    for obj in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+        head = client.head_object(Bucket=bucket, Key=obj["Key"])
+        data = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
         assert head["ContentLength"] == len(data)
         assert head["ObjectLockMode"] == "COMPLIANCE"
         assert head["ObjectLockRetainUntilDate"] > dt.datetime.now(dt.UTC) + dt.timedelta(days=1000)
         assert head["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+        name = obj["Key"][len(prefix) :]
+        if is_bundle_key(name):
+            bundles.append(name)
+            held.update(read_bundle(data, obj["Key"]))
+        else:
+            held[name] = data
+    assert len(bundles) == 1
+    assert "0000000002.json" in read_bundle(
+        client.get_object(Bucket=bucket, Key=prefix + bundles[0])["Body"].read(), bundles[0]
+    )
+    for name, data in before.items():
+        assert held[name] == data
     # The agency verifies what arrived, where it arrived; the prefix above one unit works too.
     report = verify_store(S3StoreReader(f"s3://{bucket}/units", s3), unpinned=True)
     assert report.intact, report.all_findings
@@ -218,8 +239,17 @@ class SwitchingTarget:
     def confirm(self, receipt: Receipt) -> None:
         self._now().confirm(receipt)
 
-    def confirm_before_free(self, receipt: Receipt, local_path: Path) -> None:
-        self._now().confirm_before_free(receipt, local_path)
+    def confirm_before_free(
+        self, receipt: Receipt, local_path: Path, *, confirmed_age_us: int | None = None
+    ) -> None:
+        self._now().confirm_before_free(receipt, local_path, confirmed_age_us=confirmed_age_us)
+
+    @property
+    def bundles(self) -> bool:
+        return False  # every file its own put, so the n-th put is a file of the plan
+
+    def put_bundle(self, members: Any, **kw: Any) -> list[Receipt]:
+        return self._now().put_bundle(members, **kw)
 
     def keep_apart(self, local_dir: Path) -> None:
         self._now().keep_apart(local_dir)
@@ -364,6 +394,22 @@ def test_bwc_offload_and_verify_through_the_cli(
     assert main(["verify", f"s3://{bucket}/fleet/unit-7", "--json", *trust]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["intact"] is True and report["recordings"]
+    # The next session receipts the first one's closing entry where it lies (an object of its
+    # own, sent after that round): found, not sent again inside a bundle.
+    argv = ["offload", "--device", str(layout.root), "--set", f"offload.target=s3://{bucket}/fleet"]
+    assert main(argv) == 0
+    client = s3.client()
+    prefix = "fleet/unit-7/"
+    keys = [
+        o["Key"][len(prefix) :]
+        for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+    ]
+    members: set[str] = set()
+    for key in (k for k in keys if is_bundle_key(k)):
+        body = client.get_object(Bucket=bucket, Key=prefix + key)["Body"].read()
+        members |= set(read_bundle(body, key))
+    assert members and not members & set(keys)
+    assert main(["verify", f"s3://{bucket}/fleet/unit-7", *trust]) == 0
 
 
 def test_put_request_carries_md5_sha256_and_lock(
@@ -534,3 +580,142 @@ def test_target_root_with_several_units_is_verified_unit_by_unit_against_the_reg
     (registry / "cam-2.pem").unlink()
     assert main(["verify", root, "--trust", str(registry)]) == 1
     assert "[key-not-trusted]" in capsys.readouterr().out
+
+
+def _counting_target(url: str, s3: S3Settings) -> tuple[S3Target, list[tuple[str, str]]]:
+    """An S3 target whose client notes every HeadObject as (key, version id asked)."""
+    client = s3.client()
+    heads: list[tuple[str, str]] = []
+
+    def note(params: Mapping[str, Any], **_: Any) -> None:
+        heads.append((str(params["Key"]), str(params.get("VersionId", ""))))
+
+    client.meta.events.register("before-parameter-build.s3.HeadObject", note)
+    return S3Target(url, s3, client=client), heads
+
+
+def _receipted_versions(store: Path) -> dict[str, str]:
+    rows = [f for e in chain_events(store, "offload_receipt") for f in e["files"]]
+    return {str(f["file"]): str(f["receipt"]["version_id"]) for f in rows}
+
+
+def test_a_round_heads_each_sent_version_once_and_frees_on_that_check(
+    s3: S3Settings, bucket: str, unit: Unit
+) -> None:
+    """The receipt's HeadObject of the exact, locked version is the check before freeing when
+    it is this round's own and fresh: one HeadObject per file sent, none repeated."""
+    target, heads = _counting_target(f"s3://{bucket}/u", s3)
+    result = run(unit, target)
+    assert result.complete and len(result.freed_files) == 5
+    assert len(heads) == len(target.listing())  # each object sent: one HeadObject
+    assert len(set(heads)) == len(heads) and all(version for _key, version in heads)
+    versions = _receipted_versions(unit.store)
+    for name in result.freed_files:
+        assert (f"u/{name}", versions[name]) in heads
+
+
+def test_a_receipt_from_an_earlier_round_is_headed_again_before_freeing(
+    s3: S3Settings, bucket: str, unit: Unit
+) -> None:
+    url = f"s3://{bucket}/u"
+    with pytest.raises(PowerCut):  # right after the receipt event, before anything is freed
+        run(unit, S3Target(url, s3), wrap=lambda s: CuttingSink(s, 1))
+    bins = {p.name for p in unit.store.glob("*.bin")}
+    assert len(bins) == 5 and bins <= receipted(unit.store) and not freed(unit.store)
+    versions = _receipted_versions(unit.store)
+    target, heads = _counting_target(url, s3)
+    result = run(unit, target)
+    assert result.complete and set(result.freed_files) == bins
+    for name in bins:  # the old receipt's exact version, headed in this round
+        assert (f"u/{name}", versions[name]) in heads
+
+
+class _SlowClock(StepClock):
+    """A minute and a bit passes between any two readings: no confirmation is ever fresh."""
+
+    def monotonic_us(self) -> int:
+        self.mono += 61_000_000
+        return self.mono
+
+
+def test_a_stale_confirmation_of_this_round_is_headed_again(
+    s3: S3Settings, bucket: str, unit: Unit
+) -> None:
+    target, heads = _counting_target(f"s3://{bucket}/u", s3)
+    result = run_round(unit, target, clock=_SlowClock(time.time_ns() // 1000))
+    assert result.complete and len(result.freed_files) == 5
+    versions = _receipted_versions(unit.store)
+    for name in result.freed_files:
+        assert heads.count((f"u/{name}", versions[name])) == 2
+
+
+class _CutBeforeReceipt:
+    """A sink that cuts the power just before the first receipt event is written."""
+
+    def __init__(self, inner: Sealer) -> None:
+        self.inner = inner
+
+    def event(
+        self,
+        kind: str,
+        fields: Mapping[str, JsonValue],
+        *,
+        mono_us: int,
+        utc_us: int,
+        reserve_ok: bool = False,
+    ) -> int:
+        if kind == "offload_receipt":
+            raise PowerCut("before the receipt")
+        return self.inner.event(kind, fields, mono_us=mono_us, utc_us=utc_us, reserve_ok=reserve_ok)
+
+
+def test_a_bundle_sent_before_a_power_cut_is_found_not_sent_again(
+    s3: S3Settings, client: S3Client, bucket: str, unit: Unit
+) -> None:
+    url = f"s3://{bucket}/u"
+    with pytest.raises(PowerCut):
+        run(unit, S3Target(url, s3), wrap=_CutBeforeReceipt)
+    assert not receipted(unit.store)
+    sent = S3Target(url, s3).listing()
+    assert [n for n in sent if is_bundle_key(n)]
+    again = s3.client()
+    puts: list[str] = []
+    again.meta.events.register(
+        "before-parameter-build.s3.PutObject",
+        lambda params, **_: puts.append(str(params["Key"])),
+    )
+    result = run(unit, S3Target(url, s3, client=again))
+    assert result.complete and len(result.freed_files) == 5
+    assert not {k[len("u/") :] for k in puts} & set(sent)  # found at the server, not resent
+    versions = client.list_object_versions(Bucket=bucket, Prefix="u/").get("Versions", [])
+    keys = [v["Key"] for v in versions]
+    assert len(keys) == len(set(keys))
+    report = verify_store(S3StoreReader(url, s3), trusted_keys=[_device_raw(unit)])
+    assert report.intact, report.all_findings
+
+
+def test_planted_bundles_neither_replace_receipted_files_nor_hide_them(
+    s3: S3Settings, client: S3Client, bucket: str, unit: Unit
+) -> None:
+    """A bundle someone else put under the prefix, with a forged manifest, is not read in place
+    of the receipted bundle's; one whose bytes do not hash to its name is not read at all."""
+    url = f"s3://{bucket}/u"
+    before = store_files(unit.store)
+    assert run(unit, S3Target(url, s3)).complete
+    victim = "0000000002.json"
+    assert b"rec-a" in before[victim]
+    (real,) = [n for n in S3Target(url, s3).listing() if is_bundle_key(n)]
+    for tag in range(1000):  # a forgery whose name sorts first: order alone must not decide
+        forged = build_bundle([(victim, before[victim].replace(b"rec-a", b"rec-%d" % tag))])
+        if bundle_key(forged) < real:
+            break
+    client.put_object(Bucket=bucket, Key=f"u/{bundle_key(forged)}", Body=forged)
+    client.put_object(Bucket=bucket, Key=f"u/bundles/{'0' * 64}.tar", Body=forged)
+    reader = S3StoreReader(url, s3)
+    assert reader.read(victim) == before[victim]
+    assert not reader.exists(bundle_key(forged))  # read (not the receipted one), then unlisted
+    report = verify_store(reader, trusted_keys=[_device_raw(unit)])
+    assert report.intact, report.all_findings
+    assert any(
+        f"bundles/{'0' * 64}.tar: not part of the evidence format" in n for n in report.notes
+    )
