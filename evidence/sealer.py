@@ -11,8 +11,8 @@ Units are sealed as ``bwc-evidence/2``: one random segment secret per (recording
 HPKE-wrapped once per recipient when the segment's first unit is sealed, its wrapped form repeated
 in every unit manifest of the segment; each unit's AES key is derived from it
 (``evidence.format.derive_unit_key``; the sealer computes it as ``expand_unit_key`` of the
-segment's HKDF-Extract, the same bytes). The secret is held from the segment's first unit until the
-segment ends (a unit marked ``final`` or ``extra.segment_final``, a unit of another segment or
+segment's HKDF-Extract, the same bytes). That extract is held from the segment's first unit until
+the segment ends (a unit marked ``final`` or ``extra.segment_final``, a unit of another segment or
 recording, or a ``record_stop`` event), and no longer.
 """
 
@@ -79,24 +79,23 @@ def new_boot_id(rng: RandomSource = os.urandom) -> str:
 
 @dataclass(slots=True)
 class _SegmentSecret:
-    """The segment secret in use: whose it is, its id, and its wrapped form for every recipient.
+    """The segment in use: whose it is, its secret's id and wrapped form for every recipient, and
+    ``prk``, the HKDF-Extract of the secret (as secret as it; each unit key is one HMAC of it).
 
-    ``secret`` is a bytearray so that ``drop`` can overwrite it. That is best effort only: Python
-    cannot truly zeroise (the random source's own ``bytes`` object, and any copy made inside
-    ``cryptography`` or by the allocator, are freed but not wiped); the point is to hold no
-    reference to the secret after its segment ends.
+    The secret itself is overwritten as soon as it is wrapped and extracted, and ``drop``
+    overwrites ``prk`` when the segment ends. That is best effort only: Python cannot truly
+    zeroise (the random source's own ``bytes`` object, and any copy made inside ``cryptography``,
+    ``hmac`` or by the allocator, are freed but not wiped); the point is to hold no reference to
+    key material after its segment ends.
     """
 
     recording: str
     segment: int
     secret_id: str
-    secret: bytearray
     recipients: tuple[Mapping[str, str], ...]
     prk: bytearray
-    """HKDF-Extract of ``secret``: as secret as it, kept so each unit costs one HMAC."""
 
     def drop(self) -> None:
-        self.secret[:] = bytes(len(self.secret))
         self.prk[:] = bytes(len(self.prk))
 
 
@@ -229,11 +228,6 @@ class Sealer:
         """Hex SHA-256 of the last committed manifest file; 64 zeros for an empty store."""
         return self._head.hash
 
-    def close(self) -> None:
-        """Release the store's directory descriptor (also released when the sealer is collected).
-        Appending after ``close`` raises ``OSError``."""
-        self._dir.close()
-
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
@@ -364,14 +358,9 @@ class Sealer:
             }
             for r in self._recipients
         )
-        self._segment = _SegmentSecret(
-            meta.recording_id,
-            meta.segment,
-            secret_id,
-            secret,
-            recipients,
-            bytearray(unit_key_prk(secret)),
-        )
+        prk = bytearray(unit_key_prk(secret))
+        secret[:] = bytes(len(secret))
+        self._segment = _SegmentSecret(meta.recording_id, meta.segment, secret_id, recipients, prk)
         return self._segment
 
     def _drop_segment_secret(self) -> None:

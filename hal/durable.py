@@ -123,7 +123,6 @@ class DurableDir:
     """
 
     def __init__(self, path: Path) -> None:
-        self.path = path
         self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._finalizer = weakref.finalize(self, os.close, self._fd)
 
