@@ -26,7 +26,12 @@ MAX_MEMBER_BYTES = 1 << 20
 
 def bundle_key(data: bytes) -> str:
     """The name (below the store's prefix) a bundle of these bytes is stored under."""
-    return f"{BUNDLE_DIR}/{hashlib.sha256(data).hexdigest()}.tar"
+    return bundle_key_for_digest(hashlib.sha256(data).hexdigest())
+
+
+def bundle_key_for_digest(sha256_hex: str) -> str:
+    """``bundle_key`` of bytes whose SHA-256 (hex) is already known."""
+    return f"{BUNDLE_DIR}/{sha256_hex}.tar"
 
 
 def is_bundle_key(name: str) -> bool:

@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from hal.durable import fsync_dir
 from hal.errors import BwcError, IntegrityError, RefusedError, StorageFullError, UsageError
-from offload.bundle import build_bundle, bundle_key
+from offload.bundle import build_bundle, bundle_key_for_digest
 from offload.placement import LocalArea, file_id, refuse_overlap
 
 if TYPE_CHECKING:
@@ -201,8 +201,10 @@ def hash_file(path: Path) -> tuple[int, str, str]:
     return size, sha.hexdigest(), base64.b64encode(md5.digest()).decode()
 
 
-def _md5_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 (Content-MD5)
+def hash_bytes(data: bytes) -> tuple[int, str, str]:
+    """``hash_file`` of bytes in memory: ``(size, sha256 hex, md5 base64)``."""
+    md5 = hashlib.md5(data)  # noqa: S324  (Content-MD5 is what S3 checks)
+    return len(data), hashlib.sha256(data).hexdigest(), base64.b64encode(md5.digest()).decode()
 
 
 def _utc(utc_us: int) -> dt.datetime:
@@ -525,9 +527,8 @@ class S3Target:
         self._settings = settings
         self._client = client or settings.client()
         self._lock_checked = False
-        self._lock_check_lock = (
-            threading.Lock()
-        )  # one GetObjectLockConfiguration, not one per thread
+        # One GetObjectLockConfiguration per target, not one per sending thread.
+        self._lock_check_lock = threading.Lock()
         self._parallel_puts = parallel_puts
         self._bundles = bundles
 
@@ -687,8 +688,8 @@ class S3Target:
         ETag and name (``extra["bundle"]``): the exact, locked object that holds it.
         """
         data = build_bundle(members)
-        name = bundle_key(data)
-        size, sha, md5 = len(data), hashlib.sha256(data).hexdigest(), _md5_b64(data)
+        size, sha, md5 = hash_bytes(data)
+        name = bundle_key_for_digest(sha)
         receipt = None
         if listed.get(name) == size:
             receipt = self.existing(name, size, sha, md5, retain_until_utc_us)
@@ -697,20 +698,23 @@ class S3Target:
                 name, data, size, sha, md5_b64=md5, retain_until_utc_us=retain_until_utc_us
             )
         self.confirm(receipt)
-        return [
-            Receipt(
-                target=self.url,
-                name=member,
-                size=len(body),
-                sha256=hashlib.sha256(body).hexdigest(),
-                md5_b64=_md5_b64(body),
-                retain_until_utc_us=receipt.retain_until_utc_us,
-                version_id=receipt.version_id,
-                etag=receipt.etag,
-                extra={"bundle": name},
+        out = []
+        for member, body in members:
+            m_size, m_sha, m_md5 = hash_bytes(body)
+            out.append(
+                Receipt(
+                    target=self.url,
+                    name=member,
+                    size=m_size,
+                    sha256=m_sha,
+                    md5_b64=m_md5,
+                    retain_until_utc_us=receipt.retain_until_utc_us,
+                    version_id=receipt.version_id,
+                    etag=receipt.etag,
+                    extra={"bundle": name},
+                )
             )
-            for member, body in members
-        ]
+        return out
 
     def exists(self, name: str) -> bool:
         try:
